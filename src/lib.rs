@@ -1,0 +1,9 @@
+//! gatewatch: an access-log anomaly detector for ingress controllers.
+//!
+//! Data flows one way: lines → [`parse`] → [`event::Request`] → [`window`]/[`detect`] →
+//! [`detect::Incident`]. The core (`parse`, `window`, `detect`) does no I/O and reads no
+//! clock: it is driven by the logs' own timestamps, so replaying a file and tailing it live
+//! give the same incidents.
+
+pub mod event;
+pub mod parse;

@@ -1,0 +1,41 @@
+//! Line → [`Request`]: the `Parser` trait, the format presets and format auto-detection.
+
+mod container;
+mod nginx;
+mod presets;
+mod request_line;
+pub mod time;
+
+pub use container::{unwrap_line, Joiner, Stream, Unwrapped, Wrapper, WrapperError};
+pub use nginx::{FormatError, Leniency, LogFormat, Var};
+pub use presets::{detect_format, preset, Detected, PRESET_NAMES};
+pub use request_line::split_request_line;
+
+use crate::event::Request;
+
+/// Turns one record (already unwrapped from any container wrapper) into a [`Request`]
+/// that borrows from the line.
+pub trait Parser: Send + Sync {
+    /// The format's name, as `--format` spells it.
+    fn name(&self) -> &str;
+    fn parse<'a>(&self, line: &'a [u8]) -> Result<Request<'a>, ParseError>;
+}
+
+/// Why a line is not a record of the format. Counted and sampled, never fatal.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    #[error("empty line")]
+    Empty,
+    #[error("expected {expected:?} at byte {at}")]
+    Mismatch { at: usize, expected: String },
+    #[error("line ends inside ${field}")]
+    Truncated { field: &'static str },
+    #[error("invalid ${field} at byte {at}")]
+    InvalidField { field: &'static str, at: usize },
+    #[error("unexpected text after the last field at byte {at}")]
+    TrailingData { at: usize },
+    #[error("no timestamp in the record")]
+    NoTimestamp,
+    #[error("container wrapper: {0}")]
+    Wrapper(#[from] WrapperError),
+}

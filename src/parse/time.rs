@@ -1,0 +1,221 @@
+//! Fast parsers for the timestamp shapes access logs use. Hand-rolled because they run once
+//! per line on the hot path; chrono handles the rarer ISO 8601 shapes.
+
+use crate::event::{Timestamp, NANOS_PER_SEC};
+
+/// Days since 1970-01-01 for a proleptic Gregorian date (Howard Hinnant's algorithm).
+fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year.div_euclid(400);
+    let yoe = year - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp as i64 + 2) / 5 + day as i64 - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+fn digits(bytes: &[u8]) -> Option<u32> {
+    let mut value = 0u32;
+    for &b in bytes {
+        let d = b.wrapping_sub(b'0');
+        if d > 9 {
+            return None;
+        }
+        value = value * 10 + d as u32;
+    }
+    Some(value)
+}
+
+fn month_number(name: &[u8]) -> Option<u32> {
+    Some(match name {
+        b"Jan" => 1,
+        b"Feb" => 2,
+        b"Mar" => 3,
+        b"Apr" => 4,
+        b"May" => 5,
+        b"Jun" => 6,
+        b"Jul" => 7,
+        b"Aug" => 8,
+        b"Sep" => 9,
+        b"Oct" => 10,
+        b"Nov" => 11,
+        b"Dec" => 12,
+        _ => return None,
+    })
+}
+
+fn checked_seconds(
+    year: u32,
+    month: u32,
+    day: u32,
+    hour: u32,
+    minute: u32,
+    second: u32,
+) -> Option<i64> {
+    if !(1..=31).contains(&day) || hour > 23 || minute > 59 || second > 60 {
+        return None;
+    }
+    let days = days_from_civil(year as i64, month, day);
+    Some(days * 86_400 + (hour * 3600 + minute * 60 + second) as i64)
+}
+
+/// Parses `+hhmm` / `-hhmm` into seconds east of UTC.
+fn offset_hhmm(bytes: &[u8]) -> Option<i64> {
+    let (sign, rest) = match bytes.split_first()? {
+        (b'+', rest) => (1, rest),
+        (b'-', rest) => (-1, rest),
+        _ => return None,
+    };
+    if rest.len() != 4 {
+        return None;
+    }
+    let hours = digits(&rest[..2])? as i64;
+    let minutes = digits(&rest[2..])? as i64;
+    Some(sign * (hours * 3600 + minutes * 60))
+}
+
+/// nginx `$time_local` / Apache `%t`: `10/Mar/2025:14:02:11 +0000`.
+pub fn parse_time_local(text: &[u8]) -> Option<Timestamp> {
+    if text.len() != 26 || text[2] != b'/' || text[6] != b'/' || text[11] != b':' {
+        return None;
+    }
+    if text[14] != b':' || text[17] != b':' || text[20] != b' ' {
+        return None;
+    }
+    let day = digits(&text[0..2])?;
+    let month = month_number(&text[3..6])?;
+    let year = digits(&text[7..11])?;
+    let hour = digits(&text[12..14])?;
+    let minute = digits(&text[15..17])?;
+    let second = digits(&text[18..20])?;
+    let offset = offset_hhmm(&text[21..26])?;
+    let local = checked_seconds(year, month, day, hour, minute, second)?;
+    Some(Timestamp::from_secs(local - offset))
+}
+
+/// `$msec`: Unix seconds with a fraction, `1741615331.472`.
+pub fn parse_epoch_seconds(text: &[u8]) -> Option<Timestamp> {
+    let (whole, fraction) = match memchr::memchr(b'.', text) {
+        Some(dot) => (&text[..dot], &text[dot + 1..]),
+        None => (text, &b""[..]),
+    };
+    if whole.is_empty() || whole.len() > 12 || fraction.len() > 9 {
+        return None;
+    }
+    let secs = digits(whole)? as i64;
+    let mut nanos = digits(fraction)? as i64;
+    for _ in fraction.len()..9 {
+        nanos *= 10;
+    }
+    Some(Timestamp(secs * NANOS_PER_SEC + nanos))
+}
+
+/// ISO 8601 / RFC 3339 (`$time_iso8601`, CRI and Docker timestamps). Fast path for the
+/// exact shapes runtimes write; anything else goes through chrono.
+pub fn parse_iso8601(text: &[u8]) -> Option<Timestamp> {
+    if let Some(ts) = parse_iso8601_fast(text) {
+        return Some(ts);
+    }
+    Timestamp::parse_rfc3339(std::str::from_utf8(text).ok()?)
+}
+
+fn parse_iso8601_fast(text: &[u8]) -> Option<Timestamp> {
+    if text.len() < 20 || text[4] != b'-' || text[7] != b'-' || text[10] != b'T' {
+        return None;
+    }
+    if text[13] != b':' || text[16] != b':' {
+        return None;
+    }
+    let year = digits(&text[0..4])?;
+    let month = digits(&text[5..7])?;
+    if !(1..=12).contains(&month) {
+        return None;
+    }
+    let day = digits(&text[8..10])?;
+    let hour = digits(&text[11..13])?;
+    let minute = digits(&text[14..16])?;
+    let second = digits(&text[17..19])?;
+    let mut rest = &text[19..];
+    let mut nanos = 0i64;
+    if rest.first() == Some(&b'.') {
+        let end = rest[1..]
+            .iter()
+            .position(|b| !b.is_ascii_digit())
+            .map_or(rest.len(), |p| p + 1);
+        let fraction = &rest[1..end];
+        if fraction.is_empty() || fraction.len() > 9 {
+            return None;
+        }
+        nanos = digits(fraction)? as i64;
+        for _ in fraction.len()..9 {
+            nanos *= 10;
+        }
+        rest = &rest[end..];
+    }
+    let offset = match rest {
+        b"Z" | b"z" => 0,
+        [sign @ (b'+' | b'-'), h1, h2, b':', m1, m2] => offset_hhmm(&[*sign, *h1, *h2, *m1, *m2])?,
+        _ => return None,
+    };
+    let local = checked_seconds(year, month, day, hour, minute, second)?;
+    Some(Timestamp((local - offset) * NANOS_PER_SEC + nanos))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rfc(ts: Option<Timestamp>) -> String {
+        ts.expect("parses").to_rfc3339()
+    }
+
+    #[test]
+    fn time_local_applies_the_offset() {
+        assert_eq!(
+            rfc(parse_time_local(b"17/Oct/2023:05:57:49 +1100")),
+            "2023-10-16T18:57:49Z"
+        );
+        assert_eq!(
+            rfc(parse_time_local(b"18/Jul/2025:14:14:47 -0400")),
+            "2025-07-18T18:14:47Z"
+        );
+        assert_eq!(
+            rfc(parse_time_local(b"29/Feb/2024:00:00:00 +0000")),
+            "2024-02-29T00:00:00Z"
+        );
+    }
+
+    #[test]
+    fn time_local_rejects_garbage() {
+        assert!(parse_time_local(b"10/Foo/2025:14:02:11 +0000").is_none());
+        assert!(parse_time_local(b"10/Mar/2025:25:02:11 +0000").is_none());
+        assert!(parse_time_local(b"10/Mar/2025:14:02:11 0000").is_none());
+        assert!(parse_time_local(b"10/Mar/2025").is_none());
+    }
+
+    #[test]
+    fn iso8601_shapes() {
+        assert_eq!(
+            rfc(parse_iso8601(b"2025-03-10T14:10:00.123456789Z")),
+            "2025-03-10T14:10:00.123456789Z"
+        );
+        assert_eq!(
+            rfc(parse_iso8601(b"2025-03-10T14:02:11+01:00")),
+            "2025-03-10T13:02:11Z"
+        );
+        assert_eq!(
+            rfc(parse_iso8601(b"2025-03-10T14:08:00.123Z")),
+            "2025-03-10T14:08:00.123Z"
+        );
+        assert!(parse_iso8601(b"2025-13-10T14:08:00Z").is_none());
+    }
+
+    #[test]
+    fn epoch_seconds_with_fraction() {
+        assert_eq!(
+            rfc(parse_epoch_seconds(b"1741615331.472")),
+            "2025-03-10T14:02:11.472Z"
+        );
+        assert!(parse_epoch_seconds(b"abc").is_none());
+    }
+}
