@@ -157,9 +157,18 @@ mod tests {
     fn parse_ip_normalises_ports_brackets_and_mapped_v4() {
         assert_eq!(parse_ip(b"1.2.3.4"), Some("1.2.3.4".parse().unwrap()));
         assert_eq!(parse_ip(b"1.2.3.4:80"), Some("1.2.3.4".parse().unwrap()));
-        assert_eq!(parse_ip(b"[2001:db8::1]:443"), Some("2001:db8::1".parse().unwrap()));
-        assert_eq!(parse_ip(b"::ffff:10.0.0.1"), Some("10.0.0.1".parse().unwrap()));
-        assert_eq!(parse_ip(b"2001:db8::1"), Some("2001:db8::1".parse().unwrap()));
+        assert_eq!(
+            parse_ip(b"[2001:db8::1]:443"),
+            Some("2001:db8::1".parse().unwrap())
+        );
+        assert_eq!(
+            parse_ip(b"::ffff:10.0.0.1"),
+            Some("10.0.0.1".parse().unwrap())
+        );
+        assert_eq!(
+            parse_ip(b"2001:db8::1"),
+            Some("2001:db8::1".parse().unwrap())
+        );
         assert_eq!(parse_ip(b"unix:"), None);
         assert_eq!(parse_ip(b"-"), None);
     }

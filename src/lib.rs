@@ -5,5 +5,9 @@
 //! clock: it is driven by the logs' own timestamps, so replaying a file and tailing it live
 //! give the same incidents.
 
+pub mod cli;
+pub mod detect;
 pub mod event;
+pub mod input;
 pub mod parse;
+pub mod window;

@@ -201,7 +201,9 @@ mod tests {
         assert_eq!(full.stream, Stream::Stdout);
         assert!(!full.partial);
         assert_eq!(full.ts.to_rfc3339(), "2025-03-10T14:10:00.123456789Z");
-        let partial = unwrap_line(b"2025-03-10T14:10:00.2Z stderr P abc").unwrap().unwrap();
+        let partial = unwrap_line(b"2025-03-10T14:10:00.2Z stderr P abc")
+            .unwrap()
+            .unwrap();
         assert!(partial.partial);
         assert_eq!(partial.stream, Stream::Stderr);
     }
@@ -216,7 +218,10 @@ mod tests {
 
     #[test]
     fn plain_lines_are_not_wrapped() {
-        assert!(unwrap_line(b"203.0.113.45 - - [10/Mar/2025:14:02:11 +0000] \"GET / HTTP/1.1\" 200 1 \"-\" \"-\"").is_none());
+        assert!(unwrap_line(
+            b"203.0.113.45 - - [10/Mar/2025:14:02:11 +0000] \"GET / HTTP/1.1\" 200 1 \"-\" \"-\""
+        )
+        .is_none());
     }
 
     #[test]
@@ -230,8 +235,20 @@ mod tests {
             partial,
         };
         assert_eq!(joiner.push(frag(b"ab", Stream::Stdout, true)), None);
-        assert_eq!(joiner.push(frag(b"zz", Stream::Stderr, false)).unwrap().as_ref(), b"zz");
-        assert_eq!(joiner.push(frag(b"cd", Stream::Stdout, false)).unwrap().as_ref(), b"abcd");
+        assert_eq!(
+            joiner
+                .push(frag(b"zz", Stream::Stderr, false))
+                .unwrap()
+                .as_ref(),
+            b"zz"
+        );
+        assert_eq!(
+            joiner
+                .push(frag(b"cd", Stream::Stdout, false))
+                .unwrap()
+                .as_ref(),
+            b"abcd"
+        );
         assert_eq!(joiner.push(frag(b"123456", Stream::Stdout, true)), None);
         let joined = joiner.push(frag(b"789", Stream::Stdout, false)).unwrap();
         assert_eq!(joined.as_ref(), b"12345678");

@@ -1,12 +1,14 @@
 //! Line → [`Request`]: the `Parser` trait, the format presets and format auto-detection.
 
 mod container;
+mod decoder;
 mod nginx;
 mod presets;
 mod request_line;
 pub mod time;
 
 pub use container::{unwrap_line, Joiner, Stream, Unwrapped, Wrapper, WrapperError};
+pub use decoder::Decoder;
 pub use nginx::{FormatError, Leniency, LogFormat, Var};
 pub use presets::{detect_format, preset, Detected, PRESET_NAMES};
 pub use request_line::split_request_line;

@@ -106,7 +106,8 @@ impl Var {
 
     /// `$upstream_*` values list several attempts joined by `, ` or ` : `.
     fn is_multi_value(self) -> bool {
-        matches!(self, Var::UpstreamAddr) || matches!(self, Var::Opaque(n) if n.starts_with("upstream_"))
+        matches!(self, Var::UpstreamAddr)
+            || matches!(self, Var::Opaque(n) if n.starts_with("upstream_"))
     }
 }
 
@@ -114,7 +115,10 @@ impl Var {
 enum Step {
     Literal(Box<[u8]>),
     /// A variable; `until` is the literal that ends it, `None` when it ends the line.
-    Field { var: Var, until: Option<Box<[u8]>> },
+    Field {
+        var: Var,
+        until: Option<Box<[u8]>>,
+    },
 }
 
 /// How forgiving a compiled format is with lines that do not match it to the end.
@@ -204,9 +208,15 @@ impl LogFormat {
                 }
             }
         }
-        let status_step = steps
-            .iter()
-            .position(|s| matches!(s, Step::Field { var: Var::Status, .. }));
+        let status_step = steps.iter().position(|s| {
+            matches!(
+                s,
+                Step::Field {
+                    var: Var::Status,
+                    ..
+                }
+            )
+        });
         let has_body_bytes = steps.iter().any(|s| {
             matches!(
                 s,
@@ -260,8 +270,7 @@ impl LogFormat {
                 Step::Field { var, until } => {
                     let end = match until {
                         None => line.len(),
-                        Some(literal) => match find_end(line, pos, literal, var.is_multi_value())
-                        {
+                        Some(literal) => match find_end(line, pos, literal, var.is_multi_value()) {
                             Some(end) => end,
                             None if self.may_stop_at(index) => {
                                 self.assign(*var, &line[pos..], req, pos)?;
@@ -458,7 +467,10 @@ mod tests {
                 Token::Literal("]"),
             ]
         );
-        assert!(matches!(tokenize("a $ b"), Err(FormatError::BadVariable(_))));
+        assert!(matches!(
+            tokenize("a $ b"),
+            Err(FormatError::BadVariable(_))
+        ));
     }
 
     #[test]
@@ -487,7 +499,10 @@ mod tests {
         assert_eq!(req.query.as_deref(), Some(&b"next=/"[..]));
         assert_eq!(req.status, Some(401));
         assert_eq!(req.duration_us, Some(12_000));
-        assert_eq!(req.extra, vec![("http_x_api_key", Cow::Borrowed(&b"key-123"[..]))]);
+        assert_eq!(
+            req.extra,
+            vec![("http_x_api_key", Cow::Borrowed(&b"key-123"[..]))]
+        );
     }
 
     #[test]
@@ -496,11 +511,16 @@ mod tests {
         assert!(format.parse(b"10.0.0.1 200").is_ok());
         assert!(matches!(
             format.parse(b"10.0.0.1 200 extra"),
-            Err(ParseError::InvalidField { field: "status", .. })
+            Err(ParseError::InvalidField {
+                field: "status",
+                ..
+            })
         ));
         assert!(matches!(
             format.parse(b"10.0.0.1"),
-            Err(ParseError::Truncated { field: "remote_addr" })
+            Err(ParseError::Truncated {
+                field: "remote_addr"
+            })
         ));
     }
 

@@ -124,14 +124,23 @@ mod tests {
         assert_eq!(req.ts.unwrap().to_rfc3339(), "2025-03-10T14:02:11Z");
         assert_eq!(req.status, Some(200));
         assert_eq!(req.bytes_sent, Some(1843));
-        assert_eq!(req.referer.as_deref(), Some(&b"https://shop.example.com/cart"[..]));
+        assert_eq!(
+            req.referer.as_deref(),
+            Some(&b"https://shop.example.com/cart"[..])
+        );
     }
 
     #[test]
     fn ingress_multi_value_upstreams() {
-        let req = preset("ingress-nginx").unwrap().parse(INGRESS_LINE).unwrap();
+        let req = preset("ingress-nginx")
+            .unwrap()
+            .parse(INGRESS_LINE)
+            .unwrap();
         assert_eq!(req.route.as_deref(), Some(&b"shop-gql-80"[..]));
-        assert_eq!(req.upstream.as_deref(), Some(&b"10.42.3.30:80, 10.42.3.31:80"[..]));
+        assert_eq!(
+            req.upstream.as_deref(),
+            Some(&b"10.42.3.30:80, 10.42.3.31:80"[..])
+        );
         assert_eq!(req.duration_us, Some(31_000));
         assert_eq!(
             req.request_id.as_deref(),
@@ -146,7 +155,10 @@ mod tests {
         let line = br#"192.0.2.11 - - [10/Mar/2025:14:03:01 +0000] "GET /a\x22b HTTP/1.1" 404 153 "-" "curl/8.5.0 \"quoted\"""#;
         let req = preset("combined").unwrap().parse(line).unwrap();
         assert_eq!(req.path.as_deref(), Some(&br"/a\x22b"[..]));
-        assert_eq!(req.user_agent.as_deref(), Some(&br#"curl/8.5.0 \"quoted\""#[..]));
+        assert_eq!(
+            req.user_agent.as_deref(),
+            Some(&br#"curl/8.5.0 \"quoted\""#[..])
+        );
     }
 
     #[test]

@@ -1,0 +1,128 @@
+//! Rendering records and incidents for people and programs. Log data is attacker-controlled:
+//! everything shown on a terminal goes through `escape_for_terminal`.
+
+use serde::Serialize;
+
+use crate::detect::Incident;
+use crate::event::Request;
+
+/// Replaces control characters (C0, DEL, C1: the ANSI escape vocabulary) with visible
+/// escapes, so a user agent cannot move the cursor or recolour an analyst's terminal.
+pub fn escape_for_terminal(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\t' => out.push_str("\\t"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            c if c.is_control() => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The Request with the field names of the parse contract; absent fields are left out.
+#[derive(Serialize)]
+pub struct RequestJson {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ts: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_ip: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    method: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    path: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    query: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    request_line: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    http_version: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    bytes_sent: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user_agent: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    referer: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    host: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    duration_ms: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    route: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    upstream: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    x_forwarded_for: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    request_id: Option<String>,
+}
+
+fn lossy(text: &Option<crate::event::Text<'_>>) -> Option<String> {
+    text.as_deref()
+        .map(|bytes| String::from_utf8_lossy(bytes).into_owned())
+}
+
+impl From<&Request<'_>> for RequestJson {
+    fn from(req: &Request<'_>) -> Self {
+        RequestJson {
+            ts: req.ts.map(|ts| ts.to_rfc3339()),
+            client_ip: req.client_ip.map(|ip| ip.to_string()),
+            method: lossy(&req.method),
+            path: lossy(&req.path),
+            query: lossy(&req.query),
+            request_line: lossy(&req.request_line),
+            http_version: lossy(&req.http_version),
+            status: req.status,
+            bytes_sent: req.bytes_sent,
+            user: lossy(&req.user),
+            user_agent: lossy(&req.user_agent),
+            referer: lossy(&req.referer),
+            host: lossy(&req.host),
+            duration_ms: req.duration_us.map(|us| us as f64 / 1000.0),
+            route: lossy(&req.route),
+            upstream: lossy(&req.upstream),
+            x_forwarded_for: lossy(&req.x_forwarded_for),
+            request_id: lossy(&req.request_id),
+        }
+    }
+}
+
+/// Column header of `--output table`.
+pub fn table_header() -> String {
+    format!(
+        "{:<24} {:<16} {:<8} {:<39} {:>7}  {}",
+        "DETECTED", "DETECTOR", "SEVERITY", "ENTITY", "COUNT", "SUMMARY"
+    )
+}
+
+/// One incident as a table row, escaped for the terminal.
+pub fn table_row(incident: &Incident) -> String {
+    format!(
+        "{:<24} {:<16} {:<8} {:<39} {:>7}  {}",
+        incident.detected_at.to_rfc3339_millis(),
+        escape_for_terminal(&incident.detector),
+        incident.severity.as_str(),
+        escape_for_terminal(&incident.entity),
+        incident.count,
+        escape_for_terminal(&incident.summary),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ansi_sequences_are_neutralised() {
+        let hostile = "curl\u{1b}[2J\u{1b}]0;pwned\u{7}\u{9b}31m";
+        let shown = escape_for_terminal(hostile);
+        assert!(!shown.chars().any(char::is_control), "{shown}");
+        assert_eq!(shown, "curl\\u{1b}[2J\\u{1b}]0;pwned\\u{7}\\u{9b}31m");
+    }
+}

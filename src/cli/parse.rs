@@ -1,0 +1,55 @@
+//! `gatewatch parse`: stdin lines → one JSON object per record (or its error).
+
+use std::io::{self, BufWriter, Write};
+use std::process::ExitCode;
+
+use clap::Args;
+
+use super::output::RequestJson;
+use crate::input::LineReader;
+use crate::parse::Decoder;
+
+#[derive(Args, Debug)]
+pub struct ParseArgs {
+    /// Log format: auto, ingress-nginx or combined. Container wrappers (CRI, Docker
+    /// json-file) are detected per line whatever the format.
+    #[arg(long, default_value = "auto")]
+    format: String,
+}
+
+/// Lines sampled for `--format auto`.
+const SAMPLE_LINES: usize = 64;
+
+pub fn run(args: ParseArgs) -> anyhow::Result<ExitCode> {
+    let mut reader = LineReader::new(io::stdin().lock());
+    let (parser, chosen) = super::choose_parser(&args.format, &reader.peek_lines(SAMPLE_LINES)?)?;
+    eprintln!("gatewatch parse: format {chosen}");
+    let mut decoder = Decoder::new(parser);
+    let mut out = BufWriter::new(io::stdout().lock());
+    let mut line_number = 0u64;
+    let mut write_error = None;
+    reader.for_each_line(
+        |line| {
+            line_number += 1;
+            let json = decoder.decode(line, |_, parsed| match parsed {
+                Ok(req) => serde_json::to_string(&RequestJson::from(&req)),
+                Err(err) => serde_json::to_string(&serde_json::json!({
+                    "error": err.to_string(),
+                    "line": line_number,
+                })),
+            });
+            if let Some(Ok(json)) = json {
+                if let Err(err) = writeln!(out, "{json}") {
+                    write_error.get_or_insert(err);
+                }
+            }
+        },
+        |_| {},
+    )?;
+    out.flush()?;
+    match write_error {
+        Some(err) if err.kind() == io::ErrorKind::BrokenPipe => Ok(ExitCode::SUCCESS),
+        Some(err) => Err(err.into()),
+        None => Ok(ExitCode::SUCCESS),
+    }
+}

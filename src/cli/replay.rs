@@ -1,0 +1,262 @@
+//! `gatewatch replay FILE…`: offline analysis at full speed.
+
+use std::io::{self, BufWriter, IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use clap::{Args, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use super::output::{escape_for_terminal, table_header, table_row};
+use crate::detect::{self, Engine, EngineSettings, IncidentEvent, Observed};
+use crate::event::Timestamp;
+use crate::input::{self, LineReader};
+use crate::parse::Decoder;
+
+#[derive(Args, Debug)]
+pub struct ReplayArgs {
+    /// Log files to read in order (`.gz` content is detected; `-` is stdin).
+    #[arg(required = true)]
+    files: Vec<String>,
+    /// Log format: auto (chosen per file from its first lines), ingress-nginx or combined.
+    #[arg(long, default_value = "auto")]
+    format: String,
+    /// jsonl: one Incident JSON object per line (printed when its episode closes);
+    /// table: one row per incident for people.
+    #[arg(long, value_enum, default_value_t = OutputKind::Jsonl)]
+    output: OutputKind,
+    /// Directory of detector definitions that add to or override the built-ins by id.
+    #[arg(long)]
+    detectors: Option<PathBuf>,
+    /// Event time from the first line during which baselines only learn.
+    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+    warmup: Duration,
+    /// How far behind the newest event time a line may be and still count.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    late_tolerance: Duration,
+    /// Never draw a progress bar, even on a terminal.
+    #[arg(long)]
+    no_progress: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum OutputKind {
+    Jsonl,
+    Table,
+}
+
+/// Unparsed lines shown in the summary.
+const MAX_SAMPLES: usize = 5;
+const SAMPLE_LINES: usize = 64;
+
+#[derive(Default)]
+struct Totals {
+    lines: u64,
+    bytes: u64,
+    parsed: u64,
+    unparsed: u64,
+    late: u64,
+    incidents: u64,
+    samples: Vec<String>,
+}
+
+/// Prints incidents as they close.
+struct Sink<W: Write> {
+    out: W,
+    kind: OutputKind,
+}
+
+impl<W: Write> Sink<W> {
+    fn handle(&mut self, event: IncidentEvent, totals: &mut Totals) -> io::Result<()> {
+        let IncidentEvent::Closed(incident) = event else {
+            return Ok(());
+        };
+        totals.incidents += 1;
+        match self.kind {
+            OutputKind::Jsonl => {
+                serde_json::to_writer(&mut self.out, &incident)?;
+                self.out.write_all(b"\n")
+            }
+            OutputKind::Table => writeln!(self.out, "{}", table_row(&incident)),
+        }
+    }
+}
+
+pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
+    let defs = detect::load(args.detectors.as_deref())?;
+    let settings = EngineSettings {
+        late_tolerance_nanos: args.late_tolerance.as_nanos().min(i64::MAX as u128) as i64,
+        warmup_nanos: args.warmup.as_nanos().min(i64::MAX as u128) as i64,
+    };
+    let mut engine = Engine::new(&defs, settings);
+    let mut sink = Sink {
+        out: BufWriter::with_capacity(1 << 16, io::stdout().lock()),
+        kind: args.output,
+    };
+    if args.output == OutputKind::Table {
+        writeln!(sink.out, "{}", table_header())?;
+    }
+    let show_progress = !args.no_progress && io::stderr().is_terminal();
+    let mut totals = Totals::default();
+    #[allow(clippy::disallowed_methods)]
+    // Throughput is wall-clock by nature; the core never reads a clock.
+    let started = Instant::now();
+    let mut first_ts: Option<Timestamp> = None;
+    let mut last_ts: Option<Timestamp> = None;
+
+    for path in &args.files {
+        let input = input::open(path).map_err(|e| anyhow::anyhow!("{path}: {e}"))?;
+        let progress = progress_bar(show_progress, input.size, path);
+        let raw_bytes = input.raw_bytes.clone();
+        let mut reader = LineReader::new(input.reader);
+        let (parser, chosen) =
+            super::choose_parser(&args.format, &reader.peek_lines(SAMPLE_LINES)?)
+                .map_err(|e| anyhow::anyhow!("{path}: {e:#}"))?;
+        eprintln!(
+            "gatewatch replay: {}: format {chosen}",
+            escape_for_terminal(path)
+        );
+        let mut decoder = Decoder::new(parser);
+        let mut write_error: Option<io::Error> = None;
+        let mut line_number = 0u64;
+        reader.for_each_line(
+            |line| {
+                line_number += 1;
+                totals.lines += 1;
+                let observed = decoder.decode(line, |record, parsed| match parsed {
+                    Ok(mut req) => {
+                        req.source = Some(path);
+                        let ts = req.ts;
+                        Ok((engine.observe(&req, record), ts))
+                    }
+                    Err(err) => Err(format!(
+                        "{}:{line_number}: {err}: {}",
+                        escape_for_terminal(path),
+                        escape_for_terminal(&String::from_utf8_lossy(
+                            &record[..record.len().min(160)]
+                        ))
+                    )),
+                });
+                match observed {
+                    None => {}
+                    Some(Ok((outcome, ts))) => {
+                        totals.parsed += 1;
+                        if outcome == Observed::Late {
+                            totals.late += 1;
+                        }
+                        first_ts = first_ts.min(ts).or(ts);
+                        last_ts = last_ts.max(ts);
+                    }
+                    Some(Err(sample)) => {
+                        totals.unparsed += 1;
+                        if totals.samples.len() < MAX_SAMPLES {
+                            totals.samples.push(sample);
+                        }
+                    }
+                }
+                for event in engine.drain_events() {
+                    if let Err(err) = sink.handle(event, &mut totals) {
+                        write_error.get_or_insert(err);
+                    }
+                }
+            },
+            |_| {
+                if let Some(bar) = &progress {
+                    bar.set_position(raw_bytes.get());
+                }
+            },
+        )?;
+        totals.bytes += reader.bytes;
+        if let Some(bar) = progress {
+            bar.finish_and_clear();
+        }
+        if decoder.truncated() > 0 {
+            eprintln!(
+                "gatewatch replay: {}: {} joined records cut at the size cap",
+                escape_for_terminal(path),
+                decoder.truncated()
+            );
+        }
+        if let Some(err) = write_error {
+            if err.kind() == io::ErrorKind::BrokenPipe {
+                return Ok(ExitCode::SUCCESS);
+            }
+            return Err(err.into());
+        }
+    }
+    engine.finish();
+    for event in engine.drain_events() {
+        sink.handle(event, &mut totals)?;
+    }
+    sink.out.flush()?;
+    print_summary(&totals, &engine, started.elapsed(), first_ts, last_ts);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn progress_bar(show: bool, size: Option<u64>, path: &str) -> Option<ProgressBar> {
+    if !show {
+        return None;
+    }
+    let bar = match size {
+        Some(size) => ProgressBar::new(size).with_style(
+            ProgressStyle::with_template(
+                "{msg} [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+            )
+            .expect("valid template")
+            .progress_chars("=> "),
+        ),
+        None => ProgressBar::new_spinner(),
+    };
+    bar.set_message(escape_for_terminal(path));
+    Some(bar)
+}
+
+fn print_summary(
+    totals: &Totals,
+    engine: &Engine,
+    elapsed: Duration,
+    first_ts: Option<Timestamp>,
+    last_ts: Option<Timestamp>,
+) {
+    let secs = elapsed.as_secs_f64().max(1e-9);
+    let mut err = io::stderr().lock();
+    let _ = writeln!(
+        err,
+        "gatewatch replay: {} lines ({:.1} MB) in {:.2} s: {:.0} lines/s, {:.0} MB/s",
+        totals.lines,
+        totals.bytes as f64 / 1e6,
+        secs,
+        totals.lines as f64 / secs,
+        totals.bytes as f64 / 1e6 / secs
+    );
+    let stats = engine.stats();
+    let _ = writeln!(
+        err,
+        "  parsed {}, unparsed {}, late {} (beyond the tolerance, not analysed)",
+        totals.parsed, totals.unparsed, stats.late
+    );
+    if let (Some(first), Some(last)) = (first_ts, last_ts) {
+        let _ = writeln!(
+            err,
+            "  event time {} .. {} ({:.1} min)",
+            first.to_rfc3339(),
+            last.to_rfc3339(),
+            (last.nanos() - first.nanos()) as f64 / 60e9
+        );
+    }
+    let _ = writeln!(err, "  incidents {}", totals.incidents);
+    for (id, detector) in engine.detector_stats() {
+        let _ = writeln!(
+            err,
+            "    {id}: {} incidents, {} keys tracked, {} evicted",
+            detector.incidents, detector.keys, detector.evictions
+        );
+    }
+    if !totals.samples.is_empty() {
+        let _ = writeln!(err, "  unparsed samples:");
+        for sample in &totals.samples {
+            let _ = writeln!(err, "    {sample}");
+        }
+    }
+}

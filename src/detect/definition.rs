@@ -1,0 +1,543 @@
+//! Detector definitions: TOML files (built-in ones embedded, `--detectors DIR` adds or
+//! overrides by id) → raw serde structs → checked and compiled parameters. Every problem is
+//! collected with its file and key, so one run reports them all.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::num::NonZeroUsize;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::incident::Severity;
+use crate::event::EntityKind;
+use crate::window::WindowSpec;
+
+/// Built-in definitions, embedded in the binary.
+pub const BUILTIN: &[(&str, &str)] = &[
+    (
+        "rate-spike-ip.toml",
+        include_str!("../../detectors/rate-spike-ip.toml"),
+    ),
+    (
+        "scanner-ip.toml",
+        include_str!("../../detectors/scanner-ip.toml"),
+    ),
+    (
+        "brute-force-ip.toml",
+        include_str!("../../detectors/brute-force-ip.toml"),
+    ),
+];
+
+/// A checked, compiled detector definition.
+#[derive(Clone, Debug)]
+pub struct DetectorDef {
+    pub id: String,
+    pub entity: EntityKind,
+    pub severity: Severity,
+    pub description: String,
+    pub params: KindParams,
+    /// Where it was defined (`built-in:<file>` or a path).
+    pub origin: String,
+    /// `enabled = false` in a directory switches a built-in off by id.
+    pub enabled: bool,
+}
+
+#[derive(Clone, Debug)]
+pub enum KindParams {
+    RateSpike(RateSpikeParams),
+    Scanner(SignalParams),
+    BruteForce(SignalParams),
+}
+
+impl KindParams {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            KindParams::RateSpike(_) => "rate_spike",
+            KindParams::Scanner(_) => "scanner",
+            KindParams::BruteForce(_) => "brute_force",
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct RateSpikeParams {
+    pub window: WindowSpec,
+    pub half_life_buckets: f64,
+    pub min_history_buckets: i64,
+    pub min_count: u32,
+    pub own_ratio: f64,
+    pub population_quantile: f64,
+    pub population_ratio: f64,
+    pub p_value: f64,
+    pub sustain: f64,
+    pub critical_ratio: f64,
+    pub quiet_nanos: i64,
+    pub capacity: NonZeroUsize,
+}
+
+#[derive(Clone, Debug)]
+pub struct SignalParams {
+    pub window: WindowSpec,
+    pub min_count: u32,
+    pub min_fraction: f64,
+    pub statuses: Vec<u16>,
+    pub paths: Vec<String>,
+    pub sustain: f64,
+    pub quiet_nanos: i64,
+    pub capacity: NonZeroUsize,
+}
+
+/// Every problem found, each naming its file and key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DefinitionErrors(pub Vec<String>);
+
+impl fmt::Display for DefinitionErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, error) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            f.write_str(error)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for DefinitionErrors {}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDef {
+    /// Unique id; a file in `--detectors DIR` with a built-in's id replaces it.
+    id: String,
+    /// Detector kind: rate_spike, scanner or brute_force.
+    kind: String,
+    /// What the detector keys its statistics by (ip for now).
+    entity: EntityKind,
+    /// Severity of a new incident.
+    severity: Severity,
+    /// One line for humans.
+    #[serde(default)]
+    description: String,
+    /// `false` switches a (built-in) detector off.
+    #[serde(default = "yes")]
+    enabled: bool,
+    /// Kind-specific parameters.
+    #[serde(default)]
+    params: toml::Table,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawRateSpike {
+    /// Sliding window the request count is taken over.
+    window: String,
+    /// Bucket width: the window's resolution in event time.
+    bucket: String,
+    /// Half-life of the key's EWMA baseline.
+    baseline_half_life: String,
+    /// History a key needs before its own baseline is trusted.
+    min_history: String,
+    /// Fewest requests in a window that can be a spike.
+    min_count: u32,
+    /// The window count must be this many times the key's own expected count.
+    own_ratio: f64,
+    /// Quantile of all keys' window counts used as the population reference.
+    population_quantile: f64,
+    /// The window count must be this many times the population reference.
+    population_ratio: f64,
+    /// Poisson tail probability below which the count is anomalous.
+    p_value: f64,
+    /// Fraction of the entry threshold that keeps an open incident going.
+    sustain: f64,
+    /// Ratio (count / expected) at which the incident becomes critical.
+    critical_ratio: f64,
+    /// Event time without anomalous requests after which the incident closes.
+    quiet: String,
+    /// Keys tracked at most (least recently seen are evicted).
+    capacity: usize,
+}
+
+impl Default for RawRateSpike {
+    fn default() -> Self {
+        RawRateSpike {
+            window: "60s".into(),
+            bucket: "10s".into(),
+            baseline_half_life: "15m".into(),
+            min_history: "4m".into(),
+            min_count: 60,
+            own_ratio: 3.0,
+            population_quantile: 0.9,
+            population_ratio: 6.0,
+            p_value: 1e-6,
+            sustain: 0.5,
+            critical_ratio: 100.0,
+            quiet: "2m".into(),
+            capacity: 200_000,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawSignal {
+    /// Sliding window the signal requests are counted over.
+    window: String,
+    /// Bucket width.
+    bucket: String,
+    /// Fewest signal requests in a window that open an incident.
+    min_count: u32,
+    /// Signal requests must be at least this fraction of the key's requests in the window.
+    min_fraction: f64,
+    /// Response statuses that count (scanner: any of these *or* a path match;
+    /// brute_force: one of these *and* a path match).
+    statuses: Vec<u16>,
+    /// Case-insensitive substrings of the request target.
+    paths: Vec<String>,
+    /// Fraction of `min_count` that keeps an open incident going.
+    sustain: f64,
+    /// Event time without signal requests after which the incident closes.
+    quiet: String,
+    /// Keys tracked at most.
+    capacity: usize,
+}
+
+impl Default for RawSignal {
+    fn default() -> Self {
+        RawSignal {
+            window: "60s".into(),
+            bucket: "10s".into(),
+            min_count: 10,
+            min_fraction: 0.0,
+            statuses: Vec::new(),
+            paths: Vec::new(),
+            sustain: 0.3,
+            quiet: "2m".into(),
+            capacity: 100_000,
+        }
+    }
+}
+
+/// Collects errors for one file.
+struct Checker<'o> {
+    origin: &'o str,
+    errors: Vec<String>,
+}
+
+impl Checker<'_> {
+    fn error(&mut self, key: &str, message: impl fmt::Display) {
+        self.errors
+            .push(format!("{}: {key}: {message}", self.origin));
+    }
+
+    fn duration(&mut self, key: &str, text: &str) -> i64 {
+        match humantime::parse_duration(text) {
+            Ok(d) if d > Duration::ZERO => d.as_nanos().min(i64::MAX as u128) as i64,
+            Ok(_) => {
+                self.error(key, "must be longer than zero");
+                1
+            }
+            Err(e) => {
+                self.error(key, format!("invalid duration {text:?}: {e}"));
+                1
+            }
+        }
+    }
+
+    fn window(&mut self, window: &str, bucket: &str) -> WindowSpec {
+        let window_nanos = self.duration("params.window", window);
+        let bucket_nanos = self.duration("params.bucket", bucket);
+        WindowSpec::new(window_nanos, bucket_nanos).unwrap_or_else(|| {
+            self.error(
+                "params.window",
+                format!(
+                    "{window} must be a whole number (1 to {}) of {bucket} buckets",
+                    crate::window::MAX_BUCKETS
+                ),
+            );
+            WindowSpec::new(1, 1).expect("1 bucket")
+        })
+    }
+
+    fn positive(&mut self, key: &str, value: f64) -> f64 {
+        if !(value > 0.0 && value.is_finite()) {
+            self.error(key, format!("must be a positive number, not {value}"));
+        }
+        value
+    }
+
+    fn fraction(&mut self, key: &str, value: f64, allow_zero: bool) -> f64 {
+        let ok = if allow_zero {
+            (0.0..=1.0).contains(&value)
+        } else {
+            value > 0.0 && value < 1.0
+        };
+        if !ok {
+            self.error(key, format!("must be within (0, 1), not {value}"));
+        }
+        value
+    }
+
+    fn capacity(&mut self, value: usize) -> NonZeroUsize {
+        NonZeroUsize::new(value).unwrap_or_else(|| {
+            self.error("params.capacity", "must be at least 1");
+            NonZeroUsize::MIN
+        })
+    }
+
+    fn params<T: for<'de> Deserialize<'de>>(&mut self, table: toml::Table) -> Option<T> {
+        match toml::Value::Table(table).try_into() {
+            Ok(params) => Some(params),
+            Err(e) => {
+                self.error("params", e.to_string().trim());
+                None
+            }
+        }
+    }
+
+    fn rate_spike(&mut self, raw: RawRateSpike) -> RateSpikeParams {
+        let window = self.window(&raw.window, &raw.bucket);
+        let bucket = window.bucket_nanos() as f64;
+        let half_life = self.duration("params.baseline_half_life", &raw.baseline_half_life);
+        let min_history = self.duration("params.min_history", &raw.min_history);
+        if raw.min_count == 0 {
+            self.error("params.min_count", "must be at least 1");
+        }
+        RateSpikeParams {
+            window,
+            half_life_buckets: half_life as f64 / bucket,
+            min_history_buckets: (min_history as f64 / bucket).ceil() as i64,
+            min_count: raw.min_count.max(1),
+            own_ratio: self.positive("params.own_ratio", raw.own_ratio),
+            population_quantile: self.fraction(
+                "params.population_quantile",
+                raw.population_quantile,
+                false,
+            ),
+            population_ratio: self.positive("params.population_ratio", raw.population_ratio),
+            p_value: self.fraction("params.p_value", raw.p_value, false),
+            sustain: self.fraction("params.sustain", raw.sustain, false),
+            critical_ratio: self.positive("params.critical_ratio", raw.critical_ratio),
+            quiet_nanos: self.duration("params.quiet", &raw.quiet),
+            capacity: self.capacity(raw.capacity),
+        }
+    }
+
+    fn signal(&mut self, raw: RawSignal, kind: &str) -> SignalParams {
+        let window = self.window(&raw.window, &raw.bucket);
+        if raw.min_count == 0 {
+            self.error("params.min_count", "must be at least 1");
+        }
+        if raw.statuses.is_empty() && raw.paths.is_empty() {
+            self.error("params", format!("{kind} needs statuses or paths to count"));
+        }
+        if kind == "brute_force" && (raw.statuses.is_empty() || raw.paths.is_empty()) {
+            self.error("params", "brute_force needs both statuses and paths");
+        }
+        if let Some(bad) = raw.statuses.iter().find(|s| !(100..=599).contains(*s)) {
+            self.error("params.statuses", format!("{bad} is not an HTTP status"));
+        }
+        if raw.paths.iter().any(String::is_empty) {
+            self.error("params.paths", "an empty pattern would match every path");
+        }
+        SignalParams {
+            window,
+            min_count: raw.min_count.max(1),
+            min_fraction: self.fraction("params.min_fraction", raw.min_fraction, true),
+            statuses: raw.statuses,
+            paths: raw.paths,
+            sustain: self.fraction("params.sustain", raw.sustain, false),
+            quiet_nanos: self.duration("params.quiet", &raw.quiet),
+            capacity: self.capacity(raw.capacity),
+        }
+    }
+}
+
+/// Parses and checks one definition file.
+pub fn parse_definition(origin: &str, text: &str) -> Result<DetectorDef, Vec<String>> {
+    let raw: RawDef = toml::from_str(text).map_err(|e| vec![format!("{origin}: {e}")])?;
+    let mut checker = Checker {
+        origin,
+        errors: Vec::new(),
+    };
+    if raw.id.trim().is_empty() {
+        checker.error("id", "must not be empty");
+    }
+    let params = match raw.kind.as_str() {
+        "rate_spike" => checker
+            .params::<RawRateSpike>(raw.params)
+            .map(|p| KindParams::RateSpike(checker.rate_spike(p))),
+        "scanner" => checker
+            .params::<RawSignal>(raw.params)
+            .map(|p| KindParams::Scanner(checker.signal(p, "scanner"))),
+        "brute_force" => checker
+            .params::<RawSignal>(raw.params)
+            .map(|p| KindParams::BruteForce(checker.signal(p, "brute_force"))),
+        other => {
+            checker.error(
+                "kind",
+                format!("unknown kind {other:?} (known: rate_spike, scanner, brute_force)"),
+            );
+            None
+        }
+    };
+    if raw.entity != EntityKind::Ip {
+        checker.error(
+            "entity",
+            format!("{} is not supported yet; these kinds key by ip", raw.entity),
+        );
+    }
+    match params {
+        Some(params) if checker.errors.is_empty() => Ok(DetectorDef {
+            id: raw.id,
+            entity: raw.entity,
+            severity: raw.severity,
+            description: raw.description,
+            params,
+            origin: origin.to_string(),
+            enabled: raw.enabled,
+        }),
+        _ => Err(checker.errors),
+    }
+}
+
+/// Definitions from `*.toml` files of a directory, sorted by file name.
+pub fn load_dir(dir: &Path) -> Result<Vec<DetectorDef>, DefinitionErrors> {
+    let entries = std::fs::read_dir(dir)
+        .map_err(|e| DefinitionErrors(vec![format!("{}: {e}", dir.display())]))?;
+    let mut paths: Vec<_> = entries
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|path| path.extension().is_some_and(|ext| ext == "toml"))
+        .collect();
+    paths.sort();
+    let mut defs = Vec::new();
+    let mut errors = Vec::new();
+    for path in paths {
+        let origin = path.display().to_string();
+        match std::fs::read_to_string(&path) {
+            Ok(text) => match parse_definition(&origin, &text) {
+                Ok(def) => defs.push(def),
+                Err(errs) => errors.extend(errs),
+            },
+            Err(e) => errors.push(format!("{origin}: {e}")),
+        }
+    }
+    finish(defs, errors)
+}
+
+/// The enabled built-in definitions, with `dir`'s added or replacing them by id.
+pub fn load(dir: Option<&Path>) -> Result<Vec<DetectorDef>, DefinitionErrors> {
+    let mut errors = Vec::new();
+    let mut by_id: BTreeMap<String, DetectorDef> = BTreeMap::new();
+    for (file, text) in BUILTIN {
+        match parse_definition(&format!("built-in:{file}"), text) {
+            Ok(def) => {
+                by_id.insert(def.id.clone(), def);
+            }
+            Err(errs) => errors.extend(errs),
+        }
+    }
+    if let Some(dir) = dir {
+        match load_dir(dir) {
+            Ok(defs) => {
+                for def in defs {
+                    by_id.insert(def.id.clone(), def);
+                }
+            }
+            Err(errs) => errors.extend(errs.0),
+        }
+    }
+    let defs = by_id.into_values().filter(|def| def.enabled).collect();
+    finish(defs, errors)
+}
+
+fn finish(
+    defs: Vec<DetectorDef>,
+    mut errors: Vec<String>,
+) -> Result<Vec<DetectorDef>, DefinitionErrors> {
+    let mut seen = std::collections::HashSet::new();
+    for def in &defs {
+        if !seen.insert(def.id.as_str()) {
+            errors.push(format!("{}: id: {:?} is defined twice", def.origin, def.id));
+        }
+    }
+    if errors.is_empty() {
+        Ok(defs)
+    } else {
+        Err(DefinitionErrors(errors))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtins_load() {
+        let defs = load(None).unwrap();
+        let ids: Vec<_> = defs.iter().map(|d| d.id.as_str()).collect();
+        assert_eq!(ids, ["brute-force-ip", "rate-spike-ip", "scanner-ip"]);
+    }
+
+    #[test]
+    fn errors_name_file_and_key_and_are_all_reported() {
+        let text = r#"
+            id = "x"
+            kind = "rate_spike"
+            entity = "ip"
+            severity = "high"
+            [params]
+            window = "61s"
+            own_ratio = -1.0
+            population_quantile = 1.5
+        "#;
+        let errors = parse_definition("my.toml", text).unwrap_err();
+        assert_eq!(errors.len(), 3, "{errors:?}");
+        assert!(
+            errors[0].starts_with("my.toml: params.window:"),
+            "{errors:?}"
+        );
+        assert!(errors
+            .iter()
+            .any(|e| e.starts_with("my.toml: params.own_ratio:")));
+        assert!(errors
+            .iter()
+            .any(|e| e.contains("params.population_quantile")));
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        let text = "id = \"x\"\nkind = \"scanner\"\nentity = \"ip\"\nseverity = \"low\"\n[params]\nmin_cuont = 3\n";
+        let errors = parse_definition("s.toml", text).unwrap_err();
+        assert!(errors[0].contains("min_cuont"), "{errors:?}");
+        let text =
+            "id = \"x\"\nkind = \"scanner\"\nentity = \"ip\"\nseverity = \"low\"\ncolour = 1\n";
+        let errors = parse_definition("s.toml", text).unwrap_err();
+        assert!(errors[0].contains("colour"), "{errors:?}");
+    }
+
+    #[test]
+    fn a_directory_overrides_and_disables_builtins() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("scanner.toml"),
+            "id = \"scanner-ip\"\nkind = \"scanner\"\nentity = \"ip\"\nseverity = \"low\"\nenabled = false\n[params]\nstatuses = [404]\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("bf.toml"),
+            "id = \"brute-force-ip\"\nkind = \"brute_force\"\nentity = \"ip\"\nseverity = \"critical\"\n[params]\nstatuses = [401]\npaths = [\"/login\"]\nmin_count = 3\n",
+        )
+        .unwrap();
+        let defs = load(Some(dir.path())).unwrap();
+        let ids: Vec<_> = defs.iter().map(|d| d.id.as_str()).collect();
+        assert_eq!(ids, ["brute-force-ip", "rate-spike-ip"]);
+        assert_eq!(defs[0].severity, Severity::Critical);
+    }
+}

@@ -1,0 +1,139 @@
+//! Feeds each request to every detector instance in event-time order and collects the
+//! incident events they produce.
+
+use super::definition::{DetectorDef, KindParams};
+use super::incident::IncidentEvent;
+use super::rate_spike::RateSpike;
+use super::signal_count::{SignalCount, SignalKind};
+use super::{Context, Detector, DetectorStats};
+use crate::event::{Request, Timestamp, NANOS_PER_SEC};
+
+/// Engine-wide settings (per-detector ones live in the definitions).
+#[derive(Clone, Copy, Debug)]
+pub struct EngineSettings {
+    /// How far behind the newest event time a line may be and still count.
+    pub late_tolerance_nanos: i64,
+    /// Event time from the first line during which baselines learn and rate
+    /// detectors do not fire.
+    pub warmup_nanos: i64,
+}
+
+impl Default for EngineSettings {
+    fn default() -> Self {
+        EngineSettings {
+            late_tolerance_nanos: 5 * NANOS_PER_SEC,
+            warmup_nanos: 5 * 60 * NANOS_PER_SEC,
+        }
+    }
+}
+
+/// What became of one request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Observed {
+    Accepted,
+    /// Older than the newest event time minus the tolerance: counted, not analysed.
+    Late,
+    /// The record carried no timestamp.
+    NoTimestamp,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EngineStats {
+    pub accepted: u64,
+    pub late: u64,
+    pub no_timestamp: u64,
+}
+
+pub struct Engine {
+    detectors: Vec<Box<dyn Detector>>,
+    settings: EngineSettings,
+    first: Option<Timestamp>,
+    watermark: Timestamp,
+    next_tick: i64,
+    stats: EngineStats,
+    events: Vec<IncidentEvent>,
+}
+
+/// Quiet incidents are closed once per second of event time.
+const TICK_NANOS: i64 = NANOS_PER_SEC;
+
+impl Engine {
+    pub fn new(defs: &[DetectorDef], settings: EngineSettings) -> Self {
+        let detectors = defs.iter().map(build).collect();
+        Engine {
+            detectors,
+            settings,
+            first: None,
+            watermark: Timestamp(i64::MIN),
+            next_tick: i64::MIN,
+            stats: EngineStats::default(),
+            events: Vec::new(),
+        }
+    }
+
+    /// Analyses one request. `line` is kept as evidence if the request joins an incident.
+    pub fn observe(&mut self, req: &Request<'_>, line: &[u8]) -> Observed {
+        let Some(ts) = req.ts else {
+            self.stats.no_timestamp += 1;
+            return Observed::NoTimestamp;
+        };
+        let first = *self.first.get_or_insert(ts);
+        if ts.nanos()
+            < self
+                .watermark
+                .nanos()
+                .saturating_sub(self.settings.late_tolerance_nanos)
+        {
+            self.stats.late += 1;
+            return Observed::Late;
+        }
+        if ts > self.watermark {
+            self.watermark = ts;
+            if ts.nanos() >= self.next_tick {
+                self.next_tick = ts.nanos() - ts.nanos().rem_euclid(TICK_NANOS) + TICK_NANOS;
+                for detector in &mut self.detectors {
+                    detector.close_quiet(ts, &mut self.events);
+                }
+            }
+        }
+        self.stats.accepted += 1;
+        let ctx = Context {
+            now: self.watermark,
+            learning: self.watermark.nanos() - first.nanos() < self.settings.warmup_nanos,
+        };
+        for detector in &mut self.detectors {
+            detector.observe(req, line, &ctx, &mut self.events);
+        }
+        Observed::Accepted
+    }
+
+    /// End of input: closes every open incident.
+    pub fn finish(&mut self) {
+        for detector in &mut self.detectors {
+            detector.close_all(&mut self.events);
+        }
+    }
+
+    /// Incident events produced since the last call, in the order they happened.
+    pub fn drain_events(&mut self) -> std::vec::Drain<'_, IncidentEvent> {
+        self.events.drain(..)
+    }
+
+    pub fn stats(&self) -> EngineStats {
+        self.stats
+    }
+
+    pub fn detector_stats(&self) -> impl Iterator<Item = (&str, DetectorStats)> {
+        self.detectors.iter().map(|d| (d.id(), d.stats()))
+    }
+}
+
+fn build(def: &DetectorDef) -> Box<dyn Detector> {
+    match &def.params {
+        KindParams::RateSpike(params) => Box::new(RateSpike::new(def, params)),
+        KindParams::Scanner(params) => Box::new(SignalCount::new(def, SignalKind::Scanner, params)),
+        KindParams::BruteForce(params) => {
+            Box::new(SignalCount::new(def, SignalKind::BruteForce, params))
+        }
+    }
+}

@@ -1,0 +1,222 @@
+//! Incident lifecycle: one incident per (detector, entity) episode, updated while the
+//! anomaly lasts, closed after a quiet period of event time.
+
+use std::collections::HashMap;
+use std::fmt::Display;
+use std::hash::Hash;
+
+use foldhash::fast::RandomState;
+
+use super::incident::{incident_id, Evidence, Incident, IncidentEvent, Score, Severity, Status};
+use crate::event::{EntityKind, Timestamp};
+
+/// Evidence lines kept per incident.
+pub const MAX_EVIDENCE: usize = 5;
+
+/// Who opens incidents and what they say, shared by every episode of one detector.
+#[derive(Clone, Debug)]
+pub struct EpisodeSettings {
+    pub detector: String,
+    pub kind: &'static str,
+    pub entity_kind: EntityKind,
+    pub quiet_nanos: i64,
+}
+
+/// What a detector knows when it decides to open an incident.
+pub struct Opening<'l> {
+    pub started_at: Timestamp,
+    pub detected_at: Timestamp,
+    pub severity: Severity,
+    pub score: Score,
+    pub summary: String,
+    pub line: &'l [u8],
+}
+
+struct Open {
+    incident: Incident,
+    last_anomalous: Timestamp,
+}
+
+pub struct Episodes<K> {
+    settings: EpisodeSettings,
+    open: HashMap<K, Open, RandomState>,
+    opened_total: u64,
+}
+
+impl<K: Hash + Eq + Clone + Display> Episodes<K> {
+    pub fn new(settings: EpisodeSettings) -> Self {
+        Episodes {
+            settings,
+            open: HashMap::default(),
+            opened_total: 0,
+        }
+    }
+
+    pub fn is_open(&self, key: &K) -> bool {
+        !self.open.is_empty() && self.open.contains_key(key)
+    }
+
+    pub fn open_count(&self) -> usize {
+        self.open.len()
+    }
+
+    pub fn opened_total(&self) -> u64 {
+        self.opened_total
+    }
+
+    pub fn open(&mut self, key: K, opening: Opening<'_>, events: &mut Vec<IncidentEvent>) {
+        let entity = key.to_string();
+        let incident = Incident {
+            id: incident_id(&self.settings.detector, &entity, opening.started_at),
+            detector: self.settings.detector.clone(),
+            kind: self.settings.kind,
+            severity: opening.severity,
+            entity_kind: self.settings.entity_kind,
+            entity,
+            started_at: opening.started_at,
+            detected_at: opening.detected_at,
+            last_seen: opening.detected_at,
+            count: 1,
+            score: opening.score,
+            summary: opening.summary,
+            status: Status::Open,
+            evidence: vec![Evidence::new(opening.detected_at, opening.line)],
+        };
+        self.opened_total += 1;
+        events.push(IncidentEvent::Opened(incident.clone()));
+        self.open.insert(
+            key,
+            Open {
+                incident,
+                last_anomalous: opening.detected_at,
+            },
+        );
+    }
+
+    /// Another request from an entity with an open incident. `anomalous` keeps it open.
+    pub fn touch(&mut self, key: &K, ts: Timestamp, line: &[u8], anomalous: bool) {
+        let Some(open) = self.open.get_mut(key) else {
+            return;
+        };
+        let incident = &mut open.incident;
+        incident.count += 1;
+        incident.last_seen = incident.last_seen.max(ts);
+        if incident.evidence.len() < MAX_EVIDENCE {
+            incident.evidence.push(Evidence::new(ts, line));
+        }
+        if anomalous {
+            open.last_anomalous = open.last_anomalous.max(ts);
+        }
+    }
+
+    /// Raises an open incident's severity (and score); emits `Escalated` when it rose.
+    pub fn escalate(
+        &mut self,
+        key: &K,
+        severity: Severity,
+        score: Score,
+        events: &mut Vec<IncidentEvent>,
+    ) {
+        if let Some(open) = self.open.get_mut(key) {
+            if severity > open.incident.severity {
+                open.incident.severity = severity;
+                open.incident.score = score;
+                events.push(IncidentEvent::Escalated(open.incident.clone()));
+            }
+        }
+    }
+
+    /// Closes episodes with no anomalous request for the quiet period before `now`.
+    pub fn close_quiet(&mut self, now: Timestamp, events: &mut Vec<IncidentEvent>) {
+        if self.open.is_empty() {
+            return;
+        }
+        let quiet = self.settings.quiet_nanos;
+        let mut closing: Vec<K> = self
+            .open
+            .iter()
+            .filter(|(_, open)| now.nanos() - open.last_anomalous.nanos() >= quiet)
+            .map(|(key, _)| key.clone())
+            .collect();
+        // Deterministic output order, whatever the hash map's.
+        closing.sort_by_key(|key| self.open[key].incident.detected_at);
+        for key in closing {
+            if let Some(open) = self.open.remove(&key) {
+                events.push(IncidentEvent::Closed(closed(open.incident)));
+            }
+        }
+    }
+
+    pub fn close_all(&mut self, events: &mut Vec<IncidentEvent>) {
+        let mut all: Vec<Incident> = self.open.drain().map(|(_, open)| open.incident).collect();
+        all.sort_by_key(|incident| incident.detected_at);
+        events.extend(all.into_iter().map(|i| IncidentEvent::Closed(closed(i))));
+    }
+}
+
+fn closed(mut incident: Incident) -> Incident {
+    incident.status = Status::Closed;
+    incident
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn episodes() -> Episodes<u32> {
+        Episodes::new(EpisodeSettings {
+            detector: "d".into(),
+            kind: "rate_spike",
+            entity_kind: EntityKind::Ip,
+            quiet_nanos: 100,
+        })
+    }
+
+    fn opening(at: i64) -> Opening<'static> {
+        Opening {
+            started_at: Timestamp(at - 10),
+            detected_at: Timestamp(at),
+            severity: Severity::High,
+            score: Score {
+                observed: 10.0,
+                expected: 1.0,
+                p_value: None,
+            },
+            summary: "s".into(),
+            line: b"line",
+        }
+    }
+
+    #[test]
+    fn one_incident_per_episode_closed_after_quiet() {
+        let mut eps = episodes();
+        let mut events = Vec::new();
+        eps.open(7, opening(1000), &mut events);
+        eps.touch(&7, Timestamp(1050), b"x", true);
+        eps.touch(&7, Timestamp(1120), b"y", false);
+        eps.close_quiet(Timestamp(1149), &mut events);
+        assert_eq!(events.len(), 1, "still open: last anomalous at 1050");
+        eps.close_quiet(Timestamp(1150), &mut events);
+        let IncidentEvent::Closed(incident) = &events[1] else {
+            panic!("expected a close, got {events:?}");
+        };
+        assert_eq!(incident.count, 3);
+        assert_eq!(incident.last_seen, Timestamp(1120));
+        assert_eq!(incident.status, Status::Closed);
+        assert!(!eps.is_open(&7));
+    }
+
+    #[test]
+    fn escalation_only_upwards() {
+        let mut eps = episodes();
+        let mut events = Vec::new();
+        eps.open(1, opening(10), &mut events);
+        let score = opening(10).score;
+        eps.escalate(&1, Severity::Medium, score, &mut events);
+        assert_eq!(events.len(), 1);
+        eps.escalate(&1, Severity::Critical, score, &mut events);
+        assert!(
+            matches!(events[1], IncidentEvent::Escalated(ref i) if i.severity == Severity::Critical)
+        );
+    }
+}

@@ -1,0 +1,52 @@
+//! Detector kinds, the engine that runs every detector instance, and incident lifecycle.
+
+pub mod definition;
+mod engine;
+mod episodes;
+mod incident;
+mod rate_spike;
+mod signal_count;
+#[cfg(test)]
+mod tests;
+
+pub use definition::{load, load_dir, DefinitionErrors, DetectorDef, KindParams};
+pub use engine::{Engine, EngineSettings, EngineStats, Observed};
+pub use incident::{Evidence, Incident, IncidentEvent, Score, Severity, Status};
+
+use crate::event::{Request, Timestamp};
+
+/// What every detector sees besides the request.
+#[derive(Clone, Copy, Debug)]
+pub struct Context {
+    /// The newest event time seen (the watermark).
+    pub now: Timestamp,
+    /// Still inside the warm-up: baselines learn, baseline-driven detectors stay silent.
+    pub learning: bool,
+}
+
+/// Size and activity of one detector instance.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DetectorStats {
+    pub keys: usize,
+    pub evictions: u64,
+    pub open_incidents: usize,
+    pub incidents: u64,
+}
+
+/// A detector instance: fed every request in event-time order, it opens and updates
+/// incidents. No I/O, no clock.
+pub trait Detector: Send {
+    fn id(&self) -> &str;
+    fn observe(
+        &mut self,
+        req: &Request<'_>,
+        line: &[u8],
+        ctx: &Context,
+        events: &mut Vec<IncidentEvent>,
+    );
+    /// Closes incidents that have been quiet for their detector's quiet period.
+    fn close_quiet(&mut self, now: Timestamp, events: &mut Vec<IncidentEvent>);
+    /// End of input: closes every open incident.
+    fn close_all(&mut self, events: &mut Vec<IncidentEvent>);
+    fn stats(&self) -> DetectorStats;
+}

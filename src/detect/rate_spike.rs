@@ -1,0 +1,201 @@
+//! `rate_spike`: a key's request count in a sliding window against its own EWMA baseline
+//! *and* the population of all keys, with a Poisson tail p-value and count/ratio guards.
+
+use std::net::IpAddr;
+
+use statrs::distribution::{DiscreteCDF, Poisson};
+
+use super::definition::{DetectorDef, RateSpikeParams};
+use super::episodes::{EpisodeSettings, Episodes, Opening};
+use super::incident::{IncidentEvent, Score, Severity};
+use super::{Context, Detector, DetectorStats};
+use crate::event::{Request, Timestamp};
+use crate::window::{Ewma, KeyTable, PopulationHistogram, RateWindow};
+
+/// Fewest population samples before the population reference is trusted.
+const MIN_POPULATION_SAMPLES: u64 = 200;
+
+struct KeyState {
+    window: RateWindow,
+    baseline: Ewma,
+    first_bucket: i64,
+}
+
+pub struct RateSpike {
+    id: String,
+    severity: Severity,
+    params: RateSpikeParams,
+    alpha: f64,
+    keys: KeyTable<IpAddr, KeyState>,
+    population: PopulationHistogram,
+    /// Population quantile of window counts, refreshed once per bucket.
+    population_reference: f64,
+    refreshed_bucket: i64,
+    episodes: Episodes<IpAddr>,
+}
+
+impl RateSpike {
+    pub fn new(def: &DetectorDef, params: &RateSpikeParams) -> Self {
+        RateSpike {
+            id: def.id.clone(),
+            severity: def.severity,
+            alpha: Ewma::alpha_for_half_life(params.half_life_buckets),
+            keys: KeyTable::new(params.capacity),
+            // Two epochs of 5 windows each: the population of the last 5 to 10 minutes.
+            population: PopulationHistogram::new(params.window.window_nanos() * 5),
+            population_reference: f64::INFINITY,
+            refreshed_bucket: i64::MIN,
+            episodes: Episodes::new(EpisodeSettings {
+                detector: def.id.clone(),
+                kind: "rate_spike",
+                entity_kind: def.entity,
+                quiet_nanos: params.quiet_nanos,
+            }),
+            params: params.clone(),
+        }
+    }
+
+    /// The count a window must reach before the key's own baseline is even consulted.
+    fn entry_threshold(&self) -> f64 {
+        (self.params.min_count as f64).max(self.params.population_ratio * self.population_reference)
+    }
+
+    fn refresh_population(&mut self, bucket: i64, now: Timestamp) {
+        if bucket <= self.refreshed_bucket {
+            return;
+        }
+        self.refreshed_bucket = bucket;
+        self.population.advance_to(now.nanos());
+        self.population_reference = self
+            .population
+            .quantile(self.params.population_quantile, MIN_POPULATION_SAMPLES)
+            .map_or(f64::INFINITY, |q| q as f64);
+    }
+}
+
+impl Detector for RateSpike {
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn observe(
+        &mut self,
+        req: &Request<'_>,
+        line: &[u8],
+        ctx: &Context,
+        events: &mut Vec<IncidentEvent>,
+    ) {
+        let (Some(ip), Some(ts)) = (req.client_ip, req.ts) else {
+            return;
+        };
+        let spec = self.params.window;
+        let bucket = spec.bucket_of(ts);
+        self.refresh_population(spec.bucket_of(ctx.now), ctx.now);
+        let entry = self.entry_threshold();
+        let open = self.episodes.is_open(&ip);
+        let alpha = self.alpha;
+        let state = self.keys.get_or_insert(ip, || KeyState {
+            window: RateWindow::new(bucket),
+            baseline: Ewma::default(),
+            first_bucket: bucket,
+        });
+        let before = state.window.sum();
+        // One population sample per key per window period, so busy keys do not
+        // outweigh the many quiet ones.
+        let periods = spec.buckets() as i64;
+        let new_period = bucket.div_euclid(periods) != state.window.head().div_euclid(periods);
+        let population = &mut self.population;
+        let baseline = &mut state.baseline;
+        state.window.record(&spec, bucket, |count, empty| {
+            if new_period {
+                population.record(before);
+            }
+            // An anomaly must not become the baseline it is judged against.
+            if !open {
+                baseline.update(count as f64, alpha);
+                baseline.update_zeros(empty, alpha);
+            }
+        });
+        let count = state.window.sum() as f64;
+        let buckets = spec.buckets() as f64;
+        let trusted = bucket - state.first_bucket >= self.params.min_history_buckets;
+        let own_expected = if trusted {
+            state.baseline.mean() * buckets
+        } else {
+            0.0
+        };
+        // A key with no trusted history is judged against the busy end of the population.
+        let expected = own_expected.max(self.population_reference).max(1.0);
+        let ratio = count / expected;
+        let severity = if ratio >= self.params.critical_ratio {
+            Severity::Critical
+        } else {
+            self.severity
+        };
+        if open {
+            self.episodes
+                .touch(&ip, ts, line, count >= self.params.sustain * entry);
+            if severity > self.severity {
+                let score = Score {
+                    observed: count,
+                    expected,
+                    p_value: None,
+                };
+                self.episodes.escalate(&ip, severity, score, events);
+            }
+            return;
+        }
+        if ctx.learning || count < entry || count < self.params.own_ratio * own_expected {
+            return;
+        }
+        let p_value = Poisson::new(expected)
+            .map(|poisson| poisson.sf(count as u64 - 1))
+            .unwrap_or(0.0);
+        if p_value >= self.params.p_value {
+            return;
+        }
+        let window_secs = spec.window_nanos() / 1_000_000_000;
+        let baseline_name = if trusted {
+            "its baseline"
+        } else {
+            "the busiest clients' rate"
+        };
+        let window_start = spec.bucket_start(bucket + 1 - spec.buckets() as i64);
+        let first_seen = spec.bucket_start(state.first_bucket);
+        self.episodes.open(
+            ip,
+            Opening {
+                started_at: window_start.max(first_seen),
+                detected_at: ts,
+                severity,
+                score: Score {
+                    observed: count,
+                    expected,
+                    p_value: Some(p_value),
+                },
+                summary: format!(
+                    "{ip} sent {count} requests in {window_secs}s, {ratio:.0}x {baseline_name}"
+                ),
+                line,
+            },
+            events,
+        );
+    }
+
+    fn close_quiet(&mut self, now: Timestamp, events: &mut Vec<IncidentEvent>) {
+        self.episodes.close_quiet(now, events);
+    }
+
+    fn close_all(&mut self, events: &mut Vec<IncidentEvent>) {
+        self.episodes.close_all(events);
+    }
+
+    fn stats(&self) -> DetectorStats {
+        DetectorStats {
+            keys: self.keys.len(),
+            evictions: self.keys.evictions(),
+            open_incidents: self.episodes.open_count(),
+            incidents: self.episodes.opened_total(),
+        }
+    }
+}

@@ -1,0 +1,196 @@
+//! `scanner` and `brute_force`: count a key's "signal" requests in a sliding window.
+//! A scanner's signal is an error status *or* a sensitive path; a brute force's is a
+//! failed-auth status *and* an auth route.
+
+use std::net::IpAddr;
+
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder};
+
+use super::definition::{DetectorDef, SignalParams};
+use super::episodes::{EpisodeSettings, Episodes, Opening};
+use super::incident::{IncidentEvent, Score, Severity};
+use super::{Context, Detector, DetectorStats};
+use crate::event::{Request, Timestamp};
+use crate::window::{KeyTable, RateWindow};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SignalKind {
+    Scanner,
+    BruteForce,
+}
+
+impl SignalKind {
+    fn name(self) -> &'static str {
+        match self {
+            SignalKind::Scanner => "scanner",
+            SignalKind::BruteForce => "brute_force",
+        }
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            SignalKind::Scanner => "error or sensitive-path requests",
+            SignalKind::BruteForce => "failed logins",
+        }
+    }
+}
+
+struct KeyState {
+    signals: RateWindow,
+    total: RateWindow,
+    first_signal: Timestamp,
+}
+
+pub struct SignalCount {
+    id: String,
+    kind: SignalKind,
+    severity: Severity,
+    params: SignalParams,
+    /// Status → counts as a signal, indexed by status code.
+    statuses: Box<[bool; 600]>,
+    paths: Option<AhoCorasick>,
+    keys: KeyTable<IpAddr, KeyState>,
+    episodes: Episodes<IpAddr>,
+}
+
+impl SignalCount {
+    pub fn new(def: &DetectorDef, kind: SignalKind, params: &SignalParams) -> Self {
+        let mut statuses = Box::new([false; 600]);
+        for &status in &params.statuses {
+            statuses[status as usize] = true;
+        }
+        let paths = (!params.paths.is_empty()).then(|| {
+            AhoCorasickBuilder::new()
+                .ascii_case_insensitive(true)
+                .build(&params.paths)
+                .expect("definition checked the patterns")
+        });
+        SignalCount {
+            id: def.id.clone(),
+            kind,
+            severity: def.severity,
+            statuses,
+            paths,
+            keys: KeyTable::new(params.capacity),
+            episodes: Episodes::new(EpisodeSettings {
+                detector: def.id.clone(),
+                kind: kind.name(),
+                entity_kind: def.entity,
+                quiet_nanos: params.quiet_nanos,
+            }),
+            params: params.clone(),
+        }
+    }
+
+    fn is_signal(&self, req: &Request<'_>) -> bool {
+        let status = req
+            .status
+            .is_some_and(|s| self.statuses.get(s as usize).copied().unwrap_or(false));
+        let path = || {
+            self.paths.as_ref().is_some_and(|paths| {
+                req.path.as_deref().is_some_and(|p| paths.is_match(p))
+                    || req.query.as_deref().is_some_and(|q| paths.is_match(q))
+                    || (req.path.is_none()
+                        && req
+                            .request_line
+                            .as_deref()
+                            .is_some_and(|l| paths.is_match(l)))
+            })
+        };
+        match self.kind {
+            SignalKind::Scanner => status || path(),
+            SignalKind::BruteForce => status && path(),
+        }
+    }
+}
+
+impl Detector for SignalCount {
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn observe(
+        &mut self,
+        req: &Request<'_>,
+        line: &[u8],
+        _ctx: &Context,
+        events: &mut Vec<IncidentEvent>,
+    ) {
+        let (Some(ip), Some(ts)) = (req.client_ip, req.ts) else {
+            return;
+        };
+        let spec = self.params.window;
+        let bucket = spec.bucket_of(ts);
+        let signal = self.is_signal(req);
+        // Keys are tracked from their first signal on; other keys cost one lookup.
+        let state = if signal {
+            self.keys.get_or_insert(ip, || KeyState {
+                signals: RateWindow::new(bucket),
+                total: RateWindow::new(bucket),
+                first_signal: ts,
+            })
+        } else {
+            match self.keys.peek_mut(&ip) {
+                Some(state) => state,
+                None => return,
+            }
+        };
+        state.total.record(&spec, bucket, |_, _| {});
+        state.signals.advance(&spec, bucket, |_, _| {});
+        if signal {
+            state.signals.add(&spec, bucket, 1);
+        }
+        let count = state.signals.sum();
+        let total = state.total.sum();
+        let min_count = self.params.min_count as f64;
+        if self.episodes.is_open(&ip) {
+            let anomalous = signal && count as f64 >= self.params.sustain * min_count;
+            self.episodes.touch(&ip, ts, line, anomalous);
+            return;
+        }
+        let fraction = count as f64 / total.max(1) as f64;
+        if !signal || count < self.params.min_count || fraction < self.params.min_fraction {
+            return;
+        }
+        let window_secs = spec.window_nanos() / 1_000_000_000;
+        let window_start = spec.bucket_start(bucket + 1 - spec.buckets() as i64);
+        let started_at = window_start.max(state.first_signal);
+        self.episodes.open(
+            ip,
+            Opening {
+                started_at,
+                detected_at: ts,
+                severity: self.severity,
+                score: Score {
+                    observed: count as f64,
+                    expected: min_count,
+                    p_value: None,
+                },
+                summary: format!(
+                    "{ip} sent {count} {} in {window_secs}s ({:.0}% of its requests)",
+                    self.kind.describe(),
+                    fraction * 100.0
+                ),
+                line,
+            },
+            events,
+        );
+    }
+
+    fn close_quiet(&mut self, now: Timestamp, events: &mut Vec<IncidentEvent>) {
+        self.episodes.close_quiet(now, events);
+    }
+
+    fn close_all(&mut self, events: &mut Vec<IncidentEvent>) {
+        self.episodes.close_all(events);
+    }
+
+    fn stats(&self) -> DetectorStats {
+        DetectorStats {
+            keys: self.keys.len(),
+            evictions: self.keys.evictions(),
+            open_incidents: self.episodes.open_count(),
+            incidents: self.episodes.opened_total(),
+        }
+    }
+}

@@ -1,0 +1,81 @@
+//! Physical line → record → `Request`: unwraps container wrappers, joins partial
+//! fragments, parses, and falls back to the wrapper's time when the format has none.
+
+use std::borrow::Cow;
+
+use super::container::{unwrap_line, Joiner};
+use super::{ParseError, Parser};
+use crate::event::Request;
+
+pub struct Decoder {
+    parser: Box<dyn Parser>,
+    joiner: Joiner,
+}
+
+impl Decoder {
+    pub fn new(parser: Box<dyn Parser>) -> Self {
+        Decoder {
+            parser,
+            joiner: Joiner::default(),
+        }
+    }
+
+    pub fn format(&self) -> &str {
+        self.parser.name()
+    }
+
+    /// Records cut at the joiner's size cap so far.
+    pub fn truncated(&self) -> u64 {
+        self.joiner.truncated
+    }
+
+    /// Decodes one physical line and hands the record and its parse to `each`. Returns
+    /// `None` (and calls nothing) while a partial record waits for its last fragment.
+    pub fn decode<T>(
+        &mut self,
+        line: &[u8],
+        each: impl FnOnce(&[u8], Result<Request<'_>, ParseError>) -> T,
+    ) -> Option<T> {
+        let (record, wrapper_ts) = match unwrap_line(line) {
+            None => (Cow::Borrowed(line), None),
+            Some(Err(err)) => return Some(each(line, Err(err.into()))),
+            Some(Ok(unwrapped)) => {
+                let ts = unwrapped.ts;
+                (self.joiner.push(unwrapped)?, Some(ts))
+            }
+        };
+        let parsed = self.parser.parse(&record).and_then(|mut req| {
+            req.ts = req.ts.or(wrapper_ts);
+            if req.ts.is_none() {
+                return Err(ParseError::NoTimestamp);
+            }
+            Ok(req)
+        });
+        Some(each(&record, parsed))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::parse::preset;
+
+    #[test]
+    fn cri_partials_are_joined_before_parsing() {
+        let mut decoder = Decoder::new(preset("combined").unwrap());
+        let first = br#"2025-03-10T14:10:00.1Z stdout P 203.0.113.45 - - [10/Mar/2025:14:10:00 +0000] "GET /a"#;
+        let last = br#"2025-03-10T14:10:00.1Z stdout F bc HTTP/1.1" 200 612 "-" "curl/8.5.0""#;
+        assert!(decoder.decode(first, |_, _| ()).is_none());
+        let path = decoder
+            .decode(last, |_, parsed| parsed.unwrap().path.unwrap().into_owned())
+            .unwrap();
+        assert_eq!(path, b"/abc");
+    }
+
+    #[test]
+    fn wrapper_errors_are_parse_errors() {
+        let mut decoder = Decoder::new(preset("combined").unwrap());
+        let result = decoder.decode(br#"{"log":1}"#, |_, parsed| parsed.is_err());
+        assert_eq!(result, Some(true));
+    }
+}
