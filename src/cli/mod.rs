@@ -9,7 +9,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-pub use output::escape_for_terminal;
+pub use output::{escape_for_terminal, RequestJson};
 
 #[derive(Parser, Debug)]
 #[command(

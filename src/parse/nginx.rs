@@ -335,7 +335,7 @@ impl LogFormat {
             Var::HttpUserAgent => req.user_agent = text(value),
             Var::HttpXForwardedFor => req.x_forwarded_for = text(value),
             Var::RequestTime => req.duration_us = seconds_as_micros(value).ok_or_else(invalid)?,
-            Var::Host => req.host = text(value),
+            Var::Host => req.host = text(strip_port(value)),
             Var::UpstreamAddr => req.upstream = text(value),
             Var::ProxyUpstreamName => req.route = text(value),
             Var::RequestId => req.request_id = text(value),
@@ -396,6 +396,22 @@ fn is_attempt_separator(line: &[u8], space: usize) -> bool {
     (space > 0 && line[space - 1] == b',')
         || line[space + 1..].starts_with(b": ")
         || (space >= 2 && &line[space - 2..space] == b" :")
+}
+
+/// `example.com:443` → `example.com` (a `$http_host` or vhost prefix may carry a port;
+/// bracketed IPv6 keeps its brackets, a bare IPv6 address is left alone).
+fn strip_port(host: &[u8]) -> &[u8] {
+    match memchr::memrchr(b':', host) {
+        Some(colon)
+            if colon + 1 < host.len()
+                && host[colon + 1..].iter().all(u8::is_ascii_digit)
+                && (memchr::memchr(b':', &host[..colon]).is_none()
+                    || host[..colon].ends_with(b"]")) =>
+        {
+            &host[..colon]
+        }
+        _ => host,
+    }
 }
 
 /// `-` and the empty string both mean "no value".
@@ -522,6 +538,14 @@ mod tests {
                 field: "remote_addr"
             })
         ));
+    }
+
+    #[test]
+    fn host_ports_are_stripped() {
+        assert_eq!(strip_port(b"example.com:443"), b"example.com");
+        assert_eq!(strip_port(b"[2001:db8::1]:80"), b"[2001:db8::1]");
+        assert_eq!(strip_port(b"2001:db8::1"), b"2001:db8::1");
+        assert_eq!(strip_port(b"example.com"), b"example.com");
     }
 
     #[test]

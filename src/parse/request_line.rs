@@ -26,7 +26,9 @@ pub fn split_request_line<'a>(line: &'a [u8], req: &mut Request<'a>) {
         // HTTP/0.9 style `GET /`: no protocol.
         None => (rest, None),
     };
-    if target.is_empty() || target.contains(&b' ') {
+    // A target may hold spaces when a protocol follows (clients do send them); it is
+    // everything between the method and the protocol.
+    if target.is_empty() {
         return;
     }
     req.method = Some(Cow::Borrowed(method));
@@ -96,11 +98,19 @@ mod tests {
             b"GET /a?cmd=ls -al&x=y??",
             b"",
             b"get / HTTP/1.1",
+            b"GET  HTTP/1.1",
         ] {
             let req = split(line);
             assert_eq!(req.method, None, "{:?}", String::from_utf8_lossy(line));
             assert_eq!(req.path, None);
         }
+    }
+
+    #[test]
+    fn a_target_with_spaces_runs_up_to_the_protocol() {
+        let req = split(b"GET /a b?x=1  HTTP/2.0");
+        assert_eq!(req.path.as_deref(), Some(&b"/a b"[..]));
+        assert_eq!(req.query.as_deref(), Some(&b"x=1 "[..]));
     }
 
     #[test]
