@@ -73,6 +73,8 @@ pub struct RateSpikeParams {
     pub p_value: f64,
     pub sustain: f64,
     pub critical_ratio: f64,
+    pub recurring_ratio: f64,
+    pub burst_memory_nanos: i64,
     pub quiet_nanos: i64,
     pub capacity: NonZeroUsize,
 }
@@ -158,6 +160,11 @@ struct RawRateSpike {
     sustain: f64,
     /// Ratio (count / expected) at which the incident becomes critical.
     critical_ratio: f64,
+    /// A key whose last incident peaked at P only fires again above this many times P
+    /// (decayed by `burst_memory`): periodic jobs alert once, not every period.
+    recurring_ratio: f64,
+    /// Half-life of the memory of a key's last burst.
+    burst_memory: String,
     /// Event time without anomalous requests after which the incident closes.
     quiet: String,
     /// Keys tracked at most (least recently seen are evicted).
@@ -178,6 +185,8 @@ impl Default for RawRateSpike {
             p_value: 1e-6,
             sustain: 0.5,
             critical_ratio: 100.0,
+            recurring_ratio: 1.5,
+            burst_memory: "1h".into(),
             quiet: "2m".into(),
             capacity: 200_000,
         }
@@ -324,6 +333,8 @@ impl Checker<'_> {
             p_value: self.fraction("params.p_value", raw.p_value, false),
             sustain: self.fraction("params.sustain", raw.sustain, false),
             critical_ratio: self.positive("params.critical_ratio", raw.critical_ratio),
+            recurring_ratio: self.positive("params.recurring_ratio", raw.recurring_ratio),
+            burst_memory_nanos: self.duration("params.burst_memory", &raw.burst_memory),
             quiet_nanos: self.duration("params.quiet", &raw.quiet),
             capacity: self.capacity(raw.capacity),
         }

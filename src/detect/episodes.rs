@@ -93,14 +93,16 @@ impl<K: Hash + Eq + Clone + Display> Episodes<K> {
         );
     }
 
-    /// Another request from an entity with an open incident. `anomalous` keeps it open.
-    pub fn touch(&mut self, key: &K, ts: Timestamp, line: &[u8], anomalous: bool) {
+    /// Another request from an entity with an open incident. `anomalous` keeps it open;
+    /// `observed` raises the incident's peak score.
+    pub fn touch(&mut self, key: &K, ts: Timestamp, line: &[u8], observed: f64, anomalous: bool) {
         let Some(open) = self.open.get_mut(key) else {
             return;
         };
         let incident = &mut open.incident;
         incident.count += 1;
         incident.last_seen = incident.last_seen.max(ts);
+        incident.score.observed = incident.score.observed.max(observed);
         if incident.evidence.len() < MAX_EVIDENCE {
             incident.evidence.push(Evidence::new(ts, line));
         }
@@ -192,8 +194,8 @@ mod tests {
         let mut eps = episodes();
         let mut events = Vec::new();
         eps.open(7, opening(1000), &mut events);
-        eps.touch(&7, Timestamp(1050), b"x", true);
-        eps.touch(&7, Timestamp(1120), b"y", false);
+        eps.touch(&7, Timestamp(1050), b"x", 30.0, true);
+        eps.touch(&7, Timestamp(1120), b"y", 5.0, false);
         eps.close_quiet(Timestamp(1149), &mut events);
         assert_eq!(events.len(), 1, "still open: last anomalous at 1050");
         eps.close_quiet(Timestamp(1150), &mut events);
@@ -201,6 +203,7 @@ mod tests {
             panic!("expected a close, got {events:?}");
         };
         assert_eq!(incident.count, 3);
+        assert_eq!(incident.score.observed, 30.0, "the peak is kept");
         assert_eq!(incident.last_seen, Timestamp(1120));
         assert_eq!(incident.status, Status::Closed);
         assert!(!eps.is_open(&7));

@@ -19,6 +19,9 @@ struct KeyState {
     window: RateWindow,
     baseline: Ewma,
     first_bucket: i64,
+    /// Peak window count of the key's last closed incident and when it ended: a key that
+    /// bursts to the same level again (a cron job) is not a new anomaly.
+    last_burst: Option<(f32, Timestamp)>,
 }
 
 pub struct RateSpike {
@@ -31,6 +34,7 @@ pub struct RateSpike {
     /// Population quantile of window counts, refreshed once per bucket.
     population_reference: f64,
     refreshed_bucket: i64,
+    burst_half_life_buckets: f64,
     episodes: Episodes<IpAddr>,
 }
 
@@ -45,6 +49,8 @@ impl RateSpike {
             population: PopulationHistogram::new(params.window.window_nanos() * 5),
             population_reference: f64::INFINITY,
             refreshed_bucket: i64::MIN,
+            burst_half_life_buckets: params.burst_memory_nanos as f64
+                / params.window.bucket_nanos() as f64,
             episodes: Episodes::new(EpisodeSettings {
                 detector: def.id.clone(),
                 kind: "rate_spike",
@@ -98,6 +104,7 @@ impl Detector for RateSpike {
             window: RateWindow::new(bucket),
             baseline: Ewma::default(),
             first_bucket: bucket,
+            last_burst: None,
         });
         let before = state.window.sum();
         // One population sample per key per window period, so busy keys do not
@@ -124,6 +131,11 @@ impl Detector for RateSpike {
         } else {
             0.0
         };
+        let recurring = state.last_burst.map_or(0.0, |(peak, ended)| {
+            let age_buckets =
+                (ts.nanos() - ended.nanos()).max(0) as f64 / spec.bucket_nanos() as f64;
+            peak as f64 * 0.5f64.powf(age_buckets / self.burst_half_life_buckets)
+        });
         // A key with no trusted history is judged against the busy end of the population.
         let expected = own_expected.max(self.population_reference).max(1.0);
         let ratio = count / expected;
@@ -134,7 +146,7 @@ impl Detector for RateSpike {
         };
         if open {
             self.episodes
-                .touch(&ip, ts, line, count >= self.params.sustain * entry);
+                .touch(&ip, ts, line, count, count >= self.params.sustain * entry);
             if severity > self.severity {
                 let score = Score {
                     observed: count,
@@ -146,6 +158,14 @@ impl Detector for RateSpike {
             return;
         }
         if ctx.learning || count < entry || count < self.params.own_ratio * own_expected {
+            return;
+        }
+        if count < self.params.recurring_ratio * recurring {
+            // The known burst is back: refresh when it was last seen (not its level, or a
+            // rising burst would ratchet its own bar up and never fire).
+            if let Some((_, seen)) = &mut state.last_burst {
+                *seen = ts;
+            }
             return;
         }
         let p_value = Poisson::new(expected)
@@ -183,7 +203,19 @@ impl Detector for RateSpike {
     }
 
     fn close_quiet(&mut self, now: Timestamp, events: &mut Vec<IncidentEvent>) {
+        let first_new = events.len();
         self.episodes.close_quiet(now, events);
+        for event in &events[first_new..] {
+            let IncidentEvent::Closed(incident) = event else {
+                continue;
+            };
+            let Ok(ip) = incident.entity.parse::<IpAddr>() else {
+                continue;
+            };
+            if let Some(state) = self.keys.peek_mut(&ip) {
+                state.last_burst = Some((incident.score.observed as f32, incident.last_seen));
+            }
+        }
     }
 
     fn close_all(&mut self, events: &mut Vec<IncidentEvent>) {

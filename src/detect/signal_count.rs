@@ -145,7 +145,7 @@ impl Detector for SignalCount {
         let min_count = self.params.min_count as f64;
         if self.episodes.is_open(&ip) {
             let anomalous = signal && count as f64 >= self.params.sustain * min_count;
-            self.episodes.touch(&ip, ts, line, anomalous);
+            self.episodes.touch(&ip, ts, line, count as f64, anomalous);
             return;
         }
         let fraction = count as f64 / total.max(1) as f64;

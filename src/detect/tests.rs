@@ -1,1 +1,216 @@
+//! Engine-level behaviour of the built-in detectors on synthetic event-time streams.
 
+use std::borrow::Cow;
+use std::net::IpAddr;
+
+use super::{load, Engine, EngineSettings, Incident, IncidentEvent, Observed, Severity};
+use crate::event::{Request, Timestamp, NANOS_PER_SEC};
+
+const T0: i64 = 1_763_600_000; // 2025-11-20, seconds
+
+fn ip(text: &str) -> IpAddr {
+    text.parse().unwrap()
+}
+
+fn background_ip(n: u32) -> IpAddr {
+    IpAddr::V4(std::net::Ipv4Addr::from(0x0A00_0000 + n))
+}
+
+fn request(client: IpAddr, at_millis: i64, status: u16, path: &'static str) -> Request<'static> {
+    Request {
+        ts: Some(Timestamp(at_millis * 1_000_000)),
+        client_ip: Some(client),
+        method: Some(Cow::Borrowed(b"GET")),
+        path: Some(Cow::Borrowed(path.as_bytes())),
+        status: Some(status),
+        ..Request::default()
+    }
+}
+
+/// A stream of requests in time order, built up by the scenario functions below.
+#[derive(Default)]
+struct Traffic(Vec<(IpAddr, i64, u16, &'static str)>);
+
+impl Traffic {
+    /// `count` requests evenly spread over `[from_s, to_s)`.
+    fn steady(
+        &mut self,
+        client: IpAddr,
+        from_s: i64,
+        to_s: i64,
+        count: i64,
+        status: u16,
+        path: &'static str,
+    ) {
+        let span_ms = (to_s - from_s) * 1000;
+        for i in 0..count {
+            self.0.push((
+                client,
+                (T0 + from_s) * 1000 + i * span_ms / count,
+                status,
+                path,
+            ));
+        }
+    }
+
+    /// 300 ordinary clients at ~0.15 req/s each for the whole duration.
+    fn background(&mut self, to_s: i64) {
+        for n in 0..300 {
+            let offset = (n as i64 * 37) % 7;
+            self.steady(
+                background_ip(n),
+                offset,
+                to_s,
+                to_s * 15 / 100,
+                200,
+                "/products/1",
+            );
+        }
+    }
+
+    fn run(mut self) -> Vec<Incident> {
+        self.0.sort_by_key(|(_, at, _, _)| *at);
+        let mut engine = Engine::new(&load(None).unwrap(), EngineSettings::default());
+        let mut closed = Vec::new();
+        for (client, at, status, path) in self.0 {
+            engine.observe(&request(client, at, status, path), b"line");
+            closed.extend(engine.drain_events().filter_map(closed_incident));
+        }
+        engine.finish();
+        closed.extend(engine.drain_events().filter_map(closed_incident));
+        closed
+    }
+}
+
+fn closed_incident(event: IncidentEvent) -> Option<Incident> {
+    match event {
+        IncidentEvent::Closed(incident) => Some(incident),
+        _ => None,
+    }
+}
+
+/// Entities flagged by one kind (2 req/s of probes is also a rate spike, rightly).
+fn of_kind<'i>(incidents: &'i [Incident], kind: &str) -> Vec<&'i str> {
+    incidents
+        .iter()
+        .filter(|i| i.kind == kind)
+        .map(|i| i.entity.as_str())
+        .collect()
+}
+
+fn secs(incident_ts: Timestamp) -> i64 {
+    incident_ts.nanos() / NANOS_PER_SEC - T0
+}
+
+#[test]
+fn a_new_client_at_sixty_times_the_typical_rate_is_one_incident() {
+    let mut traffic = Traffic::default();
+    traffic.background(1200);
+    let attacker = ip("203.0.113.7");
+    traffic.steady(attacker, 600, 720, 1080, 200, "/products/2");
+    let incidents = traffic.run();
+    assert_eq!(incidents.len(), 1, "{incidents:#?}");
+    let incident = &incidents[0];
+    assert_eq!(
+        (incident.kind, incident.entity.as_str()),
+        ("rate_spike", "203.0.113.7")
+    );
+    assert!(
+        (540..=620).contains(&secs(incident.started_at)),
+        "{incident:?}"
+    );
+    assert!(
+        secs(incident.detected_at) < 640,
+        "detected late: {incident:?}"
+    );
+    assert!(secs(incident.last_seen) >= 719);
+    assert!(
+        incident.count > 900,
+        "the episode counts its requests: {}",
+        incident.count
+    );
+    assert!(incident.score.p_value.unwrap() < 1e-6);
+}
+
+#[test]
+fn a_busy_client_present_from_the_start_is_its_own_baseline() {
+    let mut traffic = Traffic::default();
+    traffic.background(1200);
+    traffic.steady(ip("198.51.100.1"), 0, 1200, 12_000, 200, "/");
+    assert_eq!(traffic.run(), vec![]);
+}
+
+#[test]
+fn nothing_fires_during_warmup() {
+    let mut traffic = Traffic::default();
+    traffic.background(600);
+    traffic.steady(ip("203.0.113.8"), 60, 120, 900, 200, "/");
+    assert_eq!(traffic.run(), vec![]);
+}
+
+#[test]
+fn a_recurring_burst_alerts_once_and_a_stronger_one_again() {
+    let mut traffic = Traffic::default();
+    traffic.background(3600);
+    let cron = ip("192.0.2.50");
+    for start in [600, 1500, 2400] {
+        traffic.steady(cron, start, start + 30, 400, 200, "/api/sync");
+    }
+    traffic.steady(cron, 3300, 3330, 2000, 200, "/api/sync");
+    let incidents = traffic.run();
+    let starts: Vec<i64> = incidents.iter().map(|i| secs(i.detected_at)).collect();
+    assert_eq!(incidents.len(), 2, "{starts:?}");
+    assert!(starts[0] < 700 && starts[1] >= 3300, "{starts:?}");
+}
+
+#[test]
+fn late_lines_are_counted_not_analysed() {
+    let mut engine = Engine::new(&load(None).unwrap(), EngineSettings::default());
+    let client = ip("192.0.2.1");
+    let at = T0 * 1000;
+    assert_eq!(
+        engine.observe(&request(client, at + 10_000, 200, "/"), b""),
+        Observed::Accepted
+    );
+    assert_eq!(
+        engine.observe(&request(client, at + 6_000, 200, "/"), b""),
+        Observed::Accepted
+    );
+    assert_eq!(
+        engine.observe(&request(client, at + 4_999, 200, "/"), b""),
+        Observed::Late
+    );
+    let mut no_ts = request(client, at, 200, "/");
+    no_ts.ts = None;
+    assert_eq!(engine.observe(&no_ts, b""), Observed::NoTimestamp);
+    assert_eq!((engine.stats().accepted, engine.stats().late), (2, 1));
+}
+
+#[test]
+fn scanners_need_volume_and_a_majority_of_probes() {
+    let mut traffic = Traffic::default();
+    traffic.background(900);
+    traffic.steady(ip("203.0.113.9"), 400, 460, 120, 404, "/admin.php");
+    // A handful of stray probes, and a busy client whose few 404s are a small share.
+    traffic.steady(ip("203.0.113.10"), 300, 302, 3, 404, "/.env");
+    traffic.steady(ip("198.51.100.2"), 0, 900, 9000, 200, "/");
+    traffic.steady(ip("198.51.100.2"), 500, 560, 15, 404, "/missing.png");
+    let incidents = traffic.run();
+    assert_eq!(of_kind(&incidents, "scanner"), vec!["203.0.113.9"]);
+}
+
+#[test]
+fn brute_force_needs_failures_on_auth_routes() {
+    let mut traffic = Traffic::default();
+    traffic.background(900);
+    traffic.steady(ip("203.0.113.11"), 400, 520, 240, 401, "/api/v1/auth/login");
+    traffic.steady(ip("203.0.113.12"), 400, 520, 240, 401, "/api/v1/items");
+    let incidents = traffic.run();
+    assert_eq!(of_kind(&incidents, "brute_force"), vec!["203.0.113.11"]);
+    let severity = incidents
+        .iter()
+        .find(|i| i.kind == "brute_force")
+        .unwrap()
+        .severity;
+    assert_eq!(severity, Severity::High);
+}
