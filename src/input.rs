@@ -9,6 +9,9 @@ use std::rc::Rc;
 use flate2::read::MultiGzDecoder;
 
 const CHUNK: usize = 1 << 20;
+/// The sniffing buffer under the line reader. Smaller than `CHUNK` so that, once drained,
+/// `BufReader` hands the line reader's large reads straight to the file (no second copy).
+const SNIFF: usize = 64 << 10;
 
 /// Counts the raw bytes read from the underlying file (before decompression), for progress.
 struct Counting<R> {
@@ -42,7 +45,7 @@ pub fn open(path: &str) -> io::Result<Input> {
         };
         return Ok(Input {
             name: "-".into(),
-            reader: maybe_gunzip(BufReader::with_capacity(CHUNK, counting))?,
+            reader: maybe_gunzip(BufReader::with_capacity(SNIFF, counting))?,
             size: None,
             raw_bytes,
         });
@@ -55,7 +58,7 @@ pub fn open(path: &str) -> io::Result<Input> {
     };
     Ok(Input {
         name: path.to_string(),
-        reader: maybe_gunzip(BufReader::with_capacity(CHUNK, counting))?,
+        reader: maybe_gunzip(BufReader::with_capacity(SNIFF, counting))?,
         size,
         raw_bytes,
     })

@@ -4,7 +4,7 @@
 
 use std::net::IpAddr;
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder};
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind};
 
 use super::definition::{DetectorDef, SignalParams};
 use super::episodes::{EpisodeSettings, Episodes, Opening};
@@ -60,8 +60,10 @@ impl SignalCount {
             statuses[status as usize] = true;
         }
         let paths = (!params.paths.is_empty()).then(|| {
+            // A DFA: the pattern sets are small and every request's path is searched.
             AhoCorasickBuilder::new()
                 .ascii_case_insensitive(true)
+                .kind(Some(AhoCorasickKind::DFA))
                 .build(&params.paths)
                 .expect("definition checked the patterns")
         });
