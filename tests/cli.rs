@@ -232,3 +232,20 @@ fn detectors_check_reports_every_problem_with_file_and_key() {
         assert!(text.contains(id), "{text}");
     }
 }
+
+#[test]
+fn a_custom_log_format_parses_and_a_broken_one_is_explained() {
+    let line = b"10.0.0.1 [10/Mar/2025:14:02:11 +0000] \"POST /login?next=/ HTTP/1.1\" 401 key-1\n";
+    let format = r#"$remote_addr [$time_local] "$request" $status $http_x_api_key"#;
+    let out = gatewatch(&["parse", "--log-format", format], Some(line));
+    let records = json_lines(&out.stdout);
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0]["status"], 401);
+    assert_eq!(records[0]["path"], "/login");
+    let out = gatewatch(
+        &["parse", "--log-format", "$remote_addr$status"],
+        Some(line),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no literal text between them"));
+}

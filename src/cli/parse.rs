@@ -5,24 +5,20 @@ use std::process::ExitCode;
 
 use clap::Args;
 
+use super::format::{FormatArgs, SAMPLE_LINES};
 use super::output::RequestJson;
 use crate::input::LineReader;
 use crate::parse::Decoder;
 
 #[derive(Args, Debug)]
 pub struct ParseArgs {
-    /// Log format: auto, ingress-nginx or combined. Container wrappers (CRI, Docker
-    /// json-file) are detected per line whatever the format.
-    #[arg(long, default_value = "auto")]
-    format: String,
+    #[command(flatten)]
+    format: FormatArgs,
 }
-
-/// Lines sampled for `--format auto`.
-const SAMPLE_LINES: usize = 64;
 
 pub fn run(args: ParseArgs) -> anyhow::Result<ExitCode> {
     let mut reader = LineReader::new(io::stdin().lock());
-    let (parser, chosen) = super::choose_parser(&args.format, &reader.peek_lines(SAMPLE_LINES)?)?;
+    let (parser, chosen) = args.format.choose(&reader.peek_lines(SAMPLE_LINES)?)?;
     eprintln!("gatewatch parse: format {chosen}");
     let mut decoder = Decoder::new(parser);
     let mut out = BufWriter::new(io::stdout().lock());

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 
+use super::format::{FormatArgs, SAMPLE_LINES};
 use super::output::{escape_for_terminal, table_header, table_row};
 use crate::detect::{self, Engine, EngineSettings, IncidentEvent, Observed};
 use crate::event::Timestamp;
@@ -19,9 +20,8 @@ pub struct ReplayArgs {
     /// Log files to read in order (`.gz` content is detected; `-` is stdin).
     #[arg(required = true)]
     files: Vec<String>,
-    /// Log format: auto (chosen per file from its first lines), ingress-nginx or combined.
-    #[arg(long, default_value = "auto")]
-    format: String,
+    #[command(flatten)]
+    format: FormatArgs,
     /// jsonl: one Incident JSON object per line (printed when its episode closes);
     /// table: one row per incident for people.
     #[arg(long, value_enum, default_value_t = OutputKind::Jsonl)]
@@ -48,7 +48,6 @@ enum OutputKind {
 
 /// Unparsed lines shown in the summary.
 const MAX_SAMPLES: usize = 5;
-const SAMPLE_LINES: usize = 64;
 
 #[derive(Default)]
 struct Totals {
@@ -110,9 +109,10 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         let progress = progress_bar(show_progress, input.size, path);
         let raw_bytes = input.raw_bytes.clone();
         let mut reader = LineReader::new(input.reader);
-        let (parser, chosen) =
-            super::choose_parser(&args.format, &reader.peek_lines(SAMPLE_LINES)?)
-                .map_err(|e| anyhow::anyhow!("{path}: {e:#}"))?;
+        let (parser, chosen) = args
+            .format
+            .choose(&reader.peek_lines(SAMPLE_LINES)?)
+            .map_err(|e| anyhow::anyhow!("{path}: {e:#}"))?;
         eprintln!(
             "gatewatch replay: {}: format {chosen}",
             escape_for_terminal(path)

@@ -1,0 +1,79 @@
+//! `--format` / `--log-format`: choosing the parser for an input.
+
+use clap::Args;
+
+use crate::parse::{detect_format, preset, unwrap_line, Leniency, LogFormat, Parser, PRESET_NAMES};
+
+/// Lines sampled from the start of each input for `--format auto`.
+pub const SAMPLE_LINES: usize = 64;
+
+#[derive(Args, Debug, Clone)]
+pub struct FormatArgs {
+    /// Log format: auto (chosen per input from its first lines), ingress-nginx or combined.
+    /// Container wrappers (CRI, Docker json-file) are detected per line whatever the format.
+    #[arg(long, default_value = "auto")]
+    format: String,
+    /// An nginx `log_format` string (e.g. '$remote_addr [$time_local] "$request" $status');
+    /// overrides --format.
+    #[arg(long, value_name = "NGINX_LOG_FORMAT")]
+    log_format: Option<String>,
+}
+
+/// The parser for a preset name, or an error that lists the names.
+fn named_parser(name: &str) -> anyhow::Result<Box<dyn Parser>> {
+    preset(name).ok_or_else(|| {
+        anyhow::anyhow!(
+            "unknown --format {name:?}; known formats: auto, {}",
+            PRESET_NAMES.join(", ")
+        )
+    })
+}
+
+/// Unwraps container wrappers from sample lines, for format detection.
+fn unwrapped_sample(lines: &[&[u8]]) -> Vec<Vec<u8>> {
+    lines
+        .iter()
+        .filter_map(|line| match unwrap_line(line) {
+            None => Some(line.to_vec()),
+            Some(Ok(unwrapped)) if !unwrapped.partial => Some(unwrapped.inner.into_owned()),
+            Some(_) => None,
+        })
+        .collect()
+}
+
+impl FormatArgs {
+    /// Resolves the parser for one input from its first lines. Returns the parser and a
+    /// note saying how it was chosen.
+    pub fn choose(&self, sample: &[&[u8]]) -> anyhow::Result<(Box<dyn Parser>, String)> {
+        if let Some(format) = &self.log_format {
+            let parser = LogFormat::compile("log-format", format, Leniency::default())
+                .map_err(|e| anyhow::anyhow!("--log-format: {e}"))?;
+            return Ok((Box::new(parser), "custom (--log-format)".into()));
+        }
+        if self.format != "auto" {
+            return Ok((
+                named_parser(&self.format)?,
+                format!("{} (--format)", self.format),
+            ));
+        }
+        let unwrapped = unwrapped_sample(sample);
+        match detect_format(unwrapped.iter().map(Vec::as_slice)) {
+            Some(found) => Ok((
+                named_parser(found.format)?,
+                format!(
+                    "{} (auto: parsed {}/{} sample lines)",
+                    found.format, found.parsed, found.sampled
+                ),
+            )),
+            None if sample.is_empty() => {
+                Ok((named_parser("combined")?, "combined (empty input)".into()))
+            }
+            None => anyhow::bail!(
+                "--format auto: none of the formats ({}) parses any of the first {} lines; \
+                 name one with --format or --log-format",
+                PRESET_NAMES.join(", "),
+                sample.len()
+            ),
+        }
+    }
+}
