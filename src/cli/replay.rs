@@ -10,7 +10,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use super::format::{FormatArgs, SAMPLE_LINES};
 use super::output::{escape_for_terminal, table_header, table_row};
-use crate::detect::{self, Engine, EngineSettings, IncidentEvent, Observed};
+use crate::detect::{self, Engine, EngineSettings, IncidentEvent};
 use crate::event::Timestamp;
 use crate::input::{self, LineReader};
 use crate::parse::Decoder;
@@ -55,7 +55,6 @@ struct Totals {
     bytes: u64,
     parsed: u64,
     unparsed: u64,
-    late: u64,
     incidents: u64,
     samples: Vec<String>,
 }
@@ -128,7 +127,8 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
                     Ok(mut req) => {
                         req.source = Some(path);
                         let ts = req.ts;
-                        Ok((engine.observe(&req, record), ts))
+                        engine.observe(&req, record);
+                        Ok(ts)
                     }
                     Err(err) => Err(format!(
                         "{}:{line_number}: {err}: {}",
@@ -140,11 +140,8 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
                 });
                 match observed {
                     None => {}
-                    Some(Ok((outcome, ts))) => {
+                    Some(Ok(ts)) => {
                         totals.parsed += 1;
-                        if outcome == Observed::Late {
-                            totals.late += 1;
-                        }
                         first_ts = first_ts.min(ts).or(ts);
                         last_ts = last_ts.max(ts);
                     }
