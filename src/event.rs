@@ -17,6 +17,15 @@ impl Timestamp {
         Timestamp(secs * NANOS_PER_SEC)
     }
 
+    /// `None` outside the range nanoseconds in an `i64` can hold (years 1677 to 2262).
+    pub fn checked_from_secs(secs: i64) -> Option<Self> {
+        secs.checked_mul(NANOS_PER_SEC).map(Timestamp)
+    }
+
+    pub fn checked_add_nanos(self, nanos: i64) -> Option<Self> {
+        self.0.checked_add(nanos).map(Timestamp)
+    }
+
     pub const fn nanos(self) -> i64 {
         self.0
     }

@@ -146,6 +146,8 @@ fn trim_newline(bytes: &[u8]) -> &[u8] {
 #[derive(Debug)]
 pub struct Joiner {
     pending: [Vec<u8>; 2],
+    /// The pending record of this stream was already cut (and counted).
+    cut: [bool; 2],
     max_bytes: usize,
     pub truncated: u64,
 }
@@ -160,6 +162,7 @@ impl Joiner {
     pub fn new(max_bytes: usize) -> Self {
         Joiner {
             pending: [Vec::new(), Vec::new()],
+            cut: [false; 2],
             max_bytes,
             truncated: 0,
         }
@@ -167,14 +170,16 @@ impl Joiner {
 
     /// Feeds one fragment; returns the whole record once its last fragment arrived.
     pub fn push<'a>(&mut self, fragment: Unwrapped<'a>) -> Option<Cow<'a, [u8]>> {
-        let slot = &mut self.pending[fragment.stream as usize];
+        let stream = fragment.stream as usize;
+        let slot = &mut self.pending[stream];
         if !fragment.partial && slot.is_empty() {
             return Some(fragment.inner);
         }
         let room = self.max_bytes.saturating_sub(slot.len());
         if fragment.inner.len() > room {
-            if room > 0 || !fragment.partial {
+            if !self.cut[stream] {
                 self.truncated += 1;
+                self.cut[stream] = true;
             }
             slot.extend_from_slice(&fragment.inner[..room]);
         } else {
@@ -183,6 +188,7 @@ impl Joiner {
         if fragment.partial {
             None
         } else {
+            self.cut[stream] = false;
             Some(Cow::Owned(std::mem::take(slot)))
         }
     }

@@ -308,8 +308,10 @@ impl LogFormat {
             Var::TimeIso8601 => req.ts = Some(parse_iso8601(value).ok_or_else(invalid)?),
             Var::Msec => req.ts = Some(parse_epoch_seconds(value).ok_or_else(invalid)?),
             Var::Request => {
-                req.request_line = Some(Cow::Borrowed(value));
-                split_request_line(value, req);
+                req.request_line = text(value);
+                if req.request_line.is_some() {
+                    split_request_line(value, req);
+                }
             }
             Var::RequestMethod => req.method = text(value),
             Var::RequestUri => {
@@ -464,7 +466,10 @@ fn seconds_as_micros(value: &[u8]) -> Option<Option<u64>> {
     for _ in fraction.len()..6 {
         micros *= 10;
     }
-    Some(Some(whole * 1_000_000 + micros))
+    whole
+        .checked_mul(1_000_000)
+        .and_then(|w| w.checked_add(micros))
+        .map(Some)
 }
 
 #[cfg(test)]

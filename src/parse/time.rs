@@ -1,7 +1,7 @@
 //! Fast parsers for the timestamp shapes access logs use. Hand-rolled because they run once
 //! per line on the hot path; chrono handles the rarer ISO 8601 shapes.
 
-use crate::event::{Timestamp, NANOS_PER_SEC};
+use crate::event::Timestamp;
 
 /// Days since 1970-01-01 for a proleptic Gregorian date (Howard Hinnant's algorithm).
 fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
@@ -14,16 +14,25 @@ fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
-fn digits(bytes: &[u8]) -> Option<u32> {
-    let mut value = 0u32;
+/// A run of ASCII digits (at most 18, so it cannot overflow).
+fn digits(bytes: &[u8]) -> Option<u64> {
+    if bytes.len() > 18 {
+        return None;
+    }
+    let mut value = 0u64;
     for &b in bytes {
         let d = b.wrapping_sub(b'0');
         if d > 9 {
             return None;
         }
-        value = value * 10 + d as u32;
+        value = value * 10 + d as u64;
     }
     Some(value)
+}
+
+/// Small fixed-width fields (day, hour, …).
+fn digits32(bytes: &[u8]) -> Option<u32> {
+    digits(bytes).and_then(|v| u32::try_from(v).ok())
 }
 
 fn month_number(name: &[u8]) -> Option<u32> {
@@ -82,15 +91,15 @@ pub fn parse_time_local(text: &[u8]) -> Option<Timestamp> {
     if text[14] != b':' || text[17] != b':' || text[20] != b' ' {
         return None;
     }
-    let day = digits(&text[0..2])?;
+    let day = digits32(&text[0..2])?;
     let month = month_number(&text[3..6])?;
-    let year = digits(&text[7..11])?;
-    let hour = digits(&text[12..14])?;
-    let minute = digits(&text[15..17])?;
-    let second = digits(&text[18..20])?;
+    let year = digits32(&text[7..11])?;
+    let hour = digits32(&text[12..14])?;
+    let minute = digits32(&text[15..17])?;
+    let second = digits32(&text[18..20])?;
     let offset = offset_hhmm(&text[21..26])?;
     let local = checked_seconds(year, month, day, hour, minute, second)?;
-    Some(Timestamp::from_secs(local - offset))
+    Timestamp::checked_from_secs(local - offset)
 }
 
 /// `$msec`: Unix seconds with a fraction, `1741615331.472`.
@@ -107,7 +116,7 @@ pub fn parse_epoch_seconds(text: &[u8]) -> Option<Timestamp> {
     for _ in fraction.len()..9 {
         nanos *= 10;
     }
-    Some(Timestamp(secs * NANOS_PER_SEC + nanos))
+    Timestamp::checked_from_secs(secs)?.checked_add_nanos(nanos)
 }
 
 /// ISO 8601 / RFC 3339 (`$time_iso8601`, CRI and Docker timestamps). Fast path for the
@@ -126,15 +135,15 @@ fn parse_iso8601_fast(text: &[u8]) -> Option<Timestamp> {
     if text[13] != b':' || text[16] != b':' {
         return None;
     }
-    let year = digits(&text[0..4])?;
-    let month = digits(&text[5..7])?;
+    let year = digits32(&text[0..4])?;
+    let month = digits32(&text[5..7])?;
     if !(1..=12).contains(&month) {
         return None;
     }
-    let day = digits(&text[8..10])?;
-    let hour = digits(&text[11..13])?;
-    let minute = digits(&text[14..16])?;
-    let second = digits(&text[17..19])?;
+    let day = digits32(&text[8..10])?;
+    let hour = digits32(&text[11..13])?;
+    let minute = digits32(&text[14..16])?;
+    let second = digits32(&text[17..19])?;
     let mut rest = &text[19..];
     let mut nanos = 0i64;
     if rest.first() == Some(&b'.') {
@@ -158,7 +167,7 @@ fn parse_iso8601_fast(text: &[u8]) -> Option<Timestamp> {
         _ => return None,
     };
     let local = checked_seconds(year, month, day, hour, minute, second)?;
-    Some(Timestamp((local - offset) * NANOS_PER_SEC + nanos))
+    Timestamp::checked_from_secs(local - offset)?.checked_add_nanos(nanos)
 }
 
 #[cfg(test)]
@@ -208,6 +217,14 @@ mod tests {
             "2025-03-10T14:08:00.123Z"
         );
         assert!(parse_iso8601(b"2025-13-10T14:08:00Z").is_none());
+    }
+
+    #[test]
+    fn times_outside_the_nanosecond_range_are_rejected() {
+        assert!(parse_epoch_seconds(b"430000000000").is_none());
+        assert!(parse_time_local(b"01/Jan/9999:00:00:00 +0000").is_none());
+        assert!(parse_iso8601(b"2263-01-01T00:00:00Z").is_none());
+        assert!(parse_iso8601(b"1970-01-01T00:00:00Z").is_some());
     }
 
     #[test]
