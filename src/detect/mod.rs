@@ -13,7 +13,12 @@ pub use definition::{load, load_dir, DefinitionErrors, DetectorDef, KindParams};
 pub use engine::{Engine, EngineSettings, EngineStats, Observed};
 pub use incident::{Evidence, Incident, IncidentEvent, Score, Severity, Status};
 
+use std::fmt::Display;
+use std::hash::Hash;
+
 use crate::event::{Request, Timestamp};
+use crate::window::KeyTable;
+use episodes::Episodes;
 
 /// What every detector sees besides the request.
 #[derive(Clone, Copy, Debug)]
@@ -31,6 +36,20 @@ pub struct DetectorStats {
     pub evictions: u64,
     pub open_incidents: usize,
     pub incidents: u64,
+}
+
+impl DetectorStats {
+    fn of<K: Hash + Eq + Clone + Display, S, E: Hash + Eq + Clone + Display>(
+        keys: &KeyTable<K, S>,
+        episodes: &Episodes<E>,
+    ) -> Self {
+        DetectorStats {
+            keys: keys.len(),
+            evictions: keys.evictions(),
+            open_incidents: episodes.open_count(),
+            incidents: episodes.opened_total(),
+        }
+    }
 }
 
 /// A detector instance: fed every request in event-time order, it opens and updates

@@ -188,11 +188,6 @@ impl Detector for SignalCount {
     }
 
     fn stats(&self) -> DetectorStats {
-        DetectorStats {
-            keys: self.keys.len(),
-            evictions: self.keys.evictions(),
-            open_incidents: self.episodes.open_count(),
-            incidents: self.episodes.opened_total(),
-        }
+        DetectorStats::of(&self.keys, &self.episodes)
     }
 }

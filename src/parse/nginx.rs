@@ -15,7 +15,7 @@ use nom::sequence::{delimited, preceded};
 use nom::Parser as _;
 
 use super::request_line::{set_target, split_request_line};
-use super::time::{parse_epoch_seconds, parse_iso8601, parse_time_local};
+use super::time::{digits, parse_epoch_seconds, parse_iso8601, parse_time_local};
 use super::{ParseError, Parser};
 use crate::event::{parse_ip, Request};
 
@@ -429,18 +429,10 @@ fn number<T: TryFrom<u64>>(value: &[u8]) -> Option<Option<T>> {
     if value == b"-" {
         return Some(None);
     }
-    if value.is_empty() || value.len() > 19 {
+    if value.is_empty() {
         return None;
     }
-    let mut n = 0u64;
-    for &b in value {
-        let d = b.wrapping_sub(b'0');
-        if d > 9 {
-            return None;
-        }
-        n = n * 10 + d as u64;
-    }
-    T::try_from(n).ok().map(Some)
+    T::try_from(digits(value)?).ok().map(Some)
 }
 
 /// nginx seconds with millisecond resolution (`0.014`) as microseconds; `-` is `None`.

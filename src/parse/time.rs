@@ -15,7 +15,7 @@ fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
 }
 
 /// A run of ASCII digits (at most 18, so it cannot overflow).
-fn digits(bytes: &[u8]) -> Option<u64> {
+pub(super) fn digits(bytes: &[u8]) -> Option<u64> {
     if bytes.len() > 18 {
         return None;
     }
