@@ -249,3 +249,27 @@ fn a_custom_log_format_parses_and_a_broken_one_is_explained() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no literal text between them"));
 }
+
+#[test]
+fn cri_wrapped_replay_matches_plain_replay() {
+    use std::io::Read;
+    let mut plain = Vec::new();
+    flate2::read::GzDecoder::new(
+        std::fs::File::open(format!("{}/{ATTACK_LOG}", env!("CARGO_MANIFEST_DIR"))).unwrap(),
+    )
+    .read_to_end(&mut plain)
+    .unwrap();
+    let mut wrapped = Vec::new();
+    for line in plain.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+        wrapped.extend_from_slice(b"2026-11-20T09:00:00.000000001Z stdout F ");
+        wrapped.extend_from_slice(line);
+        wrapped.push(b'\n');
+    }
+    let from_cri = gatewatch(&["replay", "-"], Some(&wrapped));
+    let from_plain = gatewatch(&["replay", "-"], Some(&plain));
+    assert!(from_cri.status.success());
+    assert!(String::from_utf8_lossy(&from_cri.stderr).contains("unparsed 0"));
+    assert!(!from_plain.stdout.is_empty());
+    // Same incidents, in the same order, from two processes with different hash seeds.
+    assert_eq!(from_cri.stdout, from_plain.stdout);
+}

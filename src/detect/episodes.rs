@@ -141,7 +141,7 @@ impl<K: Hash + Eq + Clone + Display> Episodes<K> {
             .map(|(key, _)| key.clone())
             .collect();
         // Deterministic output order, whatever the hash map's.
-        closing.sort_by_key(|key| self.open[key].incident.detected_at);
+        closing.sort_by(|a, b| order(&self.open[a].incident, &self.open[b].incident));
         for key in closing {
             if let Some(open) = self.open.remove(&key) {
                 events.push(IncidentEvent::Closed(closed(open.incident)));
@@ -151,9 +151,13 @@ impl<K: Hash + Eq + Clone + Display> Episodes<K> {
 
     pub fn close_all(&mut self, events: &mut Vec<IncidentEvent>) {
         let mut all: Vec<Incident> = self.open.drain().map(|(_, open)| open.incident).collect();
-        all.sort_by_key(|incident| incident.detected_at);
+        all.sort_by(order);
         events.extend(all.into_iter().map(|i| IncidentEvent::Closed(closed(i))));
     }
+}
+
+fn order(a: &Incident, b: &Incident) -> std::cmp::Ordering {
+    (a.detected_at, &a.entity).cmp(&(b.detected_at, &b.entity))
 }
 
 fn closed(mut incident: Incident) -> Incident {
