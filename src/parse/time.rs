@@ -14,9 +14,9 @@ fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
-/// A run of ASCII digits (at most 18, so it cannot overflow).
+/// A run of ASCII digits (at most 19, so it cannot overflow a `u64`).
 pub(super) fn digits(bytes: &[u8]) -> Option<u64> {
-    if bytes.len() > 18 {
+    if bytes.len() > 19 {
         return None;
     }
     let mut value = 0u64;
