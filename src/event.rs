@@ -142,6 +142,10 @@ pub fn canonical_ip(ip: IpAddr) -> IpAddr {
 
 /// Parses `1.2.3.4`, `1.2.3.4:5678`, `2001:db8::1`, `[2001:db8::1]:443` into a canonical IP.
 pub fn parse_ip(text: &[u8]) -> Option<IpAddr> {
+    // Most clients are plain IPv4: skip UTF-8 validation and the generic parser for them.
+    if let Some(v4) = parse_ipv4(text) {
+        return Some(IpAddr::V4(v4));
+    }
     let text = std::str::from_utf8(text).ok()?.trim();
     if let Ok(ip) = text.parse::<IpAddr>() {
         return Some(canonical_ip(ip));
@@ -158,9 +162,40 @@ pub fn parse_ip(text: &[u8]) -> Option<IpAddr> {
     None
 }
 
+/// Dotted-quad IPv4 exactly as `Ipv4Addr::from_str` accepts it (no leading zeros).
+fn parse_ipv4(text: &[u8]) -> Option<std::net::Ipv4Addr> {
+    let mut octets = [0u8; 4];
+    let mut parts = text.split(|&b| b == b'.');
+    for octet in &mut octets {
+        let part = parts.next()?;
+        if part.is_empty() || part.len() > 3 || (part.len() > 1 && part[0] == b'0') {
+            return None;
+        }
+        let mut value = 0u16;
+        for &b in part {
+            let d = b.wrapping_sub(b'0');
+            if d > 9 {
+                return None;
+            }
+            value = value * 10 + d as u16;
+        }
+        *octet = u8::try_from(value).ok()?;
+    }
+    parts.next().is_none().then_some(std::net::Ipv4Addr::from(octets))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The IPv4 fast path accepts exactly what the standard parser accepts.
+        #[test]
+        fn ipv4_fast_path_agrees_with_std(text in "[0-9.]{0,18}") {
+            prop_assert_eq!(parse_ipv4(text.as_bytes()), text.parse::<std::net::Ipv4Addr>().ok());
+        }
+    }
 
     #[test]
     fn parse_ip_normalises_ports_brackets_and_mapped_v4() {

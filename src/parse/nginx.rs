@@ -256,7 +256,7 @@ impl LogFormat {
         for (index, step) in self.steps.iter().enumerate() {
             match step {
                 Step::Literal(literal) => {
-                    if line[pos..].starts_with(literal) {
+                    if starts_with(&line[pos..], literal) {
                         pos += literal.len();
                     } else if pos == line.len() && self.may_stop_at(index) {
                         return Ok(());
@@ -374,7 +374,7 @@ fn find_end(line: &[u8], from: usize, literal: &[u8], multi_value: bool) -> Opti
     let mut search = from;
     while let Some(offset) = memchr::memchr(first, &line[search..]) {
         let at = search + offset;
-        let matches = line[at..].starts_with(literal)
+        let matches = starts_with(&line[at..], literal)
             && !(first == b'"' && escaped(line, from, at))
             && !(multi_value && first == b' ' && is_attempt_separator(line, at));
         if matches {
@@ -383,6 +383,12 @@ fn find_end(line: &[u8], from: usize, literal: &[u8], multi_value: bool) -> Opti
         search = at + 1;
     }
     None
+}
+
+/// `haystack.starts_with(prefix)` without a `memcmp` call: format literals are a few bytes.
+#[inline]
+fn starts_with(haystack: &[u8], prefix: &[u8]) -> bool {
+    haystack.len() >= prefix.len() && haystack.iter().zip(prefix).all(|(a, b)| a == b)
 }
 
 fn escaped(line: &[u8], from: usize, at: usize) -> bool {
