@@ -181,7 +181,10 @@ fn parse_ipv4(text: &[u8]) -> Option<std::net::Ipv4Addr> {
         }
         *octet = u8::try_from(value).ok()?;
     }
-    parts.next().is_none().then_some(std::net::Ipv4Addr::from(octets))
+    parts
+        .next()
+        .is_none()
+        .then_some(std::net::Ipv4Addr::from(octets))
 }
 
 #[cfg(test)]
