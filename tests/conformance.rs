@@ -2,6 +2,7 @@
 //! test suite with the fields they must parse to. Skipped (loudly) when `../shared` is absent.
 
 use std::collections::BTreeMap;
+use std::io::Write;
 use std::path::PathBuf;
 
 use gatewatch::cli::RequestJson;
@@ -18,7 +19,9 @@ fn conformance_file() -> Option<PathBuf> {
     if path.exists() {
         Some(path)
     } else {
-        eprintln!(
+        // Straight to stderr, past libtest's capture, so the skip shows in every run.
+        let _ = writeln!(
+            std::io::stderr(),
             "SKIPPED: {} not found (a fresh clone has no ../shared); conformance not checked",
             path.display()
         );
