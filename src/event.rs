@@ -81,8 +81,8 @@ pub struct Request<'a> {
     pub http_version: Option<Text<'a>>,
     pub status: Option<u16>,
     pub bytes_sent: Option<u64>,
-    /// Total request duration in microseconds.
-    pub duration_us: Option<u64>,
+    /// Total request duration in nanoseconds (Traefik logs ns; nginx ms).
+    pub duration_ns: Option<u64>,
     /// Remote user or token as logged; detectors fingerprint it before storing.
     pub user: Option<Text<'a>>,
     pub user_agent: Option<Text<'a>>,

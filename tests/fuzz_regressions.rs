@@ -74,16 +74,16 @@ fn msec_beyond_u32_seconds_is_exact_or_rejected() {
     assert!(msec.parse(b"99999999999").is_err());
 }
 
-/// `seconds_as_micros` computed `whole * 1_000_000` unchecked: a `$request_time` of
+/// `seconds_as_nanos` (then `_micros`) computed `whole * 1_000_000` unchecked: a `$request_time` of
 /// 18446744073710 s or more overflowed. Found by `numeric_fields_are_exact_or_rejected`.
 #[test]
 fn huge_request_time_is_rejected() {
     let line = br#"1.2.3.4 - - [10/Mar/2025:14:02:11 +0000] "GET / HTTP/1.1" 200 0 "-" "-" 100 20000000000000 [ns-svc-80] [] 10.0.0.1:80 0 0.001 200 0123456789abcdef0123456789abcdef"#;
     let parsed = preset("ingress-nginx").expect("preset").parse(line);
     assert!(
-        !parsed.as_ref().is_ok_and(|r| r.duration_us.is_some()),
+        !parsed.as_ref().is_ok_and(|r| r.duration_ns.is_some()),
         "request_time 2e13 s became {:?}",
-        parsed.map(|r| r.duration_us)
+        parsed.map(|r| r.duration_ns)
     );
 }
 

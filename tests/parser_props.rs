@@ -389,7 +389,7 @@ impl Ingress {
         })
         .collect();
         Request {
-            duration_us: Some(self.request_time_ms * 1000),
+            duration_ns: Some(self.request_time_ms * 1_000_000),
             route: Some(owned(&self.route)),
             upstream: Some(owned(&self.upstream_addr())),
             request_id: Some(owned(&self.req_id)),
@@ -455,7 +455,7 @@ fn detach(req: Request<'_>) -> Request<'static> {
         http_version: own(req.http_version),
         status: req.status,
         bytes_sent: req.bytes_sent,
-        duration_us: req.duration_us,
+        duration_ns: req.duration_ns,
         user: own(req.user),
         user_agent: own(req.user_agent),
         referer: own(req.referer),
@@ -796,7 +796,7 @@ proptest! {
             "body_bytes_sent" | "bytes_sent" => {
                 (req.bytes_sent.map(u128::from), scaled(&whole, &fraction, 0))
             }
-            "request_time" => (req.duration_us.map(u128::from), scaled(&whole, &fraction, 6)),
+            "request_time" => (req.duration_ns.map(u128::from), scaled(&whole, &fraction, 9)),
             "msec" => (
                 req.ts.map(|t| t.nanos() as u128),
                 scaled(&whole, &fraction, 9),

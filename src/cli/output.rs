@@ -84,7 +84,7 @@ impl From<&Request<'_>> for RequestJson {
             user_agent: lossy(&req.user_agent),
             referer: lossy(&req.referer),
             host: lossy(&req.host),
-            duration_ms: req.duration_us.map(|us| us as f64 / 1000.0),
+            duration_ms: req.duration_ns.map(|ns| ns as f64 / 1e6),
             route: lossy(&req.route),
             upstream: lossy(&req.upstream),
             x_forwarded_for: lossy(&req.x_forwarded_for),

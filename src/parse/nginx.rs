@@ -336,7 +336,7 @@ impl LogFormat {
             Var::HttpReferer => req.referer = text(value),
             Var::HttpUserAgent => req.user_agent = text(value),
             Var::HttpXForwardedFor => req.x_forwarded_for = text(value),
-            Var::RequestTime => req.duration_us = seconds_as_micros(value).ok_or_else(invalid)?,
+            Var::RequestTime => req.duration_ns = seconds_as_nanos(value).ok_or_else(invalid)?,
             Var::Host => req.host = text(strip_port(value)),
             Var::UpstreamAddr => req.upstream = text(value),
             Var::ProxyUpstreamName => req.route = text(value),
@@ -441,8 +441,8 @@ fn number<T: TryFrom<u64>>(value: &[u8]) -> Option<Option<T>> {
     T::try_from(digits(value)?).ok().map(Some)
 }
 
-/// nginx seconds with millisecond resolution (`0.014`) as microseconds; `-` is `None`.
-fn seconds_as_micros(value: &[u8]) -> Option<Option<u64>> {
+/// nginx seconds with millisecond resolution (`0.014`) as nanoseconds; `-` is `None`.
+fn seconds_as_nanos(value: &[u8]) -> Option<Option<u64>> {
     if value == b"-" {
         return Some(None);
     }
@@ -452,21 +452,21 @@ fn seconds_as_micros(value: &[u8]) -> Option<Option<u64>> {
         Some(dot) => (&value[..dot], &value[dot + 1..]),
         None => (value, &b""[..]),
     };
-    if whole.is_empty() || fraction.len() > 6 {
+    if whole.is_empty() || fraction.len() > 9 {
         return None;
     }
     let whole: u64 = number::<u64>(whole)??;
-    let mut micros = if fraction.is_empty() {
+    let mut nanos = if fraction.is_empty() {
         0
     } else {
         number::<u64>(fraction)??
     };
-    for _ in fraction.len()..6 {
-        micros *= 10;
+    for _ in fraction.len()..9 {
+        nanos *= 10;
     }
     whole
-        .checked_mul(1_000_000)
-        .and_then(|w| w.checked_add(micros))
+        .checked_mul(1_000_000_000)
+        .and_then(|w| w.checked_add(nanos))
         .map(Some)
 }
 
@@ -517,7 +517,7 @@ mod tests {
         assert_eq!(req.path.as_deref(), Some(&b"/login"[..]));
         assert_eq!(req.query.as_deref(), Some(&b"next=/"[..]));
         assert_eq!(req.status, Some(401));
-        assert_eq!(req.duration_us, Some(12_000));
+        assert_eq!(req.duration_ns, Some(12_000_000));
         assert_eq!(
             req.extra,
             vec![("http_x_api_key", Cow::Borrowed(&b"key-123"[..]))]
@@ -553,9 +553,9 @@ mod tests {
 
     #[test]
     fn seconds_convert_exactly() {
-        assert_eq!(seconds_as_micros(b"0.014"), Some(Some(14_000)));
-        assert_eq!(seconds_as_micros(b"12"), Some(Some(12_000_000)));
-        assert_eq!(seconds_as_micros(b"-"), Some(None));
-        assert_eq!(seconds_as_micros(b"x"), None);
+        assert_eq!(seconds_as_nanos(b"0.014"), Some(Some(14_000_000)));
+        assert_eq!(seconds_as_nanos(b"12"), Some(Some(12_000_000_000)));
+        assert_eq!(seconds_as_nanos(b"-"), Some(None));
+        assert_eq!(seconds_as_nanos(b"x"), None);
     }
 }

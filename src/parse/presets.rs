@@ -141,7 +141,7 @@ mod tests {
             req.upstream.as_deref(),
             Some(&b"10.42.3.30:80, 10.42.3.31:80"[..])
         );
-        assert_eq!(req.duration_us, Some(31_000));
+        assert_eq!(req.duration_ns, Some(31_000_000));
         assert_eq!(
             req.request_id.as_deref(),
             Some(&b"9a8b7c6d5e4f30211f2e3d4c5b6a7988"[..])
