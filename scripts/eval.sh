@@ -7,7 +7,7 @@ eval_dir=../shared/eval
 bin=target/release/gatewatch
 [ -x "$bin" ] || cargo build --release
 datasets=("$@")
-[ ${#datasets[@]} -gt 0 ] || datasets=(public-nginx-combined public-ingress-nginx)
+[ ${#datasets[@]} -gt 0 ] || datasets=(public-nginx-combined public-ingress-nginx public-traefik-json)
 out=$(mktemp -d)
 for name in "${datasets[@]}"; do
   data="$eval_dir/data/$name"

@@ -11,7 +11,7 @@ use gatewatch::parse::{detect_format, preset, unwrap_line, Decoder};
 use serde_json::Value;
 
 /// Formats this build parses; lines of other formats are counted as not yet covered.
-const FORMATS: &[&str] = &["combined", "ingress-nginx"];
+const FORMATS: &[&str] = &["combined", "ingress-nginx", "traefik-json", "envoy-json"];
 
 fn conformance_file() -> Option<PathBuf> {
     let path =

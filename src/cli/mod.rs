@@ -16,7 +16,7 @@ pub use output::{escape_for_terminal, RequestJson};
 #[command(
     name = "gatewatch",
     version,
-    about = "Access-log anomaly detector for ingress controllers (nginx, ingress-nginx)",
+    about = "Access-log anomaly detector for ingress controllers (nginx, ingress-nginx, Traefik, Envoy)",
     long_about = "gatewatch reads ingress access logs, keeps event-time sliding-window statistics \
                   per client and flags request-rate spikes, scanners and brute force as incidents."
 )]

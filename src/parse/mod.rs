@@ -2,6 +2,7 @@
 
 mod container;
 mod decoder;
+mod json;
 mod nginx;
 mod presets;
 mod request_line;
@@ -38,6 +39,8 @@ pub enum ParseError {
     TrailingData { at: usize },
     #[error("no timestamp in the record")]
     NoTimestamp,
+    #[error("invalid JSON record: {0}")]
+    Json(String),
     #[error("container wrapper: {0}")]
     Wrapper(#[from] WrapperError),
 }

@@ -1,5 +1,6 @@
 //! Built-in formats and `--format auto`.
 
+use super::json::{EnvoyJson, TraefikJson};
 use super::nginx::{Leniency, LogFormat};
 use super::{ParseError, Parser};
 use crate::event::Request;
@@ -18,7 +19,7 @@ const COMBINED_NO_IDENT: &str = r#"$remote_addr - [$time_local] "$request" $stat
 
 /// Preset names, most specific first: auto-detection prefers the earlier one on a tie
 /// (the lenient `combined` also reads ingress-nginx lines, minus their extra fields).
-pub const PRESET_NAMES: &[&str] = &["ingress-nginx", "combined"];
+pub const PRESET_NAMES: &[&str] = &["ingress-nginx", "combined", "traefik-json", "envoy-json"];
 
 /// The `combined` preset reads the variants real servers write: the common log format
 /// (no referer/UA), extra trailing fields (nginx `main`), a vhost prefix, no ident column.
@@ -74,6 +75,8 @@ pub fn preset(name: &str) -> Option<Box<dyn Parser>> {
                 LogFormat::compile("ingress-nginx", INGRESS_NGINX, leniency).expect("preset"),
             ))
         }
+        "traefik-json" => Some(Box::new(TraefikJson)),
+        "envoy-json" => Some(Box::new(EnvoyJson)),
         _ => None,
     }
 }
