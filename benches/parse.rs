@@ -11,7 +11,10 @@ use std::time::Duration;
 use criterion::{criterion_group, criterion_main, Criterion, SamplingMode, Throughput};
 use gatewatch::parse::{detect_format, preset, unwrap_line, Decoder, Parser};
 
-use common::{combined_lines, cri_wrap, docker_wrap, ingress_lines, total_bytes};
+use common::{
+    combined_lines, cri_wrap, docker_wrap, envoy_json_lines, ingress_lines, total_bytes,
+    traefik_json_lines,
+};
 
 /// Lines per input set.
 const LINES: usize = 20_000;
@@ -56,6 +59,12 @@ fn parsers(c: &mut Criterion) {
     bench_parser(c, "combined", combined_parser.as_ref(), &combined);
     let ingress_parser = preset("ingress-nginx").expect("ingress-nginx preset");
     bench_parser(c, "ingress-nginx", ingress_parser.as_ref(), &ingress);
+    let traefik = traefik_json_lines(&combined);
+    let traefik_parser = preset("traefik-json").expect("traefik-json preset");
+    bench_parser(c, "traefik-json", traefik_parser.as_ref(), &traefik);
+    let envoy = envoy_json_lines(&combined);
+    let envoy_parser = preset("envoy-json").expect("envoy-json preset");
+    bench_parser(c, "envoy-json", envoy_parser.as_ref(), &envoy);
 }
 
 fn auto_detection(c: &mut Criterion) {

@@ -71,6 +71,98 @@ fn status_and_bytes(line: &[u8]) -> (String, String) {
     (status, bytes)
 }
 
+/// The same requests as Traefik JSON access-log records (the default field set).
+pub fn traefik_json_lines(combined: &[Vec<u8>]) -> Vec<Vec<u8>> {
+    json_lines(combined, |req, n| {
+        serde_json::json!({
+            "ClientAddr": format!("{}:52114", req.client_ip.unwrap()),
+            "ClientHost": req.client_ip.unwrap().to_string(),
+            "ClientPort": "52114",
+            "ClientUsername": "-",
+            "DownstreamContentSize": req.bytes_sent,
+            "DownstreamStatus": req.status,
+            "Duration": 4_213_877 + n,
+            "OriginContentSize": req.bytes_sent,
+            "OriginDuration": 3_987_120 + n,
+            "OriginStatus": req.status,
+            "Overhead": 226_757,
+            "RequestAddr": "shop.example.com",
+            "RequestContentSize": 0,
+            "RequestCount": n,
+            "RequestHost": "shop.example.com",
+            "RequestMethod": lossy(&req.method),
+            "RequestPath": format!("{}{}", lossy(&req.path), req.query.as_ref().map(|q| format!("?{}", String::from_utf8_lossy(q))).unwrap_or_default()),
+            "RequestPort": "-",
+            "RequestProtocol": "HTTP/2.0",
+            "RequestScheme": "https",
+            "RetryAttempts": 0,
+            "RouterName": "websecure-shop@kubernetescrd",
+            "ServiceAddr": "10.42.1.17:8080",
+            "ServiceName": "shop-web-8080@kubernetescrd",
+            "ServiceURL": "http://10.42.1.17:8080",
+            "StartLocal": req.ts.unwrap().to_rfc3339(),
+            "StartUTC": req.ts.unwrap().to_rfc3339(),
+            "level": "info",
+            "msg": "",
+            "request_User-Agent": lossy(&req.user_agent),
+            "time": req.ts.unwrap().to_rfc3339(),
+        })
+    })
+}
+
+/// The same requests as Istio JSON access-log records.
+pub fn envoy_json_lines(combined: &[Vec<u8>]) -> Vec<Vec<u8>> {
+    json_lines(combined, |req, n| {
+        serde_json::json!({
+            "authority": "shop.example.com",
+            "bytes_received": 0,
+            "bytes_sent": req.bytes_sent,
+            "connection_termination_details": null,
+            "downstream_local_address": "10.42.1.5:8080",
+            "downstream_remote_address": format!("{}:53311", req.client_ip.unwrap()),
+            "duration": 12 + n % 50,
+            "method": lossy(&req.method),
+            "path": lossy(&req.path),
+            "protocol": "HTTP/1.1",
+            "request_id": format!("6c1a3f0e-8b2d-4f51-9e3a-{n:012x}"),
+            "requested_server_name": null,
+            "response_code": req.status,
+            "response_code_details": "via_upstream",
+            "response_flags": "-",
+            "route_name": "default",
+            "start_time": req.ts.unwrap().to_rfc3339(),
+            "upstream_cluster": "inbound|8080||",
+            "upstream_host": "10.42.1.5:8080",
+            "upstream_local_address": "127.0.0.6:39011",
+            "upstream_service_time": "11",
+            "upstream_transport_failure_reason": null,
+            "user_agent": lossy(&req.user_agent),
+            "x_forwarded_for": req.client_ip.unwrap().to_string(),
+        })
+    })
+}
+
+fn lossy(text: &Option<gatewatch::event::Text<'_>>) -> String {
+    text.as_deref()
+        .map(|t| String::from_utf8_lossy(t).into_owned())
+        .unwrap_or_default()
+}
+
+fn json_lines(
+    combined: &[Vec<u8>],
+    record: impl Fn(&gatewatch::event::Request<'_>, u64) -> serde_json::Value,
+) -> Vec<Vec<u8>> {
+    let parser = gatewatch::parse::preset("combined").expect("preset");
+    combined
+        .iter()
+        .zip(0u64..)
+        .map(|(line, n)| {
+            let req = parser.parse(line).expect("bench lines parse");
+            serde_json::to_vec(&record(&req, n)).expect("serialisable")
+        })
+        .collect()
+}
+
 /// `<time> stdout F <line>`: a full CRI line.
 pub fn cri_wrap(lines: &[Vec<u8>]) -> Vec<Vec<u8>> {
     lines
