@@ -273,3 +273,22 @@ fn cri_wrapped_replay_matches_plain_replay() {
     // Same incidents, in the same order, from two processes with different hash seeds.
     assert_eq!(from_cri.stdout, from_plain.stdout);
 }
+
+#[test]
+fn trusted_proxies_pick_the_real_client() {
+    let line = b"10.0.0.2 - - [10/Mar/2025:14:02:11 +0000] \"GET / HTTP/1.1\" 200 5 \"-\" \"curl\" \"198.51.100.1, 203.0.113.9, 10.0.0.4\"\n";
+    let format = r#"$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent "$http_referer" "$http_user_agent" "$http_x_forwarded_for""#;
+    let client = |extra: &[&str]| {
+        let mut args = vec!["parse", "--log-format", format];
+        args.extend_from_slice(extra);
+        json_lines(&gatewatch(&args, Some(line)).stdout)[0]["client_ip"].clone()
+    };
+    assert_eq!(
+        client(&[]),
+        "10.0.0.2",
+        "without trusted proxies the peer stays"
+    );
+    assert_eq!(client(&["--trusted-proxies", "10.0.0.0/8"]), "203.0.113.9");
+    let out = gatewatch(&["parse", "--trusted-proxies", "10.0.0.0/33"], Some(line));
+    assert_eq!(out.status.code(), Some(2), "clap rejects a bad CIDR");
+}

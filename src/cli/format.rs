@@ -1,8 +1,11 @@
-//! `--format` / `--log-format`: choosing the parser for an input.
+//! `--format` / `--log-format` / `--trusted-proxies`: how an input's lines are read.
 
 use clap::Args;
 
-use crate::parse::{detect_format, preset, unwrap_line, Leniency, LogFormat, Parser, PRESET_NAMES};
+use crate::parse::{
+    detect_format, preset, unwrap_line, Decoder, Leniency, LogFormat, Parser, TrustedProxies,
+    PRESET_NAMES,
+};
 
 /// Lines sampled from the start of each input for `--format auto`.
 pub const SAMPLE_LINES: usize = 64;
@@ -18,6 +21,10 @@ pub struct FormatArgs {
     /// overrides --format.
     #[arg(long, value_name = "NGINX_LOG_FORMAT")]
     log_format: Option<String>,
+    /// Our own proxies/load balancers (CIDRs or addresses, comma-separated): the client is
+    /// the right-most X-Forwarded-For address (or peer) outside them.
+    #[arg(long, value_name = "CIDR,…", value_parser = TrustedProxies::parse, default_value = "")]
+    trusted_proxies: TrustedProxies,
 }
 
 /// The parser for a preset name, or an error that lists the names.
@@ -43,6 +50,11 @@ fn unwrapped_sample(lines: &[&[u8]]) -> Vec<Vec<u8>> {
 }
 
 impl FormatArgs {
+    /// A decoder for one input: container unwrapping, `parser`, client resolution.
+    pub fn decoder(&self, parser: Box<dyn Parser>) -> Decoder {
+        Decoder::new(parser).with_trusted_proxies(self.trusted_proxies.clone())
+    }
+
     /// Resolves the parser for one input from its first lines. Returns the parser and a
     /// note saying how it was chosen.
     pub fn choose(&self, sample: &[&[u8]]) -> anyhow::Result<(Box<dyn Parser>, String)> {

@@ -8,7 +8,6 @@ use clap::Args;
 use super::format::{FormatArgs, SAMPLE_LINES};
 use super::output::RequestJson;
 use crate::input::LineReader;
-use crate::parse::Decoder;
 
 #[derive(Args, Debug)]
 pub struct ParseArgs {
@@ -20,7 +19,7 @@ pub fn run(args: ParseArgs) -> anyhow::Result<ExitCode> {
     let mut reader = LineReader::new(io::stdin().lock());
     let (parser, chosen) = args.format.choose(&reader.peek_lines(SAMPLE_LINES)?)?;
     eprintln!("gatewatch parse: format {chosen}");
-    let mut decoder = Decoder::new(parser);
+    let mut decoder = args.format.decoder(parser);
     let mut out = BufWriter::new(io::stdout().lock());
     let mut line_number = 0u64;
     let mut write_error = None;

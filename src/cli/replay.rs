@@ -13,7 +13,6 @@ use super::output::{escape_for_terminal, table_header, table_row};
 use crate::detect::{self, Engine, EngineSettings, IncidentEvent};
 use crate::event::Timestamp;
 use crate::input::{self, LineReader};
-use crate::parse::Decoder;
 
 #[derive(Args, Debug)]
 pub struct ReplayArgs {
@@ -116,7 +115,7 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
             "gatewatch replay: {}: format {chosen}",
             escape_for_terminal(path)
         );
-        let mut decoder = Decoder::new(parser);
+        let mut decoder = args.format.decoder(parser);
         let mut write_error: Option<io::Error> = None;
         let mut line_number = 0u64;
         reader.for_each_line(

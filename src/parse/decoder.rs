@@ -3,6 +3,7 @@
 
 use std::borrow::Cow;
 
+use super::client_ip::TrustedProxies;
 use super::container::{unwrap_line, Joiner};
 use super::{ParseError, Parser};
 use crate::event::Request;
@@ -10,6 +11,7 @@ use crate::event::Request;
 pub struct Decoder {
     parser: Box<dyn Parser>,
     joiner: Joiner,
+    trusted: TrustedProxies,
 }
 
 impl Decoder {
@@ -17,7 +19,14 @@ impl Decoder {
         Decoder {
             parser,
             joiner: Joiner::default(),
+            trusted: TrustedProxies::default(),
         }
+    }
+
+    /// Resolves each record's client behind these proxies (see `TrustedProxies`).
+    pub fn with_trusted_proxies(mut self, trusted: TrustedProxies) -> Self {
+        self.trusted = trusted;
+        self
     }
 
     pub fn format(&self) -> &str {
@@ -48,6 +57,9 @@ impl Decoder {
             req.ts = req.ts.or(wrapper_ts);
             if req.ts.is_none() {
                 return Err(ParseError::NoTimestamp);
+            }
+            if !self.trusted.is_empty() || req.client_ip.is_none() {
+                self.trusted.resolve(&mut req);
             }
             Ok(req)
         });

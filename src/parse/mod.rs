@@ -1,5 +1,6 @@
 //! Line → [`Request`]: the `Parser` trait, the format presets and format auto-detection.
 
+mod client_ip;
 mod container;
 mod decoder;
 mod json;
@@ -8,6 +9,7 @@ mod presets;
 mod request_line;
 pub mod time;
 
+pub use client_ip::TrustedProxies;
 pub use container::{unwrap_line, Joiner, Stream, Unwrapped, Wrapper, WrapperError};
 pub use decoder::Decoder;
 pub use nginx::{FormatError, Leniency, LogFormat, Var};
