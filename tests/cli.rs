@@ -144,7 +144,9 @@ fn unknown_format_names_the_known_ones() {
     let out = gatewatch(&["replay", "--format", "apache", ATTACK_LOG], None);
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("ingress-nginx, combined"), "{stderr}");
+    for name in gatewatch::parse::PRESET_NAMES {
+        assert!(stderr.contains(name), "{name} missing from: {stderr}");
+    }
 }
 
 #[test]

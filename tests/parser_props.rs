@@ -495,6 +495,11 @@ fn decode(decoder: &mut Decoder, line: &[u8]) -> Option<Decoded> {
 mod invariants;
 use invariants::{check_request, check_unwrapped, COMBINED, INGRESS};
 
+/// Presets built on the nginx compiler with `$remote_addr` and `$time_local`: every field
+/// borrows from the line and a parse has a client and a time (`check_request`'s preset
+/// invariants). The JSON presets copy escaped strings; Envoy's text has no peer.
+const ZERO_COPY_PRESETS: &[&str] = &["ingress-nginx", "traefik", "combined"];
+
 /// Runs a line through every entry point, checking the invariants of whatever parses.
 fn exercise(line: &[u8]) -> Result<(), TestCaseError> {
     for parser in [&**COMBINED, &**INGRESS] {
@@ -505,7 +510,7 @@ fn exercise(line: &[u8]) -> Result<(), TestCaseError> {
     if let Some(Ok(unwrapped)) = unwrap_line(line) {
         check_unwrapped(line, &unwrapped);
     }
-    for name in PRESET_NAMES {
+    for name in ZERO_COPY_PRESETS {
         let mut decoder = Decoder::new(preset(name).expect("preset"));
         let checked = decoder.decode(line, |record, parsed| match parsed {
             Ok(req) => {
@@ -728,7 +733,7 @@ proptest! {
         lines in vec((valid_line(), vec(mutation(), 0..3)), 1..8),
     ) {
         let lines: Vec<Vec<u8>> = lines.into_iter().map(|(l, m)| mutate(l, &m)).collect();
-        for name in PRESET_NAMES {
+        for name in ZERO_COPY_PRESETS {
             let mut decoder = Decoder::new(preset(name).expect("preset"));
             for line in &lines {
                 decoder.decode(line, |record, parsed| {

@@ -12,8 +12,8 @@ pub const SAMPLE_LINES: usize = 64;
 
 #[derive(Args, Debug, Clone)]
 pub struct FormatArgs {
-    /// Log format: auto (chosen per input from its first lines), ingress-nginx, combined,
-    /// traefik-json or envoy-json.
+    /// Log format: auto (chosen per input from its first lines), ingress-nginx, traefik,
+    /// combined, envoy (and Istio text), traefik-json or envoy-json.
     /// Container wrappers (CRI, Docker json-file) are detected per line whatever the format.
     #[arg(long, default_value = "auto")]
     format: String,

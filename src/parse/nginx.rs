@@ -23,6 +23,8 @@ use crate::event::{parse_ip, Request};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Var {
     RemoteAddr,
+    /// Envoy's `%DOWNSTREAM_REMOTE_ADDRESS%` (`IP:port`, or `-` when unknown).
+    PeerAddress,
     RemoteUser,
     TimeLocal,
     TimeIso8601,
@@ -39,6 +41,8 @@ pub enum Var {
     HttpUserAgent,
     HttpXForwardedFor,
     RequestTime,
+    /// gatewatch's `$duration_ms` for proxies that log milliseconds (Traefik, Envoy).
+    DurationMs,
     Host,
     UpstreamAddr,
     ProxyUpstreamName,
@@ -51,6 +55,7 @@ impl Var {
     fn from_name(name: &str) -> Var {
         match name {
             "remote_addr" => Var::RemoteAddr,
+            "downstream_remote_address" => Var::PeerAddress,
             "remote_user" => Var::RemoteUser,
             "time_local" => Var::TimeLocal,
             "time_iso8601" => Var::TimeIso8601,
@@ -67,9 +72,12 @@ impl Var {
             "http_user_agent" => Var::HttpUserAgent,
             "http_x_forwarded_for" => Var::HttpXForwardedFor,
             "request_time" => Var::RequestTime,
+            "duration_ms" => Var::DurationMs,
             "host" | "http_host" | "server_name" => Var::Host,
-            "upstream_addr" => Var::UpstreamAddr,
-            "proxy_upstream_name" => Var::ProxyUpstreamName,
+            // Traefik's backend URL and router, Envoy's route: gatewatch names for the
+            // non-nginx text formats, so one compiler serves them all.
+            "upstream_addr" | "service_url" => Var::UpstreamAddr,
+            "proxy_upstream_name" | "router_name" | "route_name" => Var::ProxyUpstreamName,
             "req_id" | "request_id" => Var::RequestId,
             // Formats are compiled a handful of times per process; leaking the name gives
             // every parsed line a `&'static str` label without a per-line allocation.
@@ -80,6 +88,7 @@ impl Var {
     fn name(self) -> &'static str {
         match self {
             Var::RemoteAddr => "remote_addr",
+            Var::PeerAddress => "downstream_remote_address",
             Var::RemoteUser => "remote_user",
             Var::TimeLocal => "time_local",
             Var::TimeIso8601 => "time_iso8601",
@@ -96,6 +105,7 @@ impl Var {
             Var::HttpUserAgent => "http_user_agent",
             Var::HttpXForwardedFor => "http_x_forwarded_for",
             Var::RequestTime => "request_time",
+            Var::DurationMs => "duration_ms",
             Var::Host => "host",
             Var::UpstreamAddr => "upstream_addr",
             Var::ProxyUpstreamName => "proxy_upstream_name",
@@ -303,6 +313,8 @@ impl LogFormat {
         };
         match var {
             Var::RemoteAddr => req.client_ip = Some(parse_ip(value).ok_or_else(invalid)?),
+            Var::PeerAddress if value == b"-" => {}
+            Var::PeerAddress => req.client_ip = Some(parse_ip(value).ok_or_else(invalid)?),
             Var::RemoteUser => req.user = text(value),
             Var::TimeLocal => req.ts = Some(parse_time_local(value).ok_or_else(invalid)?),
             Var::TimeIso8601 => req.ts = Some(parse_iso8601(value).ok_or_else(invalid)?),
@@ -337,6 +349,11 @@ impl LogFormat {
             Var::HttpUserAgent => req.user_agent = text(value),
             Var::HttpXForwardedFor => req.x_forwarded_for = text(value),
             Var::RequestTime => req.duration_ns = seconds_as_nanos(value).ok_or_else(invalid)?,
+            Var::DurationMs => {
+                req.duration_ns = seconds_as_nanos(value)
+                    .ok_or_else(invalid)?
+                    .map(|ns| ns / 1000)
+            }
             Var::Host => req.host = text(strip_port(value)),
             Var::UpstreamAddr => req.upstream = text(value),
             Var::ProxyUpstreamName => req.route = text(value),

@@ -11,6 +11,18 @@ pub const COMBINED: &str = r#"$remote_addr - $remote_user [$time_local] "$reques
 /// The ingress-nginx controller's default `log-format-upstream` (`upstreaminfo`).
 pub const INGRESS_NGINX: &str = r#"$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent "$http_referer" "$http_user_agent" $request_length $request_time [$proxy_upstream_name] [$proxy_alternative_upstream_name] $upstream_addr $upstream_response_length $upstream_response_time $upstream_status $req_id"#;
 
+/// Traefik's common log format ("CLF"): combined plus request count, router, backend URL
+/// and duration in milliseconds.
+pub const TRAEFIK: &str = r#"$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent "$http_referer" "$http_user_agent" $request_count "$router_name" "$service_url" ${duration_ms}ms"#;
+
+/// Envoy's default text format (also Envoy Gateway's). It has no peer address: the
+/// client comes from X-Forwarded-For.
+pub const ENVOY: &str = r#"[$time_iso8601] "$request" $status $response_flags $bytes_received $bytes_sent $duration_ms $upstream_service_time "$http_x_forwarded_for" "$http_user_agent" "$req_id" "$host" "$upstream_addr""#;
+
+/// Istio's default text format: Envoy's with response details, upstream cluster and
+/// addresses, the downstream peer, SNI and route name.
+const ISTIO: &str = r#"[$time_iso8601] "$request" $status $response_flags $response_code_details $connection_termination_details "$upstream_transport_failure_reason" $bytes_received $bytes_sent $duration_ms $upstream_service_time "$http_x_forwarded_for" "$http_user_agent" "$req_id" "$host" "$upstream_addr" $upstream_cluster $upstream_local_address $downstream_local_address $downstream_remote_address $requested_server_name $route_name"#;
+
 /// `combined` with a virtual host before the client (`log_format vhost_combined`).
 const VHOST_COMBINED: &str = r#"$host $remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent "$http_referer" "$http_user_agent""#;
 
@@ -19,35 +31,35 @@ const COMBINED_NO_IDENT: &str = r#"$remote_addr - [$time_local] "$request" $stat
 
 /// Preset names, most specific first: auto-detection prefers the earlier one on a tie
 /// (the lenient `combined` also reads ingress-nginx lines, minus their extra fields).
-pub const PRESET_NAMES: &[&str] = &["ingress-nginx", "combined", "traefik-json", "envoy-json"];
+pub const PRESET_NAMES: &[&str] = &[
+    "ingress-nginx",
+    "traefik",
+    "combined",
+    "envoy",
+    "traefik-json",
+    "envoy-json",
+];
 
-/// The `combined` preset reads the variants real servers write: the common log format
-/// (no referer/UA), extra trailing fields (nginx `main`), a vhost prefix, no ident column.
-/// The strict layout is tried first, so the variants cost nothing on ordinary lines.
-struct Combined {
+/// A preset that reads several layouts of one format. The first (the common one) is tried
+/// first, so the variants cost nothing on ordinary lines.
+struct Variants {
+    name: &'static str,
     variants: Vec<LogFormat>,
 }
 
-impl Combined {
-    fn new() -> Self {
-        let lenient = Leniency {
-            missing_tail: true,
-            extra_tail: true,
-        };
-        let compile = |format| LogFormat::compile("combined", format, lenient).expect("preset");
-        Combined {
-            variants: vec![
-                compile(COMBINED),
-                compile(VHOST_COMBINED),
-                compile(COMBINED_NO_IDENT),
-            ],
-        }
+impl Variants {
+    fn new(name: &'static str, formats: &[&str], leniency: Leniency) -> Self {
+        let variants = formats
+            .iter()
+            .map(|format| LogFormat::compile(name, format, leniency).expect("preset"))
+            .collect();
+        Variants { name, variants }
     }
 }
 
-impl Parser for Combined {
+impl Parser for Variants {
     fn name(&self) -> &str {
-        "combined"
+        self.name
     }
 
     fn parse<'a>(&self, line: &'a [u8]) -> Result<Request<'a>, ParseError> {
@@ -62,19 +74,40 @@ impl Parser for Combined {
     }
 }
 
+/// Newer releases may append fields; missing ones are not allowed (that is another format).
+const TRAILING_FIELDS_ONLY: Leniency = Leniency {
+    missing_tail: false,
+    extra_tail: true,
+};
+
 /// A built-in parser by name.
 pub fn preset(name: &str) -> Option<Box<dyn Parser>> {
     match name {
-        "combined" => Some(Box::new(Combined::new())),
-        "ingress-nginx" => {
-            let leniency = Leniency {
-                missing_tail: false,
+        // `combined` reads what real servers write: the common log format (no referer/UA),
+        // extra trailing fields (nginx `main`), a vhost prefix, no ident column.
+        "combined" => Some(Box::new(Variants::new(
+            "combined",
+            &[COMBINED, VHOST_COMBINED, COMBINED_NO_IDENT],
+            Leniency {
+                missing_tail: true,
                 extra_tail: true,
-            };
-            Some(Box::new(
-                LogFormat::compile("ingress-nginx", INGRESS_NGINX, leniency).expect("preset"),
-            ))
-        }
+            },
+        ))),
+        "ingress-nginx" => Some(Box::new(Variants::new(
+            "ingress-nginx",
+            &[INGRESS_NGINX],
+            TRAILING_FIELDS_ONLY,
+        ))),
+        "traefik" => Some(Box::new(Variants::new(
+            "traefik",
+            &[TRAEFIK],
+            TRAILING_FIELDS_ONLY,
+        ))),
+        "envoy" => Some(Box::new(Variants::new(
+            "envoy",
+            &[ENVOY, ISTIO],
+            TRAILING_FIELDS_ONLY,
+        ))),
         "traefik-json" => Some(Box::new(TraefikJson)),
         "envoy-json" => Some(Box::new(EnvoyJson)),
         _ => None,
@@ -183,6 +216,36 @@ mod tests {
         assert_eq!(no_ident.status, Some(200));
         let syslog = br#"Sep 15 16:13:46 host nginx[2869]: 81.150.104.130 - - [15/Sep/2021:16:13:46 +0000] "POST /wp-login.php HTTP/1.1" 200 5364 "-" "-""#;
         assert!(parser.parse(syslog).is_err());
+    }
+
+    #[test]
+    fn traefik_clf_fields() {
+        let line = br#"172.17.1.2 - - [24/Nov/2024:13:38:04 +0000] "GET /birthday HTTP/2" 200 352 "-" "Nikto" 244 "test@docker -> leaf@docker" "http://172.17.0.3:80" 42ms"#;
+        let req = preset("traefik").unwrap().parse(line).unwrap();
+        assert_eq!(req.duration_ns, Some(42_000_000));
+        assert_eq!(
+            req.route.as_deref(),
+            Some(&b"test@docker -> leaf@docker"[..])
+        );
+        assert_eq!(req.upstream.as_deref(), Some(&b"http://172.17.0.3:80"[..]));
+        let detected = detect_format([&line[..]]).unwrap();
+        assert_eq!(detected.format, "traefik", "not the lenient combined");
+    }
+
+    #[test]
+    fn envoy_and_istio_text() {
+        let envoy = br#"[2025-03-10T14:08:01.007Z] "POST /login HTTP/2" 503 UH 87 19 0 - "198.51.100.23,10.0.0.4" "python-requests/2.31.0" "0d9e8f7a" "auth.example.com" "-""#;
+        let req = preset("envoy").unwrap().parse(envoy).unwrap();
+        assert_eq!(req.client_ip, None, "the default format has no peer");
+        assert_eq!(req.status, Some(503));
+        assert_eq!(req.bytes_sent, Some(19));
+        assert_eq!(req.upstream, None);
+        let istio = br#"[2025-03-10T14:09:10.551Z] "GET /productpage HTTP/1.1" 200 - via_upstream - "-" 0 5293 27 26 "203.0.113.45" "Mozilla/5.0" "a1b2" "bookinfo.example.com" "10.42.4.12:9080" outbound|9080||productpage.default.svc.cluster.local 10.42.1.5:48210 10.42.1.5:8080 203.0.113.45:53311 - default"#;
+        let req = preset("envoy").unwrap().parse(istio).unwrap();
+        assert_eq!(req.client_ip, Some("203.0.113.45".parse().unwrap()));
+        assert_eq!(req.bytes_sent, Some(5293));
+        assert_eq!(req.duration_ns, Some(27_000_000));
+        assert_eq!(req.route.as_deref(), Some(&b"default"[..]));
     }
 
     #[test]
