@@ -19,7 +19,11 @@ fuzz_target!(|line: &[u8]| {
         let Ok(req) = parser.parse(line) else {
             continue;
         };
-        assert!(req.ts.is_some(), "{} parsed without a timestamp", parser.name());
+        assert!(
+            req.ts.is_some(),
+            "{} parsed without a timestamp",
+            parser.name()
+        );
         assert!(
             !req.path.as_ref().is_some_and(|p| p.contains(&b'?')),
             "path still holds the query"
@@ -40,6 +44,10 @@ fuzz_target!(|line: &[u8]| {
                 );
             }
         }
-        assert_eq!(parser.parse(line).as_ref(), Ok(&req), "parse is deterministic");
+        assert_eq!(
+            parser.parse(line).as_ref(),
+            Ok(&req),
+            "parse is deterministic"
+        );
     }
 });
