@@ -294,3 +294,17 @@ fn trusted_proxies_pick_the_real_client() {
     let out = gatewatch(&["parse", "--trusted-proxies", "10.0.0.0/33"], Some(line));
     assert_eq!(out.status.code(), Some(2), "clap rejects a bad CIDR");
 }
+
+#[test]
+fn json_fields_map_a_custom_json_log() {
+    let line = br#"{"time":"2025-03-10T14:06:00+00:00","remote_addr":"203.0.113.45","status":"404","uri":"/x?y=1","ua":"curl\u0020x"}"#;
+    let map = "ts=time,client_ip=remote_addr,status=status,path=uri,user_agent=ua";
+    let out = gatewatch(&["parse", "--json-fields", map], Some(line));
+    let record = &json_lines(&out.stdout)[0];
+    assert_eq!(record["status"], 404);
+    assert_eq!(record["query"], "y=1");
+    assert_eq!(record["user_agent"], "curl x");
+    let out = gatewatch(&["parse", "--json-fields", "client_ip=ip"], Some(line));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("ts=<key> is required"));
+}

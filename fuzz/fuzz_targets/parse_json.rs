@@ -1,16 +1,22 @@
-//! The `traefik-json` and `envoy-json` presets on one arbitrary line: no panic, and a
+//! The `traefik-json` and `envoy-json` presets and a `--json-fields` map on one line: no panic, and a
 //! successful parse has a timestamp, a path without its query, and no `-`/empty values
 //! (JSON strings may be copied when they had escapes, so borrowing is not required).
 #![no_main]
 
-use gatewatch::parse::preset;
+use gatewatch::parse::{preset, JsonFields, MappedJson};
 use libfuzzer_sys::fuzz_target;
 use std::sync::LazyLock;
 
-static PARSERS: LazyLock<[Box<dyn gatewatch::parse::Parser>; 2]> = LazyLock::new(|| {
+static PARSERS: LazyLock<[Box<dyn gatewatch::parse::Parser>; 3]> = LazyLock::new(|| {
+    let every_field = "ts=time,client_ip=ip,method=m,path=p,query=q,protocol=v,status=s,\
+        bytes_sent=b,duration_ms=d,user=u,user_agent=ua,referer=r,host=h,route=rt,\
+        upstream=up,x_forwarded_for=x,request_id=id";
     [
         preset("traefik-json").expect("preset"),
         preset("envoy-json").expect("preset"),
+        Box::new(MappedJson::new(
+            JsonFields::parse(every_field).expect("valid map"),
+        )),
     ]
 });
 

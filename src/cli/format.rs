@@ -3,8 +3,8 @@
 use clap::Args;
 
 use crate::parse::{
-    detect_format, preset, unwrap_line, Decoder, Leniency, LogFormat, Parser, TrustedProxies,
-    PRESET_NAMES,
+    detect_format, preset, unwrap_line, Decoder, JsonFields, Leniency, LogFormat, MappedJson,
+    Parser, TrustedProxies, PRESET_NAMES,
 };
 
 /// Lines sampled from the start of each input for `--format auto`.
@@ -21,6 +21,12 @@ pub struct FormatArgs {
     /// overrides --format.
     #[arg(long, value_name = "NGINX_LOG_FORMAT")]
     log_format: Option<String>,
+    /// A JSON access log with your own keys: `field=key,…` over the fields ts (required),
+    /// client_ip, method, path, query, protocol, status, bytes_sent, duration_s|_ms|_ns,
+    /// user, user_agent, referer, host, route, upstream, x_forwarded_for, request_id.
+    /// Overrides --format.
+    #[arg(long, value_name = "FIELD=KEY,…", value_parser = JsonFields::parse, conflicts_with = "log_format")]
+    json_fields: Option<JsonFields>,
     /// Our own proxies/load balancers (CIDRs or addresses, comma-separated): the client is
     /// the right-most X-Forwarded-For address (or peer) outside them.
     #[arg(long, value_name = "CIDR,…", value_parser = TrustedProxies::parse, default_value = "")]
@@ -62,6 +68,12 @@ impl FormatArgs {
             let parser = LogFormat::compile("log-format", format, Leniency::default())
                 .map_err(|e| anyhow::anyhow!("--log-format: {e}"))?;
             return Ok((Box::new(parser), "custom (--log-format)".into()));
+        }
+        if let Some(fields) = &self.json_fields {
+            return Ok((
+                Box::new(MappedJson::new(fields.clone())),
+                "json (--json-fields)".into(),
+            ));
         }
         if self.format != "auto" {
             return Ok((

@@ -17,7 +17,7 @@ use crate::event::{parse_ip, Request, Text};
 /// the line unless the JSON string had escapes (serde's own `Option<Cow<str>>` always
 /// copies).
 #[derive(Debug, Default)]
-struct Str<'a>(Option<Cow<'a, str>>);
+pub(super) struct Str<'a>(Option<Cow<'a, str>>);
 
 impl<'de: 'a, 'a> Deserialize<'de> for Str<'a> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -119,7 +119,7 @@ impl Num {
     }
 }
 
-fn text<'a>(value: Str<'a>) -> Option<Text<'a>> {
+pub(super) fn text<'a>(value: Str<'a>) -> Option<Text<'a>> {
     match value.0? {
         Cow::Borrowed("" | "-") => None,
         Cow::Borrowed(s) => Some(Cow::Borrowed(s.as_bytes())),
