@@ -12,8 +12,8 @@ use criterion::{criterion_group, criterion_main, Criterion, SamplingMode, Throug
 use gatewatch::parse::{detect_format, preset, unwrap_line, Decoder, Parser};
 
 use common::{
-    combined_lines, cri_wrap, docker_wrap, envoy_json_lines, ingress_lines, total_bytes,
-    traefik_json_lines,
+    combined_lines, cri_wrap, docker_wrap, envoy_json_lines, envoy_lines, ingress_lines,
+    total_bytes, traefik_json_lines, traefik_lines,
 };
 
 /// Lines per input set.
@@ -59,6 +59,12 @@ fn parsers(c: &mut Criterion) {
     bench_parser(c, "combined", combined_parser.as_ref(), &combined);
     let ingress_parser = preset("ingress-nginx").expect("ingress-nginx preset");
     bench_parser(c, "ingress-nginx", ingress_parser.as_ref(), &ingress);
+    let traefik_clf = traefik_lines(&combined);
+    let traefik_clf_parser = preset("traefik").expect("traefik preset");
+    bench_parser(c, "traefik", traefik_clf_parser.as_ref(), &traefik_clf);
+    let envoy_text = envoy_lines(&combined);
+    let envoy_text_parser = preset("envoy").expect("envoy preset");
+    bench_parser(c, "envoy", envoy_text_parser.as_ref(), &envoy_text);
     let traefik = traefik_json_lines(&combined);
     let traefik_parser = preset("traefik-json").expect("traefik-json preset");
     bench_parser(c, "traefik-json", traefik_parser.as_ref(), &traefik);

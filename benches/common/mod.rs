@@ -71,6 +71,51 @@ fn status_and_bytes(line: &[u8]) -> (String, String) {
     (status, bytes)
 }
 
+/// Traefik CLF: the combined line plus request count, router, backend URL and `<n>ms`.
+pub fn traefik_lines(combined: &[Vec<u8>]) -> Vec<Vec<u8>> {
+    combined
+        .iter()
+        .zip(0u64..)
+        .map(|(line, n)| {
+            let mut out = line.clone();
+            out.extend_from_slice(
+                format!(
+                    " {} \"websecure-shop@kubernetescrd\" \"http://10.42.1.17:8080\" {}ms",
+                    48_213 + n,
+                    n % 250
+                )
+                .as_bytes(),
+            );
+            out
+        })
+        .collect()
+}
+
+/// The same requests in Envoy's default text format.
+pub fn envoy_lines(combined: &[Vec<u8>]) -> Vec<Vec<u8>> {
+    let parser = gatewatch::parse::preset("combined").expect("preset");
+    combined
+        .iter()
+        .zip(0u64..)
+        .map(|(line, n)| {
+            let req = parser.parse(line).expect("bench lines parse");
+            format!(
+                "[{}] \"{} {} HTTP/1.1\" {} - 0 {} {} {} \"{}\" \"{}\" \"6c1a3f0e-8b2d-4f51-9e3a-{n:012x}\" \"shop.example.com\" \"10.42.2.8:8080\"",
+                req.ts.unwrap().to_rfc3339_millis(),
+                lossy(&req.method),
+                lossy(&req.path),
+                req.status.unwrap_or(200),
+                req.bytes_sent.unwrap_or(0),
+                12 + n % 50,
+                11 + n % 50,
+                req.client_ip.unwrap(),
+                lossy(&req.user_agent),
+            )
+            .into_bytes()
+        })
+        .collect()
+}
+
 /// The same requests as Traefik JSON access-log records (the default field set).
 pub fn traefik_json_lines(combined: &[Vec<u8>]) -> Vec<Vec<u8>> {
     json_lines(combined, |req, n| {
