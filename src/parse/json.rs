@@ -129,7 +129,7 @@ pub(super) fn text<'a>(value: Str<'a>) -> Option<Text<'a>> {
 }
 
 /// `HTTP/1.1` → `1.1`.
-fn http_version(protocol: Option<Text<'_>>) -> Option<Text<'_>> {
+pub(super) fn http_version(protocol: Option<Text<'_>>) -> Option<Text<'_>> {
     match protocol? {
         Cow::Borrowed(p) => Some(Cow::Borrowed(p.strip_prefix(b"HTTP/").unwrap_or(p))),
         Cow::Owned(p) => Some(Cow::Owned(p.strip_prefix(b"HTTP/").unwrap_or(&p).to_vec())),

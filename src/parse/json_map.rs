@@ -7,7 +7,7 @@ use std::fmt;
 
 use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 
-use super::json::Str;
+use super::json::{http_version, Str};
 use super::request_line::set_target;
 use super::time::{parse_epoch_seconds, parse_iso8601, parse_time_local};
 use super::{ParseError, Parser};
@@ -194,12 +194,7 @@ fn fill<'a>(
         Field::Method => req.method = Some(value),
         Field::Path => *target = Some(value),
         Field::Query => req.query = Some(value),
-        Field::Protocol => {
-            req.http_version = Some(match value {
-                Cow::Borrowed(v) => Cow::Borrowed(v.strip_prefix(b"HTTP/").unwrap_or(v)),
-                Cow::Owned(v) => Cow::Owned(v.strip_prefix(b"HTTP/").unwrap_or(&v).to_vec()),
-            })
-        }
+        Field::Protocol => req.http_version = http_version(Some(value)),
         Field::Status => {
             let status = number(&value, field)?;
             req.status = Some(u16::try_from(status as u64).map_err(|_| invalid(field))?);
