@@ -93,13 +93,8 @@ pub fn traefik_lines(combined: &[Vec<u8>]) -> Vec<Vec<u8>> {
 
 /// The same requests in Envoy's default text format.
 pub fn envoy_lines(combined: &[Vec<u8>]) -> Vec<Vec<u8>> {
-    let parser = gatewatch::parse::preset("combined").expect("preset");
-    combined
-        .iter()
-        .zip(0u64..)
-        .map(|(line, n)| {
-            let req = parser.parse(line).expect("bench lines parse");
-            format!(
+    render_requests(combined, |req, n| {
+        format!(
                 "[{}] \"{} {} HTTP/1.1\" {} - 0 {} {} {} \"{}\" \"{}\" \"6c1a3f0e-8b2d-4f51-9e3a-{n:012x}\" \"shop.example.com\" \"10.42.2.8:8080\"",
                 req.ts.unwrap().to_rfc3339_millis(),
                 lossy(&req.method),
@@ -112,8 +107,7 @@ pub fn envoy_lines(combined: &[Vec<u8>]) -> Vec<Vec<u8>> {
                 lossy(&req.user_agent),
             )
             .into_bytes()
-        })
-        .collect()
+    })
 }
 
 /// The same requests as Traefik JSON access-log records (the default field set).
@@ -197,14 +191,21 @@ fn json_lines(
     combined: &[Vec<u8>],
     record: impl Fn(&gatewatch::event::Request<'_>, u64) -> serde_json::Value,
 ) -> Vec<Vec<u8>> {
+    render_requests(combined, |req, n| {
+        serde_json::to_vec(&record(req, n)).expect("serialisable")
+    })
+}
+
+/// Re-renders each combined line (parsed, numbered) in another format.
+fn render_requests(
+    combined: &[Vec<u8>],
+    render: impl Fn(&gatewatch::event::Request<'_>, u64) -> Vec<u8>,
+) -> Vec<Vec<u8>> {
     let parser = gatewatch::parse::preset("combined").expect("preset");
     combined
         .iter()
         .zip(0u64..)
-        .map(|(line, n)| {
-            let req = parser.parse(line).expect("bench lines parse");
-            serde_json::to_vec(&record(&req, n)).expect("serialisable")
-        })
+        .map(|(line, n)| render(&parser.parse(line).expect("bench lines parse"), n))
         .collect()
 }
 

@@ -137,7 +137,7 @@ pub(super) fn http_version(protocol: Option<Text<'_>>) -> Option<Text<'_>> {
 }
 
 /// The right-most address of a comma-separated list (the hop nearest the proxy).
-fn last_address(list: &[u8]) -> Option<IpAddr> {
+pub(super) fn last_address(list: &[u8]) -> Option<IpAddr> {
     list.rsplit(|&b| b == b',').next().and_then(parse_ip)
 }
 

@@ -7,11 +7,11 @@ use std::fmt;
 
 use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 
-use super::json::{http_version, Str};
+use super::json::{http_version, last_address, Str};
 use super::request_line::set_target;
 use super::time::{parse_epoch_seconds, parse_iso8601, parse_time_local};
 use super::{ParseError, Parser};
-use crate::event::{parse_ip, Request, Text};
+use crate::event::{Request, Text};
 
 /// Request fields a JSON key can be mapped to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -186,10 +186,9 @@ fn fill<'a>(
                 .ok_or_else(|| invalid(field))?;
             req.ts = Some(ts);
         }
+        // A forwarded-for style list: the hop nearest the proxy.
         Field::ClientIp => {
-            // A forwarded-for style list: the hop nearest the proxy.
-            let last = value.rsplit(|&b| b == b',').next().unwrap_or(&value);
-            req.client_ip = Some(parse_ip(last).ok_or_else(|| invalid(field))?);
+            req.client_ip = Some(last_address(&value).ok_or_else(|| invalid(field))?)
         }
         Field::Method => req.method = Some(value),
         Field::Path => *target = Some(value),
