@@ -121,6 +121,18 @@ impl EntityKind {
             EntityKind::Global => "global",
         }
     }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        [
+            EntityKind::Ip,
+            EntityKind::Subnet,
+            EntityKind::Token,
+            EntityKind::Route,
+            EntityKind::Global,
+        ]
+        .into_iter()
+        .find(|kind| kind.as_str() == text)
+    }
 }
 
 impl fmt::Display for EntityKind {

@@ -5,9 +5,11 @@
 //! clock: it is driven by the logs' own timestamps, so replaying a file and tailing it live
 //! give the same incidents.
 
+pub mod api;
 pub mod cli;
 pub mod detect;
 pub mod event;
 pub mod input;
 pub mod parse;
+pub mod store;
 pub mod window;

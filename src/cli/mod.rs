@@ -1,10 +1,14 @@
 //! Command-line interface: one file per subcommand.
 
+mod db;
 mod detectors;
 mod format;
+mod incidents;
+mod migrate;
 mod output;
 mod parse;
 mod replay;
+mod serve;
 
 use std::process::ExitCode;
 
@@ -34,6 +38,13 @@ pub enum Command {
     /// Show or validate detector definitions.
     #[command(subcommand)]
     Detectors(detectors::DetectorsCommand),
+    /// Query and triage stored incidents.
+    #[command(subcommand)]
+    Incidents(incidents::IncidentsCommand),
+    /// Apply database migrations (also done whenever a command opens the store).
+    Migrate(migrate::MigrateArgs),
+    /// Serve the HTTP API (/healthz, /api/v1/incidents) over a store.
+    Serve(serve::ServeArgs),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -41,5 +52,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Replay(args) => replay::run(args),
         Command::Parse(args) => parse::run(args),
         Command::Detectors(command) => detectors::run(command),
+        Command::Incidents(command) => incidents::run(command),
+        Command::Migrate(args) => migrate::run(args),
+        Command::Serve(args) => serve::run(args),
     }
 }

@@ -1,10 +1,13 @@
 //! Rendering records and incidents for people and programs. Log data is attacker-controlled:
 //! everything shown on a terminal goes through `escape_for_terminal`.
 
+use std::io::Write;
+
 use serde::Serialize;
 
 use crate::detect::Incident;
 use crate::event::Request;
+use crate::store::StoredIncident;
 
 /// Replaces control characters (C0, DEL, C1: the ANSI escape vocabulary) with visible
 /// escapes, so a user agent cannot move the cursor or recolour an analyst's terminal.
@@ -114,9 +117,116 @@ pub fn table_row(incident: &Incident) -> String {
     )
 }
 
+/// Column header of `incidents list --output table`.
+pub fn incident_table_header() -> String {
+    format!(
+        "{:<16} {:<24} {:<24} {:<8} {:<6} {:<12} {:<16} {:<39} {:>7}  {}",
+        "ID",
+        "STARTED",
+        "LAST SEEN",
+        "SEVERITY",
+        "STATUS",
+        "TRIAGE",
+        "DETECTOR",
+        "ENTITY",
+        "COUNT",
+        "SUMMARY"
+    )
+}
+
+/// One stored incident as a table row, escaped for the terminal.
+pub fn incident_table_row(stored: &StoredIncident) -> String {
+    let incident = &stored.incident;
+    format!(
+        "{:<16} {:<24} {:<24} {:<8} {:<6} {:<12} {:<16} {:<39} {:>7}  {}",
+        incident.id,
+        incident.started_at.to_rfc3339_millis(),
+        incident.last_seen.to_rfc3339_millis(),
+        incident.severity.as_str(),
+        incident.status.as_str(),
+        stored.triage.state.as_str(),
+        escape_for_terminal(&incident.detector),
+        escape_for_terminal(&incident.entity),
+        incident.count,
+        escape_for_terminal(&incident.summary),
+    )
+}
+
+/// A text cell for CSV: control characters escaped, and a leading `=`, `+`, `-`, `@` quoted
+/// with `'` so a spreadsheet never evaluates log text as a formula.
+fn csv_text(text: &str) -> String {
+    let text = escape_for_terminal(text);
+    if text.starts_with(['=', '+', '-', '@']) {
+        format!("'{text}")
+    } else {
+        text
+    }
+}
+
+/// `incidents list --output csv`.
+pub fn write_csv(out: &mut impl Write, incidents: &[StoredIncident]) -> csv::Result<()> {
+    let mut writer = csv::Writer::from_writer(out);
+    writer.write_record([
+        "id",
+        "detector",
+        "kind",
+        "severity",
+        "entity_kind",
+        "entity",
+        "started_at",
+        "detected_at",
+        "last_seen",
+        "count",
+        "score_observed",
+        "score_expected",
+        "score_p_value",
+        "status",
+        "triage",
+        "triage_note",
+        "summary",
+    ])?;
+    for stored in incidents {
+        let i = &stored.incident;
+        writer.write_record([
+            i.id.clone(),
+            csv_text(&i.detector),
+            csv_text(&i.kind),
+            i.severity.as_str().to_owned(),
+            i.entity_kind.as_str().to_owned(),
+            csv_text(&i.entity),
+            i.started_at.to_rfc3339_millis(),
+            i.detected_at.to_rfc3339_millis(),
+            i.last_seen.to_rfc3339_millis(),
+            i.count.to_string(),
+            i.score.observed.to_string(),
+            i.score.expected.to_string(),
+            i.score.p_value.map(|p| p.to_string()).unwrap_or_default(),
+            i.status.as_str().to_owned(),
+            stored.triage.state.as_str().to_owned(),
+            stored
+                .triage
+                .note
+                .as_deref()
+                .map(csv_text)
+                .unwrap_or_default(),
+            csv_text(&i.summary),
+        ])?;
+    }
+    writer.flush()?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn csv_cells_cannot_become_formulas_or_escapes() {
+        assert_eq!(csv_text("=HYPERLINK(\"x\")"), "'=HYPERLINK(\"x\")");
+        assert_eq!(csv_text("@SUM(A1)"), "'@SUM(A1)");
+        assert_eq!(csv_text("a\u{1b}[31mb"), "a\\u{1b}[31mb");
+        assert_eq!(csv_text("203.0.113.7"), "203.0.113.7");
+    }
 
     #[test]
     fn ansi_sequences_are_neutralised() {

@@ -10,9 +10,12 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use super::format::{FormatArgs, SAMPLE_LINES};
 use super::output::{escape_for_terminal, table_header, table_row};
-use crate::detect::{self, Engine, EngineSettings, IncidentEvent};
+use tokio::sync::mpsc;
+
+use crate::detect::{self, Engine, EngineSettings, Incident, IncidentEvent};
 use crate::event::Timestamp;
 use crate::input::{self, LineReader};
+use crate::store::{redact_url, Store, StoreWriter, WriterReport, WriterSettings};
 
 #[derive(Args, Debug)]
 pub struct ReplayArgs {
@@ -37,12 +40,18 @@ pub struct ReplayArgs {
     /// Never draw a progress bar, even on a terminal.
     #[arg(long)]
     no_progress: bool,
+    /// Also store incidents (as they open, escalate and close) in this database:
+    /// sqlite://PATH (created if missing) or postgres://USER@HOST/DB.
+    #[arg(long = "db", value_name = "URL")]
+    db: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum OutputKind {
     Jsonl,
     Table,
+    /// Print no incidents (with --db: store only).
+    None,
 }
 
 /// Unparsed lines shown in the summary.
@@ -58,14 +67,22 @@ struct Totals {
     samples: Vec<String>,
 }
 
-/// Prints incidents as they close.
+/// Prints incidents as they close; sends every version to the store when there is one.
 struct Sink<W: Write> {
     out: W,
     kind: OutputKind,
+    store: Option<mpsc::Sender<Incident>>,
 }
 
 impl<W: Write> Sink<W> {
     fn handle(&mut self, event: IncidentEvent, totals: &mut Totals) -> io::Result<()> {
+        if let Some(store) = &self.store {
+            // Waits while the store task's channel is full: replay runs at the store's pace
+            // rather than losing incidents.
+            if store.blocking_send(event.incident().clone()).is_err() {
+                return Err(io::Error::other("the store task stopped"));
+            }
+        }
         let IncidentEvent::Closed(incident) = event else {
             return Ok(());
         };
@@ -76,7 +93,36 @@ impl<W: Write> Sink<W> {
                 self.out.write_all(b"\n")
             }
             OutputKind::Table => writeln!(self.out, "{}", table_row(&incident)),
+            OutputKind::None => Ok(()),
         }
+    }
+}
+
+/// The store side of `--db`: a runtime running the batching store task.
+struct StoreSink {
+    runtime: tokio::runtime::Runtime,
+    writer: StoreWriter,
+    shown_url: String,
+}
+
+impl StoreSink {
+    fn open(url: &str) -> anyhow::Result<StoreSink> {
+        let runtime = super::db::runtime()?;
+        let writer = runtime.block_on(async {
+            let store = Store::open(url).await?;
+            anyhow::Ok(StoreWriter::spawn(store, WriterSettings::default()))
+        })?;
+        Ok(StoreSink {
+            runtime,
+            writer,
+            shown_url: redact_url(url),
+        })
+    }
+
+    /// Waits until everything sent is stored (or the shutdown grace ends).
+    fn finish(self) -> (WriterReport, String) {
+        let report = self.runtime.block_on(self.writer.finish());
+        (report, self.shown_url)
     }
 }
 
@@ -87,9 +133,11 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         warmup_nanos: args.warmup.as_nanos().min(i64::MAX as u128) as i64,
     };
     let mut engine = Engine::new(&defs, settings);
+    let store = args.db.as_deref().map(StoreSink::open).transpose()?;
     let mut sink = Sink {
         out: BufWriter::with_capacity(1 << 16, io::stdout().lock()),
         kind: args.output,
+        store: store.as_ref().map(|s| s.writer.sender()),
     };
     if args.output == OutputKind::Table {
         writeln!(sink.out, "{}", table_header())?;
@@ -186,7 +234,27 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         sink.handle(event, &mut totals)?;
     }
     sink.out.flush()?;
+    // The sink's sender must go before the writer can see the channel close.
+    drop(sink);
+    let stored = store.map(StoreSink::finish);
     print_summary(&totals, &engine, started.elapsed(), first_ts, last_ts);
+    let Some((report, url)) = stored else {
+        return Ok(ExitCode::SUCCESS);
+    };
+    eprintln!(
+        "  store {url}: {} incident versions received, {} upserts, {} retried batches",
+        report.received, report.written, report.retries
+    );
+    if !report.complete() {
+        anyhow::bail!(
+            "{url}: not every incident was stored ({} dropped on a full queue, {} rejected, \
+             {} still queued at shutdown); last error: {}",
+            report.dropped_queue_full,
+            report.rejected,
+            report.unstored,
+            report.last_error.as_deref().unwrap_or("none")
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 

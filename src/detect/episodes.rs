@@ -69,7 +69,7 @@ impl<K: Hash + Eq + Clone + Display> Episodes<K> {
         let incident = Incident {
             id: incident_id(&self.settings.detector, &entity, opening.started_at),
             detector: self.settings.detector.clone(),
-            kind: self.settings.kind,
+            kind: self.settings.kind.to_owned(),
             severity: opening.severity,
             entity_kind: self.settings.entity_kind,
             entity,

@@ -25,6 +25,17 @@ impl Severity {
             Severity::Critical => "critical",
         }
     }
+
+    pub const ALL: [Severity; 4] = [
+        Severity::Low,
+        Severity::Medium,
+        Severity::High,
+        Severity::Critical,
+    ];
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == text)
+    }
 }
 
 /// What the detector measured when it decided.
@@ -36,7 +47,8 @@ pub struct Score {
     pub p_value: Option<f64>,
 }
 
-/// A sample line kept with the incident (length-capped, lossily decoded).
+/// A sample line kept with the incident (length-capped, lossily decoded, NUL-free: PostgreSQL
+/// text cannot hold NUL, and the stored copy must equal the printed one).
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Evidence {
     #[serde(serialize_with = "rfc3339_millis")]
@@ -50,10 +62,13 @@ pub const MAX_EVIDENCE_LINE: usize = 2048;
 impl Evidence {
     pub fn new(ts: Timestamp, line: &[u8]) -> Self {
         let cut = &line[..line.len().min(MAX_EVIDENCE_LINE)];
-        Evidence {
-            ts,
-            line: String::from_utf8_lossy(cut).into_owned(),
-        }
+        let line = String::from_utf8_lossy(cut);
+        let line = if line.contains('\0') {
+            line.replace('\0', "\u{FFFD}")
+        } else {
+            line.into_owned()
+        };
+        Evidence { ts, line }
     }
 }
 
@@ -64,11 +79,26 @@ pub enum Status {
     Closed,
 }
 
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Open => "open",
+            Status::Closed => "closed",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        [Status::Open, Status::Closed]
+            .into_iter()
+            .find(|s| s.as_str() == text)
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Incident {
     pub id: String,
     pub detector: String,
-    pub kind: &'static str,
+    pub kind: String,
     pub severity: Severity,
     pub entity_kind: EntityKind,
     pub entity: String,
@@ -136,5 +166,11 @@ mod tests {
         let line = vec![0xFFu8; MAX_EVIDENCE_LINE + 10];
         let evidence = Evidence::new(Timestamp(0), &line);
         assert_eq!(evidence.line.chars().count(), MAX_EVIDENCE_LINE);
+    }
+
+    #[test]
+    fn evidence_has_no_nul() {
+        let evidence = Evidence::new(Timestamp(0), b"GET /a\0b");
+        assert_eq!(evidence.line, "GET /a\u{FFFD}b");
     }
 }

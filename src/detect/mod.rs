@@ -11,7 +11,7 @@ mod tests;
 
 pub use definition::{load, load_dir, DefinitionErrors, DetectorDef, KindParams};
 pub use engine::{Engine, EngineSettings, EngineStats, Observed};
-pub use incident::{Evidence, Incident, IncidentEvent, Score, Severity, Status};
+pub use incident::{incident_id, Evidence, Incident, IncidentEvent, Score, Severity, Status};
 
 use std::fmt::Display;
 use std::hash::Hash;

@@ -112,7 +112,7 @@ fn a_new_client_at_sixty_times_the_typical_rate_is_one_incident() {
     assert_eq!(incidents.len(), 1, "{incidents:#?}");
     let incident = &incidents[0];
     assert_eq!(
-        (incident.kind, incident.entity.as_str()),
+        (incident.kind.as_str(), incident.entity.as_str()),
         ("rate_spike", "203.0.113.7")
     );
     assert!(

@@ -1,0 +1,118 @@
+//! `/api/v1/incidents` handlers: the same filters as `gatewatch incidents list`, as query
+//! parameters, with cursor pagination.
+
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+
+use super::AppState;
+use crate::store::{wall_clock_ns, QueryText, StoreError, StoredIncident, TriageState};
+
+#[derive(Serialize)]
+pub(super) struct PageBody {
+    incidents: Vec<StoredIncident>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_cursor: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct TriageBody {
+    note: Option<String>,
+}
+
+pub(super) struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(serde_json::json!({"error": self.1}))).into_response()
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> Self {
+        let status = match &err {
+            StoreError::NotFound(_) => StatusCode::NOT_FOUND,
+            StoreError::Ambiguous(_) => StatusCode::BAD_REQUEST,
+            err if err.is_transient() => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        if status.is_server_error() {
+            tracing::warn!(error = %err, "API request failed");
+        }
+        ApiError(status, err.to_string())
+    }
+}
+
+fn bad_request(message: impl Into<String>) -> ApiError {
+    ApiError(StatusCode::BAD_REQUEST, message.into())
+}
+
+pub(super) async fn list(
+    State(state): State<AppState>,
+    query: Result<Query<QueryText>, QueryRejection>,
+) -> Result<Json<PageBody>, ApiError> {
+    let Query(text) = query.map_err(|e| bad_request(e.body_text()))?;
+    let mut query = text
+        .to_query(crate::event::Timestamp(wall_clock_ns()))
+        .map_err(bad_request)?;
+    query.with_evidence = true;
+    let page = state.store.list_incidents(&query).await?;
+    Ok(Json(PageBody {
+        incidents: page.incidents,
+        next_cursor: page.next.map(|c| c.to_string()),
+    }))
+}
+
+pub(super) async fn show(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<StoredIncident>, ApiError> {
+    Ok(Json(state.store.get_incident(&id).await?))
+}
+
+async fn set_triage(
+    state: AppState,
+    id: String,
+    body: Result<Json<TriageBody>, JsonRejection>,
+    triage: TriageState,
+) -> Result<Json<StoredIncident>, ApiError> {
+    let body = match body {
+        Ok(Json(body)) => body,
+        // An empty POST is a plain ack without a note.
+        Err(JsonRejection::MissingJsonContentType(_)) => TriageBody::default(),
+        Err(rejection) => return Err(bad_request(rejection.body_text())),
+    };
+    let id = state.store.resolve_id(&id).await?;
+    state
+        .store
+        .set_triage(&id, triage, body.note.as_deref())
+        .await?;
+    Ok(Json(state.store.get_incident(&id).await?))
+}
+
+pub(super) async fn ack(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    body: Result<Json<TriageBody>, JsonRejection>,
+) -> Result<Json<StoredIncident>, ApiError> {
+    set_triage(state, id, body, TriageState::Acknowledged).await
+}
+
+pub(super) async fn resolve(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    body: Result<Json<TriageBody>, JsonRejection>,
+) -> Result<Json<StoredIncident>, ApiError> {
+    set_triage(state, id, body, TriageState::Resolved).await
+}
+
+/// Ready when the store answers.
+pub(super) async fn ready(State(state): State<AppState>) -> Result<&'static str, ApiError> {
+    state.store.ping().await?;
+    Ok("ready\n")
+}

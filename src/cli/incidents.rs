@@ -1,0 +1,280 @@
+//! `gatewatch incidents list|show|ack|resolve|prune`: the analysts' view of the store.
+
+use std::io::{self, BufWriter, Write};
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Args, Subcommand, ValueEnum};
+
+use super::db::{now, runtime, DbArgs};
+use super::output::{escape_for_terminal, incident_table_header, incident_table_row, write_csv};
+use crate::store::{IncidentQuery, QueryText, Store, StoredIncident, TriageState, MAX_PAGE};
+
+#[derive(Subcommand, Debug)]
+pub enum IncidentsCommand {
+    /// List incidents, newest first.
+    List(ListArgs),
+    /// Show one incident in full, with its evidence lines.
+    Show(ShowArgs),
+    /// Mark an incident acknowledged (someone is on it).
+    Ack(TriageArgs),
+    /// Mark an incident resolved.
+    Resolve(TriageArgs),
+    /// Delete incidents last seen longer ago than a duration.
+    Prune(PruneArgs),
+}
+
+/// Filters of `incidents list`; the API takes the same names as query parameters.
+#[derive(Args, Debug, Clone, Default)]
+pub struct FilterArgs {
+    /// Incidents still active at or after this: a duration before now (2h, 7d), a date
+    /// (2026-11-20) or an RFC 3339 time. Times are the logs' event time.
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Incidents that started at or before this (same forms as --since).
+    #[arg(long)]
+    pub until: Option<String>,
+    /// Detector id, e.g. rate-spike-ip.
+    #[arg(long)]
+    pub detector: Option<String>,
+    /// Detector kind, e.g. rate_spike, scanner, brute_force.
+    #[arg(long)]
+    pub kind: Option<String>,
+    /// An IP (also matches subnet incidents containing it), a CIDR (IPs inside it and subnets
+    /// overlapping it), or any other entity exactly (token fingerprint, route).
+    #[arg(long)]
+    pub entity: Option<String>,
+    /// At least this severe: low, medium, high, critical.
+    #[arg(long)]
+    pub severity: Option<String>,
+    /// open or closed (the detector's view), or new, acknowledged, resolved (triage).
+    #[arg(long)]
+    pub status: Option<String>,
+}
+
+impl FilterArgs {
+    /// The store query for up to `limit` incidents, with every bad value named.
+    pub fn to_query(&self, limit: u32) -> Result<IncidentQuery, String> {
+        let text = QueryText {
+            since: self.since.clone(),
+            until: self.until.clone(),
+            detector: self.detector.clone(),
+            kind: self.kind.clone(),
+            entity: self.entity.clone(),
+            severity: self.severity.clone(),
+            status: self.status.clone(),
+            limit: Some(limit.clamp(1, MAX_PAGE)),
+            cursor: None,
+        };
+        text.to_query(now())
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum ListOutput {
+    /// Aligned columns for people (log text escaped).
+    Table,
+    /// One JSON array.
+    Json,
+    /// One JSON object per line (the replay contract plus triage).
+    Jsonl,
+    /// RFC 4180 CSV with a header row.
+    Csv,
+}
+
+#[derive(Args, Debug)]
+pub struct ListArgs {
+    #[command(flatten)]
+    db: DbArgs,
+    #[command(flatten)]
+    filters: FilterArgs,
+    /// Most incidents to print.
+    #[arg(long, default_value_t = 50)]
+    limit: u32,
+    #[arg(long, value_enum, default_value_t = ListOutput::Table)]
+    output: ListOutput,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum ShowOutput {
+    Text,
+    Json,
+}
+
+#[derive(Args, Debug)]
+pub struct ShowArgs {
+    #[command(flatten)]
+    db: DbArgs,
+    /// Incident id, or a unique prefix of at least 4 digits.
+    id: String,
+    #[arg(long, value_enum, default_value_t = ShowOutput::Text)]
+    output: ShowOutput,
+}
+
+#[derive(Args, Debug)]
+pub struct TriageArgs {
+    #[command(flatten)]
+    db: DbArgs,
+    /// Incident id, or a unique prefix of at least 4 digits.
+    id: String,
+    /// Why (replaces an earlier note).
+    #[arg(long)]
+    note: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct PruneArgs {
+    #[command(flatten)]
+    db: DbArgs,
+    /// Delete incidents last seen more than this long ago (event time), e.g. 30d.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    older_than: std::time::Duration,
+}
+
+pub fn run(command: IncidentsCommand) -> anyhow::Result<ExitCode> {
+    runtime()?.block_on(async {
+        match command {
+            IncidentsCommand::List(args) => list(args).await,
+            IncidentsCommand::Show(args) => show(args).await,
+            IncidentsCommand::Ack(args) => triage(args, TriageState::Acknowledged).await,
+            IncidentsCommand::Resolve(args) => triage(args, TriageState::Resolved).await,
+            IncidentsCommand::Prune(args) => prune(args).await,
+        }
+    })
+}
+
+async fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
+    let mut query = args
+        .filters
+        .to_query(args.limit.min(MAX_PAGE))
+        .map_err(|e| anyhow::anyhow!("--{e}"))?;
+    query.with_evidence = matches!(args.output, ListOutput::Json | ListOutput::Jsonl);
+    let store = args.db.open().await?;
+    // Page through the store so --limit may exceed one page.
+    let mut incidents: Vec<StoredIncident> = Vec::new();
+    let mut more = false;
+    loop {
+        query.limit = (args.limit as usize - incidents.len()).min(MAX_PAGE as usize) as u32;
+        if query.limit == 0 {
+            break;
+        }
+        let page = store.list_incidents(&query).await?;
+        incidents.extend(page.incidents);
+        more = page.next.is_some();
+        match page.next {
+            Some(next) => query.after = Some(next),
+            None => break,
+        }
+    }
+    store.close().await;
+    let mut out = BufWriter::new(io::stdout().lock());
+    match args.output {
+        ListOutput::Table => {
+            writeln!(out, "{}", incident_table_header())?;
+            for stored in &incidents {
+                writeln!(out, "{}", incident_table_row(stored))?;
+            }
+        }
+        ListOutput::Json => {
+            serde_json::to_writer_pretty(&mut out, &incidents)?;
+            writeln!(out)?;
+        }
+        ListOutput::Jsonl => {
+            for stored in &incidents {
+                serde_json::to_writer(&mut out, stored)?;
+                writeln!(out)?;
+            }
+        }
+        ListOutput::Csv => write_csv(&mut out, &incidents)?,
+    }
+    out.flush()?;
+    if more {
+        eprintln!(
+            "gatewatch incidents: more than {} incidents match; raise --limit or narrow the filters",
+            args.limit
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn show(args: ShowArgs) -> anyhow::Result<ExitCode> {
+    let store = args.db.open().await?;
+    let stored = store.get_incident(&args.id).await?;
+    store.close().await;
+    let mut out = io::stdout().lock();
+    match args.output {
+        ShowOutput::Json => {
+            serde_json::to_writer_pretty(&mut out, &stored)?;
+            writeln!(out)?;
+        }
+        ShowOutput::Text => write_detail(&mut out, &stored)?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn write_detail(out: &mut impl Write, stored: &StoredIncident) -> io::Result<()> {
+    let i = &stored.incident;
+    let e = escape_for_terminal;
+    writeln!(out, "id           {}", i.id)?;
+    writeln!(out, "detector     {} ({})", e(&i.detector), e(&i.kind))?;
+    writeln!(out, "severity     {}", i.severity.as_str())?;
+    writeln!(out, "entity       {} {}", i.entity_kind, e(&i.entity))?;
+    writeln!(out, "status       {}", i.status.as_str())?;
+    writeln!(out, "triage       {}", stored.triage.state.as_str())?;
+    if let Some(at) = &stored.triage.at {
+        writeln!(out, "triaged at   {at}")?;
+    }
+    if let Some(note) = &stored.triage.note {
+        writeln!(out, "note         {}", e(note))?;
+    }
+    writeln!(out, "started      {}", i.started_at.to_rfc3339_millis())?;
+    writeln!(out, "detected     {}", i.detected_at.to_rfc3339_millis())?;
+    writeln!(out, "last seen    {}", i.last_seen.to_rfc3339_millis())?;
+    writeln!(out, "count        {}", i.count)?;
+    write!(
+        out,
+        "score        observed {} expected {:.2}",
+        i.score.observed, i.score.expected
+    )?;
+    match i.score.p_value {
+        Some(p) => writeln!(out, " p {p:.3e}")?,
+        None => writeln!(out)?,
+    }
+    writeln!(out, "summary      {}", e(&i.summary))?;
+    writeln!(out, "evidence")?;
+    for evidence in &i.evidence {
+        writeln!(
+            out,
+            "  {}  {}",
+            evidence.ts.to_rfc3339_millis(),
+            e(&evidence.line)
+        )?;
+    }
+    Ok(())
+}
+
+async fn triage(args: TriageArgs, state: TriageState) -> anyhow::Result<ExitCode> {
+    let store: Store = args.db.open().await?;
+    let id = store.resolve_id(&args.id).await?;
+    store
+        .set_triage(&id, state, args.note.as_deref())
+        .await
+        .with_context(|| format!("cannot mark {id} {}", state.as_str()))?;
+    store.close().await;
+    println!("{id} {}", state.as_str());
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn prune(args: PruneArgs) -> anyhow::Result<ExitCode> {
+    let store = args.db.open().await?;
+    let cut = now();
+    let older = i64::try_from(args.older_than.as_nanos()).unwrap_or(i64::MAX);
+    let before = crate::event::Timestamp(cut.nanos().saturating_sub(older));
+    let pruned = store.prune(before).await?;
+    store.close().await;
+    println!(
+        "pruned {pruned} incident(s) last seen before {}",
+        before.to_rfc3339_millis()
+    );
+    Ok(ExitCode::SUCCESS)
+}

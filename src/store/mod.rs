@@ -1,0 +1,51 @@
+//! Incident persistence over sqlx: SQLite (the embedded default) or PostgreSQL, chosen by URL.
+//!
+//! `Store` is a cheap handle (a pool); `writer` batches incident upserts off the hot path and
+//! holds them through database outages; `query` answers the CLI and the HTTP API.
+
+mod connect;
+mod error;
+mod ip_key;
+mod query;
+mod record;
+mod write;
+mod writer;
+
+pub use connect::{redact_url, Backend};
+pub use error::StoreError;
+pub use ip_key::EntityFilter;
+pub use query::{parse_time_bound, Cursor, IncidentQuery, Page, QueryText, StatusFilter, MAX_PAGE};
+pub use record::{StoredIncident, Triage, TriageState};
+pub use writer::{StoreWriter, WriterReport, WriterSettings};
+
+use sqlx::AnyPool;
+
+/// A connection pool to one gatewatch database, migrated to the current schema.
+#[derive(Clone, Debug)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+impl Store {
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// A round trip to the database (readiness checks).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Waits for checked-out connections and closes the pool.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// Wall-clock time for bookkeeping columns (`*_wall_ns`); event time comes from the log.
+#[allow(clippy::disallowed_methods)]
+pub fn wall_clock_ns() -> i64 {
+    chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX)
+}

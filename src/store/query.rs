@@ -1,0 +1,437 @@
+//! Reads for analysts: filtered, newest-first pages of incidents with cursor pagination.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::time::Duration;
+
+use sqlx::any::AnyArguments;
+use sqlx::query::Query;
+use sqlx::Any;
+
+use super::ip_key::EntityFilter;
+use super::record::{evidence_from_row, incident_from_row, StoredIncident, INCIDENT_COLUMNS};
+use super::{Store, StoreError};
+use crate::detect::Severity;
+use crate::event::Timestamp;
+
+/// Largest page a query returns.
+pub const MAX_PAGE: u32 = 1000;
+
+/// `--status`: the detector's open/closed or the analyst's triage state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StatusFilter {
+    Open,
+    Closed,
+    New,
+    Acknowledged,
+    Resolved,
+}
+
+impl StatusFilter {
+    pub const NAMES: &'static str = "open, closed, new, acknowledged (ack), resolved";
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Some(match text {
+            "open" => StatusFilter::Open,
+            "closed" => StatusFilter::Closed,
+            "new" => StatusFilter::New,
+            "acknowledged" | "ack" | "acked" => StatusFilter::Acknowledged,
+            "resolved" => StatusFilter::Resolved,
+            _ => return None,
+        })
+    }
+
+    fn condition(self) -> &'static str {
+        match self {
+            StatusFilter::Open => "status = 'open'",
+            StatusFilter::Closed => "status = 'closed'",
+            StatusFilter::New => "triage = 'new'",
+            StatusFilter::Acknowledged => "triage = 'acknowledged'",
+            StatusFilter::Resolved => "triage = 'resolved'",
+        }
+    }
+}
+
+/// Where the previous page ended: the last incident's start and id (the sort key).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Cursor {
+    started_at_ns: i64,
+    id: String,
+}
+
+impl fmt::Display for Cursor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.started_at_ns, self.id)
+    }
+}
+
+impl Cursor {
+    pub fn parse(text: &str) -> Option<Cursor> {
+        let (ns, id) = text.split_once('.')?;
+        let valid_id =
+            !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_hexdigit());
+        valid_id.then(|| {
+            Some(Cursor {
+                started_at_ns: ns.parse().ok()?,
+                id: id.to_owned(),
+            })
+        })?
+    }
+}
+
+/// Which incidents to list. Times are event time: `since` keeps incidents still active at or
+/// after it (last seen), `until` those that started at or before it.
+#[derive(Clone, Debug, Default)]
+pub struct IncidentQuery {
+    pub since: Option<Timestamp>,
+    pub until: Option<Timestamp>,
+    pub detector: Option<String>,
+    pub kind: Option<String>,
+    pub entity: Option<EntityFilter>,
+    /// At least this severe.
+    pub min_severity: Option<Severity>,
+    pub status: Option<StatusFilter>,
+    pub limit: u32,
+    pub after: Option<Cursor>,
+    /// Also load each incident's evidence lines (one more query per page).
+    pub with_evidence: bool,
+}
+
+pub struct Page {
+    pub incidents: Vec<StoredIncident>,
+    /// Present when more incidents match beyond this page.
+    pub next: Option<Cursor>,
+}
+
+enum Bind {
+    Int(i64),
+    Text(String),
+}
+
+/// Collects WHERE conditions with numbered placeholders (`$n` works on both backends).
+#[derive(Default)]
+struct Conditions {
+    sql: Vec<String>,
+    binds: Vec<Bind>,
+}
+
+impl Conditions {
+    fn bind(&mut self, value: Bind) -> String {
+        self.binds.push(value);
+        format!("${}", self.binds.len())
+    }
+
+    fn push(&mut self, condition: String) {
+        self.sql.push(condition);
+    }
+
+    fn where_clause(&self) -> String {
+        if self.sql.is_empty() {
+            String::new()
+        } else {
+            format!(" WHERE {}", self.sql.join(" AND "))
+        }
+    }
+
+    fn apply<'q>(
+        &'q self,
+        mut query: Query<'q, Any, AnyArguments<'q>>,
+    ) -> Query<'q, Any, AnyArguments<'q>> {
+        for bind in &self.binds {
+            query = match bind {
+                Bind::Int(v) => query.bind(*v),
+                Bind::Text(v) => query.bind(v.as_str()),
+            };
+        }
+        query
+    }
+}
+
+fn conditions(q: &IncidentQuery) -> Conditions {
+    let mut c = Conditions::default();
+    if let Some(since) = q.since {
+        let p = c.bind(Bind::Int(since.nanos()));
+        c.push(format!("last_seen_ns >= {p}"));
+    }
+    if let Some(until) = q.until {
+        let p = c.bind(Bind::Int(until.nanos()));
+        c.push(format!("started_at_ns <= {p}"));
+    }
+    if let Some(detector) = &q.detector {
+        let p = c.bind(Bind::Text(detector.clone()));
+        c.push(format!("detector = {p}"));
+    }
+    if let Some(kind) = &q.kind {
+        let p = c.bind(Bind::Text(kind.clone()));
+        c.push(format!("kind = {p}"));
+    }
+    match &q.entity {
+        Some(EntityFilter::Exact(entity)) => {
+            let p = c.bind(Bind::Text(entity.clone()));
+            c.push(format!("entity = {p}"));
+        }
+        Some(EntityFilter::Range { lo, hi }) => {
+            let lo = c.bind(Bind::Text(lo.clone()));
+            let hi = c.bind(Bind::Text(hi.clone()));
+            // Addresses inside the range, and subnets that start before it but reach into it.
+            c.push(format!(
+                "((ip_lo >= {lo} AND ip_lo <= {hi}) \
+                 OR (entity_kind = 'subnet' AND ip_lo < {lo} AND ip_hi >= {lo}))"
+            ));
+        }
+        None => {}
+    }
+    if let Some(severity) = q.min_severity {
+        let p = c.bind(Bind::Int(severity as i64 + 1));
+        c.push(format!("severity_rank >= {p}"));
+    }
+    if let Some(status) = q.status {
+        c.push(status.condition().to_owned());
+    }
+    if let Some(after) = &q.after {
+        let ts = c.bind(Bind::Int(after.started_at_ns));
+        let id = c.bind(Bind::Text(after.id.clone()));
+        c.push(format!(
+            "(started_at_ns < {ts} OR (started_at_ns = {ts} AND id < {id}))"
+        ));
+    }
+    c
+}
+
+impl Store {
+    /// One page of matching incidents, newest start first.
+    pub async fn list_incidents(&self, q: &IncidentQuery) -> Result<Page, StoreError> {
+        let limit = q.limit.clamp(1, MAX_PAGE);
+        let c = conditions(q);
+        let sql = format!(
+            "SELECT {INCIDENT_COLUMNS} FROM incidents{} \
+             ORDER BY started_at_ns DESC, id DESC LIMIT {}",
+            c.where_clause(),
+            limit + 1
+        );
+        let rows = c.apply(sqlx::query(&sql)).fetch_all(&self.pool).await?;
+        let mut incidents = rows
+            .iter()
+            .map(incident_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        let next = if incidents.len() > limit as usize {
+            incidents.truncate(limit as usize);
+            incidents.last().map(|last| Cursor {
+                started_at_ns: last.incident.started_at.nanos(),
+                id: last.incident.id.clone(),
+            })
+        } else {
+            None
+        };
+        if q.with_evidence {
+            self.attach_evidence(&mut incidents).await?;
+        }
+        Ok(Page { incidents, next })
+    }
+
+    /// The incident with this id, or with this unique id prefix (at least 4 hex digits).
+    pub async fn get_incident(&self, id: &str) -> Result<StoredIncident, StoreError> {
+        let id = self.resolve_id(id).await?;
+        let sql = format!("SELECT {INCIDENT_COLUMNS} FROM incidents WHERE id = $1");
+        let row = sqlx::query(&sql)
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(id.clone()))?;
+        let mut incidents = vec![incident_from_row(&row)?];
+        self.attach_evidence(&mut incidents).await?;
+        Ok(incidents.remove(0))
+    }
+
+    /// Expands a unique prefix to the full id, as analysts copy short ids from tables.
+    pub async fn resolve_id(&self, id: &str) -> Result<String, StoreError> {
+        let is_hex = !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_hexdigit());
+        if !is_hex {
+            return Err(StoreError::NotFound(id.to_owned()));
+        }
+        let id = id.to_ascii_lowercase();
+        // Hex digits have no LIKE wildcards; the range form uses the primary key index.
+        let matches: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM incidents WHERE id >= $1 AND id < $2 ORDER BY id LIMIT 2",
+        )
+        .bind(id.as_str())
+        .bind(format!("{id}~"))
+        .fetch_all(&self.pool)
+        .await?;
+        if matches.first() == Some(&id) {
+            return Ok(id);
+        }
+        match matches.as_slice() {
+            [only] if id.len() >= 4 => Ok(only.clone()),
+            [_, _] if id.len() >= 4 => Err(StoreError::Ambiguous(id)),
+            _ => Err(StoreError::NotFound(id)),
+        }
+    }
+
+    async fn attach_evidence(&self, incidents: &mut [StoredIncident]) -> Result<(), StoreError> {
+        if incidents.is_empty() {
+            return Ok(());
+        }
+        let placeholders: Vec<String> = (1..=incidents.len()).map(|i| format!("${i}")).collect();
+        let sql = format!(
+            "SELECT incident_id, ts_ns, line FROM incident_evidence \
+             WHERE incident_id IN ({}) ORDER BY incident_id, seq",
+            placeholders.join(", ")
+        );
+        let mut query = sqlx::query(&sql);
+        for stored in incidents.iter() {
+            query = query.bind(stored.incident.id.as_str());
+        }
+        let mut by_id: HashMap<String, Vec<_>> = HashMap::new();
+        for row in query.fetch_all(&self.pool).await? {
+            let (id, evidence) = evidence_from_row(&row)?;
+            by_id.entry(id).or_default().push(evidence);
+        }
+        for stored in incidents {
+            stored.incident.evidence = by_id.remove(&stored.incident.id).unwrap_or_default();
+        }
+        Ok(())
+    }
+}
+
+/// Filters as text, as they arrive from flags or a query string; `to_query` checks them.
+#[derive(Clone, Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueryText {
+    pub since: Option<String>,
+    pub until: Option<String>,
+    pub detector: Option<String>,
+    pub kind: Option<String>,
+    pub entity: Option<String>,
+    pub severity: Option<String>,
+    pub status: Option<String>,
+    pub limit: Option<u32>,
+    pub cursor: Option<String>,
+}
+
+impl QueryText {
+    /// The query, or an error naming the bad field. `now` anchors durations.
+    pub fn to_query(&self, now: Timestamp) -> Result<IncidentQuery, String> {
+        let time = |field: &str, value: &Option<String>| {
+            value
+                .as_deref()
+                .map(|v| parse_time_bound(v, now).map_err(|e| format!("{field}: {e}")))
+                .transpose()
+        };
+        let non_empty = |value: &Option<String>| value.clone().filter(|v| !v.is_empty());
+        Ok(IncidentQuery {
+            since: time("since", &self.since)?,
+            until: time("until", &self.until)?,
+            detector: non_empty(&self.detector),
+            kind: non_empty(&self.kind),
+            entity: non_empty(&self.entity).as_deref().map(EntityFilter::parse),
+            min_severity: self
+                .severity
+                .as_deref()
+                .map(|s| {
+                    Severity::parse(s).ok_or_else(|| {
+                        format!("severity: {s:?} is not one of low, medium, high, critical")
+                    })
+                })
+                .transpose()?,
+            status: self
+                .status
+                .as_deref()
+                .map(|s| {
+                    StatusFilter::parse(s).ok_or_else(|| {
+                        format!("status: {s:?} is not one of {}", StatusFilter::NAMES)
+                    })
+                })
+                .transpose()?,
+            limit: match self.limit {
+                Some(0) => return Err("limit: must be at least 1".into()),
+                Some(n) if n > MAX_PAGE => {
+                    return Err(format!("limit: at most {MAX_PAGE} per page"))
+                }
+                Some(n) => n,
+                None => 50,
+            },
+            after: self
+                .cursor
+                .as_deref()
+                .map(|c| {
+                    Cursor::parse(c).ok_or_else(|| {
+                        format!("cursor: {c:?} is not a cursor from a previous page")
+                    })
+                })
+                .transpose()?,
+            with_evidence: false,
+        })
+    }
+}
+
+/// A `--since`/`--until` value: an RFC 3339 timestamp, a date (midnight UTC), or a duration
+/// meaning that long before `now` (`90m`, `2h`, `7d`).
+pub fn parse_time_bound(text: &str, now: Timestamp) -> Result<Timestamp, String> {
+    let text = text.trim();
+    if let Some(ts) = Timestamp::parse_rfc3339(text) {
+        return Ok(ts);
+    }
+    if let Ok(date) = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+        let midnight = date
+            .and_hms_opt(0, 0, 0)
+            .expect("midnight exists")
+            .and_utc();
+        if let Some(ns) = midnight.timestamp_nanos_opt() {
+            return Ok(Timestamp(ns));
+        }
+    }
+    let ago: Duration = humantime::parse_duration(text).map_err(|_| {
+        format!("{text:?} is neither a time (2026-11-20T10:00:00Z, 2026-11-20) nor a duration (90m, 2h, 7d)")
+    })?;
+    let ago = i64::try_from(ago.as_nanos()).unwrap_or(i64::MAX);
+    Ok(Timestamp(now.nanos().saturating_sub(ago)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_reject_junk() {
+        let cursor = Cursor {
+            started_at_ns: 1_700_000_000_123_000_000,
+            id: "00ff3a".into(),
+        };
+        assert_eq!(Cursor::parse(&cursor.to_string()), Some(cursor));
+        for junk in ["", "1", "x.00ff", "1.", "1.zz", "1.00ff'--"] {
+            assert_eq!(Cursor::parse(junk), None, "{junk}");
+        }
+    }
+
+    #[test]
+    fn time_bounds() {
+        let now = Timestamp::parse_rfc3339("2026-11-20T12:00:00Z").unwrap();
+        let at = |t| parse_time_bound(t, now).unwrap().to_rfc3339();
+        assert_eq!(at("2h"), "2026-11-20T10:00:00Z");
+        assert_eq!(at("1d"), "2026-11-19T12:00:00Z");
+        assert_eq!(at("2026-11-01"), "2026-11-01T00:00:00Z");
+        assert_eq!(at("2026-11-20T10:03:12.250Z"), "2026-11-20T10:03:12.250Z");
+        assert!(parse_time_bound("yesterday-ish", now)
+            .unwrap_err()
+            .contains("neither"));
+    }
+
+    #[test]
+    fn conditions_number_their_placeholders() {
+        let q = IncidentQuery {
+            since: Some(Timestamp(1)),
+            detector: Some("rate-spike-ip".into()),
+            entity: Some(EntityFilter::parse("10.0.0.0/8")),
+            status: Some(StatusFilter::Open),
+            ..IncidentQuery::default()
+        };
+        let c = conditions(&q);
+        let sql = c.where_clause();
+        assert!(sql.contains("last_seen_ns >= $1"), "{sql}");
+        assert!(sql.contains("detector = $2"), "{sql}");
+        assert!(sql.contains("ip_lo >= $3 AND ip_lo <= $4"), "{sql}");
+        assert!(sql.contains("status = 'open'"), "{sql}");
+        assert_eq!(c.binds.len(), 4);
+    }
+}

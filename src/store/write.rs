@@ -1,0 +1,163 @@
+//! Writes: incident upserts (idempotent across instances), triage, pruning.
+
+use sqlx::{Any, Transaction};
+
+use super::ip_key::entity_range;
+use super::record::TriageState;
+use super::{wall_clock_ns, Store, StoreError};
+use crate::detect::Incident;
+use crate::event::Timestamp;
+
+/// Every column merges monotonically, so two instances writing one episode in any order
+/// (or one instance replaying a batch after a retry) converge on the same row: the highest
+/// count, severity and peak score, the widest time span, and the status of the newest view.
+const UPSERT_INCIDENT: &str = "\
+INSERT INTO incidents (id, detector, kind, severity, severity_rank, entity_kind, entity, ip_lo,
+    ip_hi, started_at_ns, detected_at_ns, last_seen_ns, count, score_observed, score_expected,
+    score_p_value, summary, status, stored_at_wall_ns, updated_at_wall_ns)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $19)
+ON CONFLICT (id) DO UPDATE SET
+    severity = CASE WHEN excluded.severity_rank > incidents.severity_rank
+        THEN excluded.severity ELSE incidents.severity END,
+    severity_rank = CASE WHEN excluded.severity_rank > incidents.severity_rank
+        THEN excluded.severity_rank ELSE incidents.severity_rank END,
+    detected_at_ns = CASE WHEN excluded.detected_at_ns < incidents.detected_at_ns
+        THEN excluded.detected_at_ns ELSE incidents.detected_at_ns END,
+    last_seen_ns = CASE WHEN excluded.last_seen_ns > incidents.last_seen_ns
+        THEN excluded.last_seen_ns ELSE incidents.last_seen_ns END,
+    count = CASE WHEN excluded.count > incidents.count
+        THEN excluded.count ELSE incidents.count END,
+    score_observed = CASE WHEN excluded.score_observed >= incidents.score_observed
+        THEN excluded.score_observed ELSE incidents.score_observed END,
+    score_expected = CASE WHEN excluded.score_observed >= incidents.score_observed
+        THEN excluded.score_expected ELSE incidents.score_expected END,
+    score_p_value = CASE WHEN excluded.score_observed >= incidents.score_observed
+        THEN excluded.score_p_value ELSE incidents.score_p_value END,
+    summary = CASE WHEN excluded.score_observed >= incidents.score_observed
+        THEN excluded.summary ELSE incidents.summary END,
+    status = CASE
+        WHEN excluded.last_seen_ns > incidents.last_seen_ns THEN excluded.status
+        WHEN excluded.last_seen_ns = incidents.last_seen_ns AND excluded.status = 'closed'
+            THEN excluded.status
+        ELSE incidents.status END,
+    updated_at_wall_ns = excluded.updated_at_wall_ns";
+
+const INSERT_EVIDENCE: &str = "\
+INSERT INTO incident_evidence (incident_id, seq, ts_ns, line) VALUES ($1, $2, $3, $4)
+ON CONFLICT (incident_id, seq) DO NOTHING";
+
+/// PostgreSQL text cannot hold NUL; the engine already avoids it in evidence, this keeps any
+/// other attacker-supplied text (route names, summaries) from failing a whole batch.
+fn sql_text(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.contains('\0') {
+        text.replace('\0', "\u{FFFD}").into()
+    } else {
+        text.into()
+    }
+}
+
+fn rank(incident: &Incident) -> i64 {
+    incident.severity as i64 + 1
+}
+
+async fn upsert_one(
+    tx: &mut Transaction<'static, Any>,
+    incident: &Incident,
+    now: i64,
+) -> Result<(), StoreError> {
+    let (ip_lo, ip_hi) = entity_range(incident.entity_kind, &incident.entity).unzip();
+    let count = i64::try_from(incident.count).unwrap_or(i64::MAX);
+    sqlx::query(UPSERT_INCIDENT)
+        .bind(incident.id.as_str())
+        .bind(sql_text(&incident.detector).into_owned())
+        .bind(sql_text(&incident.kind).into_owned())
+        .bind(incident.severity.as_str())
+        .bind(rank(incident))
+        .bind(incident.entity_kind.as_str())
+        .bind(sql_text(&incident.entity).into_owned())
+        .bind(ip_lo)
+        .bind(ip_hi)
+        .bind(incident.started_at.nanos())
+        .bind(incident.detected_at.nanos())
+        .bind(incident.last_seen.nanos())
+        .bind(count)
+        .bind(incident.score.observed)
+        .bind(incident.score.expected)
+        .bind(incident.score.p_value)
+        .bind(sql_text(&incident.summary).into_owned())
+        .bind(incident.status.as_str())
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+    for (seq, evidence) in incident.evidence.iter().enumerate() {
+        sqlx::query(INSERT_EVIDENCE)
+            .bind(incident.id.as_str())
+            .bind(seq as i64)
+            .bind(evidence.ts.nanos())
+            .bind(sql_text(&evidence.line).into_owned())
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}
+
+impl Store {
+    /// Upserts incidents in one transaction: all of them or none.
+    pub async fn upsert_incidents(&self, incidents: &[Incident]) -> Result<(), StoreError> {
+        let now = wall_clock_ns();
+        let mut tx = self.pool.begin().await?;
+        for incident in incidents {
+            upsert_one(&mut tx, incident, now).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Records the analyst's verdict; `note` replaces an earlier one when given.
+    pub async fn set_triage(
+        &self,
+        id: &str,
+        state: TriageState,
+        note: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let done = sqlx::query(
+            "UPDATE incidents SET triage = $1, triage_note = COALESCE($2, triage_note), \
+             triaged_at_wall_ns = $3 WHERE id = $4",
+        )
+        .bind(state.as_str())
+        .bind(note.map(|n| sql_text(n).into_owned()))
+        .bind(wall_clock_ns())
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(id.to_owned()));
+        }
+        Ok(())
+    }
+
+    /// Deletes incidents (and their evidence and finished deliveries) last seen before
+    /// `before`; returns how many incidents went.
+    pub async fn prune(&self, before: Timestamp) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let old = "SELECT id FROM incidents WHERE last_seen_ns < $1";
+        sqlx::query(&format!(
+            "DELETE FROM incident_evidence WHERE incident_id IN ({old})"
+        ))
+        .bind(before.nanos())
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(&format!(
+            "DELETE FROM alert_outbox WHERE state <> 'pending' AND incident_id IN ({old})"
+        ))
+        .bind(before.nanos())
+        .execute(&mut *tx)
+        .await?;
+        let done = sqlx::query("DELETE FROM incidents WHERE last_seen_ns < $1")
+            .bind(before.nanos())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected())
+    }
+}
