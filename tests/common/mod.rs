@@ -29,6 +29,15 @@ pub fn say_skipped(what: &str) {
     );
 }
 
+/// For tests that read ../shared, absent from a fresh clone.
+pub fn say_missing(path: &std::path::Path) {
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIPPED: {} not found (a fresh clone has no ../shared)",
+        path.display()
+    );
+}
+
 fn block_on<F>(future: F) -> F::Output
 where
     F: std::future::Future + Send,

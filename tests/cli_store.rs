@@ -1,0 +1,351 @@
+//! End-to-end tests of the store-facing commands: `replay --db`, `incidents …`, `migrate`,
+//! `serve`, on a real SQLite file and the real PostgreSQL server.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+use common::TestDb;
+
+const ATTACK_LOG: &str = "testdata/nginx-combined-attacks.log.gz";
+const EVAL_DATASET: &str = "../shared/eval/data/public-traefik-json/access.log.gz";
+
+fn gatewatch(args: &[&str]) -> Output {
+    let output = Command::new(env!("CARGO_BIN_EXE_gatewatch"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env_remove("GATEWATCH_DB")
+        .env_remove("GATEWATCH_API_TOKEN")
+        .output()
+        .expect("binary runs");
+    output
+}
+
+fn ok(args: &[&str]) -> String {
+    let output = gatewatch(args);
+    assert!(
+        output.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+fn json_lines(text: &str) -> Vec<Value> {
+    text.lines()
+        .map(|line| serde_json::from_str(line).expect("one JSON object per line"))
+        .collect()
+}
+
+/// Stored incidents in the replay contract: sorted by id, without the triage the store adds.
+fn stored_incidents(url: &str) -> Vec<Value> {
+    let mut stored = json_lines(&ok(&[
+        "incidents",
+        "list",
+        "--db",
+        url,
+        "--output",
+        "jsonl",
+        "--limit",
+        "100000",
+    ]));
+    for incident in &mut stored {
+        let triage = incident.as_object_mut().unwrap().remove("triage");
+        assert_eq!(triage.unwrap()["state"], "new");
+    }
+    by_id(stored)
+}
+
+fn by_id(mut incidents: Vec<Value>) -> Vec<Value> {
+    incidents.sort_by(|a, b| a["id"].as_str().cmp(&b["id"].as_str()));
+    incidents
+}
+
+/// One replay prints incidents and stores them; the store must hold exactly what was printed.
+fn assert_replay_stores_what_it_prints(log: &str, url: &str) -> usize {
+    let printed = by_id(json_lines(&ok(&["replay", log, "--db", url])));
+    assert!(!printed.is_empty(), "{log} should produce incidents");
+    assert_eq!(stored_incidents(url), printed);
+    printed.len()
+}
+
+#[test]
+fn replay_db_sqlite_stores_exactly_the_printed_incidents() {
+    let db = TestDb::sqlite();
+    assert_replay_stores_what_it_prints(ATTACK_LOG, &db.url);
+    // Replaying again upserts the same episodes: nothing doubles.
+    assert_replay_stores_what_it_prints(ATTACK_LOG, &db.url);
+}
+
+#[test]
+fn replay_db_sqlite_of_an_eval_dataset_matches_jsonl() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(EVAL_DATASET);
+    if !path.exists() {
+        common::say_missing(&path);
+        return;
+    }
+    let db = TestDb::sqlite();
+    let n = assert_replay_stores_what_it_prints(path.to_str().unwrap(), &db.url);
+    assert!(
+        n >= 4,
+        "the dataset has at least four labelled attacks, got {n}"
+    );
+}
+
+#[test]
+fn replay_db_postgres_stores_exactly_the_printed_incidents() {
+    let Some(db) =
+        TestDb::postgres("cli_store::replay_db_postgres_stores_exactly_the_printed_incidents")
+    else {
+        return;
+    };
+    assert_replay_stores_what_it_prints(ATTACK_LOG, &db.url);
+}
+
+#[test]
+fn two_concurrent_replays_into_postgres_store_each_incident_once() {
+    let Some(db) = TestDb::postgres(
+        "cli_store::two_concurrent_replays_into_postgres_store_each_incident_once",
+    ) else {
+        return;
+    };
+    let spawn = || {
+        Command::new(env!("CARGO_BIN_EXE_gatewatch"))
+            .args(["replay", ATTACK_LOG, "--db", &db.url])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    // Both start together, migrate the fresh database together and write the same episodes.
+    let (a, b) = (spawn(), spawn());
+    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    for run in [&a, &b] {
+        assert!(
+            run.status.success(),
+            "{}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+    }
+    let printed = by_id(json_lines(std::str::from_utf8(&a.stdout).unwrap()));
+    assert_eq!(
+        printed,
+        by_id(json_lines(std::str::from_utf8(&b.stdout).unwrap()))
+    );
+    assert_eq!(stored_incidents(&db.url), printed);
+}
+
+#[test]
+fn analysts_list_filter_triage_and_prune() {
+    let db = TestDb::sqlite();
+    let printed = by_id(json_lines(&ok(&["replay", ATTACK_LOG, "--db", &db.url])));
+    let attacker = printed[0]["entity"].as_str().unwrap().to_owned();
+    let id = printed[0]["id"].as_str().unwrap().to_owned();
+
+    // Table: a header and a row per incident.
+    let table = ok(&["incidents", "list", "--db", &db.url]);
+    assert!(table.starts_with("ID "), "{table}");
+    assert_eq!(table.lines().count(), printed.len() + 1);
+    // Entity filter (the attacker's /24 holds it), JSON array output.
+    let cidr = format!("{attacker}/24");
+    let listed: Vec<Value> = serde_json::from_str(&ok(&[
+        "incidents",
+        "list",
+        "--db",
+        &db.url,
+        "--entity",
+        &cidr,
+        "--output",
+        "json",
+    ]))
+    .unwrap();
+    let expected = printed
+        .iter()
+        .filter(|i| i["entity"] == attacker.as_str())
+        .count();
+    assert!(listed.len() >= expected && expected >= 1);
+    assert!(listed
+        .iter()
+        .all(|i| i["evidence"].as_array().is_some_and(|e| !e.is_empty())));
+    // CSV: header plus rows.
+    let csv = ok(&[
+        "incidents",
+        "list",
+        "--db",
+        &db.url,
+        "--output",
+        "csv",
+        "--detector",
+        "rate-spike-ip",
+    ]);
+    assert!(csv.starts_with("id,detector,kind,severity,"), "{csv}");
+    let rate_spikes = printed
+        .iter()
+        .filter(|i| i["detector"] == "rate-spike-ip")
+        .count();
+    assert_eq!(csv.lines().count(), rate_spikes + 1);
+    // Bad filters are named.
+    let bad = gatewatch(&[
+        "incidents",
+        "list",
+        "--db",
+        &db.url,
+        "--severity",
+        "extreme",
+    ]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--severity: \"extreme\""));
+
+    // show by prefix, ack with a note, filter by triage state, resolve.
+    let shown = ok(&["incidents", "show", "--db", &db.url, &id[..8]]);
+    assert!(shown.contains(&id) && shown.contains("evidence"), "{shown}");
+    assert_eq!(
+        ok(&[
+            "incidents",
+            "ack",
+            "--db",
+            &db.url,
+            &id[..8],
+            "--note",
+            "on it"
+        ])
+        .trim(),
+        format!("{id} acknowledged")
+    );
+    let acked = json_lines(&ok(&[
+        "incidents",
+        "list",
+        "--db",
+        &db.url,
+        "--status",
+        "ack",
+        "--output",
+        "jsonl",
+    ]));
+    assert_eq!(acked.len(), 1);
+    assert_eq!(acked[0]["triage"]["note"], "on it");
+    ok(&["incidents", "resolve", "--db", &db.url, &id]);
+    let shown: Value = serde_json::from_str(&ok(&[
+        "incidents",
+        "show",
+        "--db",
+        &db.url,
+        &id,
+        "--output",
+        "json",
+    ]))
+    .unwrap();
+    assert_eq!(shown["triage"]["state"], "resolved");
+    let missing = gatewatch(&["incidents", "show", "--db", &db.url, "0123456789abcdef"]);
+    assert!(!missing.status.success());
+    assert!(
+        String::from_utf8_lossy(&missing.stderr).contains("no incident with id 0123456789abcdef")
+    );
+
+    // The log's events are days old: a long horizon keeps them, a short one prunes them all.
+    assert!(ok(&[
+        "incidents",
+        "prune",
+        "--db",
+        &db.url,
+        "--older-than",
+        "36500d"
+    ])
+    .starts_with("pruned 0 "));
+    let pruned = ok(&["incidents", "prune", "--db", &db.url, "--older-than", "1s"]);
+    assert!(
+        pruned.starts_with(&format!("pruned {} ", printed.len())),
+        "{pruned}"
+    );
+    assert_eq!(
+        ok(&["incidents", "list", "--db", &db.url]).lines().count(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn terminal_output_escapes_hostile_log_text() {
+    use gatewatch::detect::{Evidence, Incident, Score, Severity, Status};
+    use gatewatch::event::{EntityKind, Timestamp};
+    let db = TestDb::sqlite();
+    let store = gatewatch::store::Store::open(&db.url).await.unwrap();
+    let hostile = Incident {
+        id: "00aa00aa00aa00aa".into(),
+        detector: "scanner-ip".into(),
+        kind: "scanner".into(),
+        severity: Severity::High,
+        entity_kind: EntityKind::Route,
+        entity: "=cmd|' /C calc'!A0".into(),
+        started_at: Timestamp(1),
+        detected_at: Timestamp(2),
+        last_seen: Timestamp(3),
+        count: 1,
+        score: Score {
+            observed: 1.0,
+            expected: 0.0,
+            p_value: None,
+        },
+        summary: "agent \u{1b}[2J\u{1b}]0;pwned\u{7}\u{9b}31m".into(),
+        status: Status::Open,
+        evidence: vec![Evidence::new(
+            Timestamp(2),
+            b"GET /\x1b[31mred\x1b[0m HTTP/1.1",
+        )],
+    };
+    store.upsert_incidents(&[hostile]).await.unwrap();
+    store.close().await;
+    for args in [
+        vec!["incidents", "list", "--db", &db.url],
+        vec!["incidents", "show", "--db", &db.url, "00aa00aa"],
+        vec!["incidents", "list", "--db", &db.url, "--output", "csv"],
+    ] {
+        let out = ok(&args);
+        assert!(
+            !out.chars()
+                .any(|c| c.is_control() && c != '\n' && c != '\r'),
+            "{args:?} printed a control character: {out:?}"
+        );
+        assert!(out.contains("\\u{1b}[2J"), "{out}");
+    }
+    let csv = ok(&["incidents", "list", "--db", &db.url, "--output", "csv"]);
+    assert!(csv.contains(",'=cmd|"), "a formula is defused: {csv}");
+}
+
+#[test]
+fn migrate_applies_once_and_bad_urls_are_named() {
+    let db = TestDb::sqlite();
+    assert!(ok(&["migrate", "--db", &db.url]).contains(": 1 migration(s) applied"));
+    assert!(ok(&["migrate", "--db", &db.url]).contains(": 0 migration(s) applied"));
+    let bad = gatewatch(&["replay", ATTACK_LOG, "--db", "mysql://u:pw@h/db"]);
+    assert_eq!(bad.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        stderr.contains("unsupported database URL mysql://u:***@h/db"),
+        "{stderr}"
+    );
+    let unreachable = gatewatch(&[
+        "incidents",
+        "list",
+        "--db",
+        "sqlite:///nonexistent-dir/x/gw.db",
+    ]);
+    assert_eq!(unreachable.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&unreachable.stderr)
+        .contains("cannot open database sqlite:///nonexistent-dir/x/gw.db"));
+}
+
+#[test]
+fn serve_refuses_to_start_without_a_token() {
+    let db = TestDb::sqlite();
+    let out = gatewatch(&["serve", "--db", &db.url, "--listen", "127.0.0.1:0"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("GATEWATCH_API_TOKEN") && stderr.contains("no API token"),
+        "{stderr}"
+    );
+}
