@@ -35,6 +35,8 @@ CREATE INDEX incidents_started ON incidents (started_at_ns);
 CREATE INDEX incidents_last_seen ON incidents (last_seen_ns);
 CREATE INDEX incidents_entity ON incidents (entity, started_at_ns);
 CREATE INDEX incidents_ip ON incidents (ip_lo, started_at_ns);
+-- Subnet incidents that start below an address range and reach into it.
+CREATE INDEX incidents_kind_ip ON incidents (entity_kind, ip_lo);
 
 -- A few sample lines per incident, length-capped by the engine.
 CREATE TABLE incident_evidence (

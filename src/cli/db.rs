@@ -9,7 +9,10 @@ pub struct DbArgs {
     /// Database URL: sqlite://PATH (created if missing) or postgres://USER@HOST/DB.
     #[arg(
         long = "db",
+        value_name = "URL",
         env = "GATEWATCH_DB",
+        // The URL may hold a password: never print the variable's value in --help.
+        hide_env_values = true,
         default_value = "sqlite://gatewatch.db"
     )]
     pub url: String,

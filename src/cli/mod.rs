@@ -22,7 +22,8 @@ pub use output::{escape_for_terminal, RequestJson};
     version,
     about = "Access-log anomaly detector for ingress controllers (nginx, ingress-nginx, Traefik, Envoy)",
     long_about = "gatewatch reads ingress access logs, keeps event-time sliding-window statistics \
-                  per client and flags request-rate spikes, scanners and brute force as incidents."
+                  per client and flags request-rate spikes, scanners and brute force as incidents, \
+                  which it stores in SQLite or PostgreSQL for analysts to query and triage."
 )]
 pub struct Cli {
     #[command(subcommand)]

@@ -10,12 +10,15 @@ use sqlx::Any;
 
 use super::ip_key::EntityFilter;
 use super::record::{evidence_from_row, incident_from_row, StoredIncident, INCIDENT_COLUMNS};
-use super::{Store, StoreError};
+use super::{Backend, Store, StoreError};
 use crate::detect::Severity;
 use crate::event::Timestamp;
 
 /// Largest page a query returns.
 pub const MAX_PAGE: u32 = 1000;
+
+/// Below this many incidents in an address range, pages are found through the address index.
+const ADDRESS_PROBE: i64 = 5000;
 
 /// `--status`: the detector's open/closed or the analyst's triage state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -170,15 +173,8 @@ fn conditions(q: &IncidentQuery) -> Conditions {
             let p = c.bind(Bind::Text(entity.clone()));
             c.push(format!("entity = {p}"));
         }
-        Some(EntityFilter::Range { lo, hi }) => {
-            let lo = c.bind(Bind::Text(lo.clone()));
-            let hi = c.bind(Bind::Text(hi.clone()));
-            // Addresses inside the range, and subnets that start before it but reach into it.
-            c.push(format!(
-                "((ip_lo >= {lo} AND ip_lo <= {hi}) \
-                 OR (entity_kind = 'subnet' AND ip_lo < {lo} AND ip_hi >= {lo}))"
-            ));
-        }
+        // Address ranges depend on the plan: see `Store::list_incidents`.
+        Some(EntityFilter::Range { .. }) => {}
         None => {}
     }
     if let Some(severity) = q.min_severity {
@@ -200,15 +196,52 @@ fn conditions(q: &IncidentQuery) -> Conditions {
 
 impl Store {
     /// One page of matching incidents, newest start first.
+    ///
+    /// An address filter needs its own plan: walking the time index finds a wide range's
+    /// matches at once but scans most of the table for one IP, and the address index is the
+    /// reverse. A bounded count on the address index (index-only, at most `ADDRESS_PROBE`
+    /// entries) tells which case this is; SQLite is then told which index to use, as its
+    /// planner cannot see the bound values. PostgreSQL plans from its own statistics.
     pub async fn list_incidents(&self, q: &IncidentQuery) -> Result<Page, StoreError> {
         let limit = q.limit.clamp(1, MAX_PAGE);
-        let c = conditions(q);
-        let sql = format!(
-            "SELECT {INCIDENT_COLUMNS} FROM incidents{} \
-             ORDER BY started_at_ns DESC, id DESC LIMIT {}",
-            c.where_clause(),
-            limit + 1
-        );
+        let mut c = conditions(q);
+        let hint = |index: &str| match self.backend {
+            Backend::Sqlite => format!(" INDEXED BY {index}"),
+            Backend::Postgres => String::new(),
+        };
+        let order = format!("ORDER BY started_at_ns DESC, id DESC LIMIT {}", limit + 1);
+        let sql = match &q.entity {
+            Some(EntityFilter::Range { lo, hi }) => {
+                let few = self.address_matches(lo, hi).await? < ADDRESS_PROBE;
+                let lo = c.bind(Bind::Text(lo.clone()));
+                let hi = c.bind(Bind::Text(hi.clone()));
+                // Addresses inside the range, and subnets that start before it but reach in.
+                let inside = format!("ip_lo >= {lo} AND ip_lo <= {hi}");
+                let reaching = format!("entity_kind = 'subnet' AND ip_lo < {lo} AND ip_hi >= {lo}");
+                let rest: String = c.sql.iter().map(|cond| format!(" AND {cond}")).collect();
+                if few {
+                    format!(
+                        "SELECT {INCIDENT_COLUMNS} FROM (\
+                         SELECT {INCIDENT_COLUMNS} FROM incidents{} WHERE {inside}{rest} \
+                         UNION ALL \
+                         SELECT {INCIDENT_COLUMNS} FROM incidents{} WHERE {reaching}{rest}\
+                         ) AS matched {order}",
+                        hint("incidents_ip"),
+                        hint("incidents_kind_ip"),
+                    )
+                } else {
+                    format!(
+                        "SELECT {INCIDENT_COLUMNS} FROM incidents{} \
+                         WHERE (({inside}) OR ({reaching})){rest} {order}",
+                        hint("incidents_started"),
+                    )
+                }
+            }
+            _ => format!(
+                "SELECT {INCIDENT_COLUMNS} FROM incidents{} {order}",
+                c.where_clause()
+            ),
+        };
         let rows = c.apply(sqlx::query(&sql)).fetch_all(&self.pool).await?;
         let mut incidents = rows
             .iter()
@@ -227,6 +260,19 @@ impl Store {
             self.attach_evidence(&mut incidents).await?;
         }
         Ok(Page { incidents, next })
+    }
+
+    /// How many incidents fall in an address range, counted up to `ADDRESS_PROBE`.
+    async fn address_matches(&self, lo: &str, hi: &str) -> Result<i64, StoreError> {
+        let sql = format!(
+            "SELECT COUNT(*) FROM (SELECT 1 FROM incidents WHERE ip_lo >= $1 AND ip_lo <= $2 \
+             LIMIT {ADDRESS_PROBE}) AS probe"
+        );
+        Ok(sqlx::query_scalar(&sql)
+            .bind(lo)
+            .bind(hi)
+            .fetch_one(&self.pool)
+            .await?)
     }
 
     /// The incident with this id, or with this unique id prefix (at least 4 hex digits).
@@ -422,7 +468,7 @@ mod tests {
         let q = IncidentQuery {
             since: Some(Timestamp(1)),
             detector: Some("rate-spike-ip".into()),
-            entity: Some(EntityFilter::parse("10.0.0.0/8")),
+            entity: Some(EntityFilter::parse("tok_1")),
             status: Some(StatusFilter::Open),
             ..IncidentQuery::default()
         };
@@ -430,8 +476,8 @@ mod tests {
         let sql = c.where_clause();
         assert!(sql.contains("last_seen_ns >= $1"), "{sql}");
         assert!(sql.contains("detector = $2"), "{sql}");
-        assert!(sql.contains("ip_lo >= $3 AND ip_lo <= $4"), "{sql}");
+        assert!(sql.contains("entity = $3"), "{sql}");
         assert!(sql.contains("status = 'open'"), "{sql}");
-        assert_eq!(c.binds.len(), 4);
+        assert_eq!(c.binds.len(), 3);
     }
 }
