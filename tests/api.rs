@@ -3,7 +3,7 @@
 mod common;
 
 use gatewatch::api::{router, ApiToken};
-use gatewatch::detect::{incident_id, Evidence, Incident, Score, Severity, Status};
+use gatewatch::detect::{incident_id, Incident, Severity};
 use gatewatch::event::{EntityKind, Timestamp};
 use gatewatch::store::Store;
 use reqwest::StatusCode;
@@ -18,25 +18,19 @@ const T0: i64 = 1_795_000_000_000_000_000;
 fn incident(entity: &str, start_s: i64, severity: Severity) -> Incident {
     let start = Timestamp(T0 + start_s * 1_000_000_000);
     Incident {
-        id: incident_id("rate-spike-ip", entity, start),
-        detector: "rate-spike-ip".into(),
-        kind: "rate_spike".into(),
         severity,
-        entity_kind: EntityKind::Ip,
-        entity: entity.into(),
-        started_at: start,
-        detected_at: start,
-        last_seen: start,
-        count: 10,
-        score: Score {
-            observed: 10.0,
-            expected: 1.0,
-            p_value: Some(1e-9),
-        },
-        summary: format!("{entity} spiked"),
-        status: Status::Closed,
-        evidence: vec![Evidence::new(start, b"sample line")],
+        ..common::incident("rate-spike-ip", EntityKind::Ip, entity, start, 0)
     }
+}
+
+/// The entities of a page, in order.
+fn entities(body: &Value) -> Vec<&str> {
+    body["incidents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["entity"].as_str().unwrap())
+        .collect()
 }
 
 struct Server {
@@ -156,14 +150,8 @@ async fn filters_and_cursor_pages(server: Server) {
             Some(TOKEN),
         )
         .await;
-    let entities: Vec<&str> = body["incidents"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| i["entity"].as_str().unwrap())
-        .collect();
     assert_eq!(
-        entities,
+        entities(&body),
         [
             "192.0.2.7",
             "192.0.2.6",
@@ -186,14 +174,8 @@ async fn filters_and_cursor_pages(server: Server) {
             Some(TOKEN),
         )
         .await;
-    let entities: Vec<&str> = body["incidents"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| i["entity"].as_str().unwrap())
-        .collect();
     assert_eq!(
-        entities,
+        entities(&body),
         ["192.0.2.6", "192.0.2.5", "192.0.2.4", "192.0.2.3"]
     );
 

@@ -5,7 +5,7 @@ mod common;
 
 use std::collections::HashSet;
 
-use gatewatch::detect::{Evidence, Incident, Score, Severity, Status};
+use gatewatch::detect::{Evidence, Incident, Severity, Status};
 use gatewatch::event::{EntityKind, Timestamp};
 use gatewatch::store::{
     EntityFilter, IncidentQuery, StatusFilter, Store, StoreError, StoreWriter, TriageState,
@@ -21,29 +21,7 @@ fn at(secs: i64) -> Timestamp {
 }
 
 fn incident(detector: &str, kind: EntityKind, entity: &str, start: i64, end: i64) -> Incident {
-    Incident {
-        id: gatewatch::detect::incident_id(detector, entity, at(start)),
-        detector: detector.to_owned(),
-        kind: detector.trim_end_matches("-ip").replace('-', "_"),
-        severity: Severity::Medium,
-        entity_kind: kind,
-        entity: entity.to_owned(),
-        started_at: at(start),
-        detected_at: at(start + 5),
-        last_seen: at(end),
-        count: 100,
-        score: Score {
-            observed: 120.0,
-            expected: 3.5,
-            p_value: Some(1e-12),
-        },
-        summary: format!("{entity} did something"),
-        status: Status::Closed,
-        evidence: vec![Evidence::new(
-            at(start + 5),
-            b"1.2.3.4 - - \"GET / HTTP/1.1\" 200",
-        )],
-    }
+    common::incident(detector, kind, entity, at(start), end - start)
 }
 
 fn ip(entity: &str, start: i64, end: i64) -> Incident {

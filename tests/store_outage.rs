@@ -6,7 +6,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use gatewatch::detect::{incident_id, Incident, Score, Severity, Status};
+use gatewatch::detect::{Incident, Status};
 use gatewatch::event::{EntityKind, Timestamp};
 use gatewatch::store::{IncidentQuery, Store, StoreWriter, WriterSettings};
 use tokio::net::{TcpListener, TcpStream};
@@ -57,29 +57,15 @@ impl Proxy {
     }
 }
 
+/// Incident `n`, as the engine would send its `version`th update.
 fn incident(n: u32, version: u64) -> Incident {
     let start = Timestamp(1_795_000_000_000_000_000 + i64::from(n) * 1_000_000_000);
     let entity = format!("198.18.{}.{}", n / 256, n % 256);
-    Incident {
-        id: incident_id("rate-spike-ip", &entity, start),
-        detector: "rate-spike-ip".into(),
-        kind: "rate_spike".into(),
-        severity: Severity::Medium,
-        entity_kind: EntityKind::Ip,
-        entity,
-        started_at: start,
-        detected_at: start,
-        last_seen: Timestamp(start.nanos() + version as i64),
-        count: version,
-        score: Score {
-            observed: 1.0,
-            expected: 1.0,
-            p_value: None,
-        },
-        summary: String::new(),
-        status: Status::Open,
-        evidence: Vec::new(),
-    }
+    let mut incident = common::incident("rate-spike-ip", EntityKind::Ip, &entity, start, 0);
+    incident.last_seen = Timestamp(start.nanos() + version as i64);
+    incident.count = version;
+    incident.status = Status::Open;
+    incident
 }
 
 async fn stored(store: &Store) -> Vec<Incident> {

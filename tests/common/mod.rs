@@ -7,6 +7,8 @@
 use std::io::Write as _;
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use gatewatch::detect::{incident_id, Evidence, Incident, Score, Severity, Status};
+use gatewatch::event::{EntityKind, Timestamp};
 use sqlx::Connection as _;
 
 pub const POSTGRES_ENV: &str = "GATEWATCH_TEST_POSTGRES_URL";
@@ -19,6 +21,38 @@ pub struct TestDb {
 enum Kind {
     Sqlite(#[allow(dead_code)] tempfile::TempDir),
     Postgres { admin_url: String, name: String },
+}
+
+/// A closed, medium incident with one evidence line, lasting `duration_s` from `start`; tests
+/// change the fields they are about.
+pub fn incident(
+    detector: &str,
+    entity_kind: EntityKind,
+    entity: &str,
+    start: Timestamp,
+    duration_s: i64,
+) -> Incident {
+    let last_seen = Timestamp(start.nanos() + duration_s * 1_000_000_000);
+    Incident {
+        id: incident_id(detector, entity, start),
+        detector: detector.to_owned(),
+        kind: detector.trim_end_matches("-ip").replace('-', "_"),
+        severity: Severity::Medium,
+        entity_kind,
+        entity: entity.to_owned(),
+        started_at: start,
+        detected_at: start,
+        last_seen,
+        count: 100,
+        score: Score {
+            observed: 120.0,
+            expected: 3.5,
+            p_value: Some(1e-12),
+        },
+        summary: format!("{entity} did something"),
+        status: Status::Closed,
+        evidence: vec![Evidence::new(start, b"sample line")],
+    }
 }
 
 /// Straight to stderr, past libtest's capture, so a skip shows in every run.
