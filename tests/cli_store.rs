@@ -81,6 +81,33 @@ fn replay_db_sqlite_stores_exactly_the_printed_incidents() {
 }
 
 #[test]
+fn replay_db_keeps_storing_when_stdout_closes() {
+    let db = TestDb::sqlite();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gatewatch"))
+        .args(["replay", ATTACK_LOG, "--db", &db.url])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take()); // like `| head -0`: every write to stdout fails
+    let run = child.wait_with_output().unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let reference = TestDb::sqlite();
+    let printed = by_id(json_lines(&ok(&[
+        "replay",
+        ATTACK_LOG,
+        "--db",
+        &reference.url,
+    ])));
+    assert_eq!(stored_incidents(&db.url), printed);
+}
+
+#[test]
 fn replay_db_sqlite_of_an_eval_dataset_matches_jsonl() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(EVAL_DATASET);
     if !path.exists() {

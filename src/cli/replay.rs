@@ -87,12 +87,25 @@ impl<W: Write> Sink<W> {
             return Ok(());
         };
         totals.incidents += 1;
+        let printed = self.print(&incident);
+        match printed {
+            // A closed stdout (`| head`) ends printing; with a store, the analysis goes on so
+            // every incident is still stored.
+            Err(err) if err.kind() == io::ErrorKind::BrokenPipe && self.store.is_some() => {
+                self.kind = OutputKind::None;
+                Ok(())
+            }
+            result => result,
+        }
+    }
+
+    fn print(&mut self, incident: &Incident) -> io::Result<()> {
         match self.kind {
             OutputKind::Jsonl => {
-                serde_json::to_writer(&mut self.out, &incident)?;
+                serde_json::to_writer(&mut self.out, incident)?;
                 self.out.write_all(b"\n")
             }
-            OutputKind::Table => writeln!(self.out, "{}", table_row(&incident)),
+            OutputKind::Table => writeln!(self.out, "{}", table_row(incident)),
             OutputKind::None => Ok(()),
         }
     }
@@ -233,7 +246,10 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     for event in engine.drain_events() {
         sink.handle(event, &mut totals)?;
     }
-    sink.out.flush()?;
+    match sink.out.flush() {
+        Err(err) if err.kind() == io::ErrorKind::BrokenPipe && sink.store.is_some() => {}
+        result => result?,
+    }
     // The sink's sender must go before the writer can see the channel close.
     drop(sink);
     let stored = store.map(StoreSink::finish);
