@@ -1,7 +1,8 @@
-//! Store query latency: 100,000 incidents in a SQLite file (WAL, on disk, as deployed), then
-//! the analysts' typical questions — a time range plus an entity (IP or CIDR) — timed.
+//! Store query latency: 100,000 incidents in a SQLite file (WAL, on disk, as deployed) and,
+//! when GATEWATCH_TEST_POSTGRES_URL is set, in a fresh PostgreSQL database on that server;
+//! then the analysts' typical questions — a time range plus an entity (IP or CIDR) — timed.
 //!
-//! Also prints the bulk upsert rate while filling the store.
+//! Also prints the bulk upsert rate while filling each store.
 
 mod common;
 
@@ -57,12 +58,57 @@ fn generate() -> Vec<Incident> {
         .collect()
 }
 
+/// A fresh database on the PostgreSQL test server, if there is one: (url, admin url, name).
+fn postgres_database(runtime: &tokio::runtime::Runtime) -> Option<(String, String, String)> {
+    use sqlx::{Connection, Executor};
+    let admin = std::env::var("GATEWATCH_TEST_POSTGRES_URL").ok()?;
+    let name = format!("gatewatch_bench_{}", std::process::id());
+    runtime.block_on(async {
+        let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap();
+        conn.execute(format!("DROP DATABASE IF EXISTS {name}").as_str())
+            .await
+            .unwrap();
+        conn.execute(format!("CREATE DATABASE {name}").as_str())
+            .await
+            .unwrap();
+    });
+    let base = admin.rsplit_once('/').expect("URL with a database").0;
+    Some((format!("{base}/{name}"), admin, name))
+}
+
+fn drop_postgres_database(runtime: &tokio::runtime::Runtime, admin: &str, name: &str) {
+    use sqlx::{Connection, Executor};
+    runtime.block_on(async {
+        let mut conn = sqlx::PgConnection::connect(admin).await.unwrap();
+        conn.execute(format!("DROP DATABASE {name} WITH (FORCE)").as_str())
+            .await
+            .unwrap();
+    });
+}
+
 fn store_queries(c: &mut Criterion) {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}/bench.db", dir.path().display());
-    let store = runtime.block_on(Store::open(&url)).unwrap();
     let incidents = generate();
+    let sqlite = format!("sqlite://{}/bench.db", dir.path().display());
+    bench_backend(c, &runtime, "sqlite", &sqlite, &incidents);
+    match postgres_database(&runtime) {
+        Some((url, admin, name)) => {
+            bench_backend(c, &runtime, "postgres", &url, &incidents);
+            drop_postgres_database(&runtime, &admin, &name);
+        }
+        None => eprintln!("store: GATEWATCH_TEST_POSTGRES_URL is not set; PostgreSQL not measured"),
+    }
+}
+
+fn bench_backend(
+    c: &mut Criterion,
+    runtime: &tokio::runtime::Runtime,
+    backend: &str,
+    url: &str,
+    incidents: &[Incident],
+) {
+    let store = runtime.block_on(Store::open(url)).unwrap();
     #[allow(clippy::disallowed_methods)] // timing the fill, an edge
     let started = Instant::now();
     for chunk in incidents.chunks(1000) {
@@ -70,9 +116,17 @@ fn store_queries(c: &mut Criterion) {
     }
     let secs = started.elapsed().as_secs_f64();
     eprintln!(
-        "store: upserted {INCIDENTS} incidents (with evidence) in {secs:.2} s: {:.0}/s",
+        "store {backend}: upserted {INCIDENTS} incidents (with evidence) in {secs:.2} s: {:.0}/s",
         f64::from(INCIDENTS) / secs
     );
+    if backend == "postgres" {
+        // As autovacuum would soon after a bulk load: fresh statistics for the planner.
+        runtime.block_on(async {
+            use sqlx::{Connection, Executor};
+            let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+            conn.execute("ANALYZE").await.unwrap();
+        });
+    }
 
     let day = 86_400 * SEC;
     let window = |from_day: i64, days: i64| IncidentQuery {
@@ -121,7 +175,7 @@ fn store_queries(c: &mut Criterion) {
             },
         ),
     ];
-    let mut group = c.benchmark_group("store_sqlite_100k");
+    let mut group = c.benchmark_group(format!("store_{backend}_100k"));
     group
         .sample_size(50)
         .measurement_time(Duration::from_secs(3))
@@ -132,7 +186,7 @@ fn store_queries(c: &mut Criterion) {
             .unwrap()
             .incidents
             .len();
-        eprintln!("store: {name}: {rows} rows");
+        eprintln!("store {backend}: {name}: {rows} rows");
         group.bench_function(*name, |b| {
             b.iter(|| runtime.block_on(store.list_incidents(query)).unwrap())
         });
