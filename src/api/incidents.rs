@@ -9,7 +9,7 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 
 use super::AppState;
-use crate::store::{wall_clock_ns, QueryText, StoreError, StoredIncident, TriageState};
+use crate::store::{wall_clock, QueryText, StoreError, StoredIncident, TriageState};
 
 #[derive(Serialize)]
 pub(super) struct PageBody {
@@ -57,9 +57,7 @@ pub(super) async fn list(
     query: Result<Query<QueryText>, QueryRejection>,
 ) -> Result<Json<PageBody>, ApiError> {
     let Query(text) = query.map_err(|e| bad_request(e.body_text()))?;
-    let mut query = text
-        .to_query(crate::event::Timestamp(wall_clock_ns()))
-        .map_err(bad_request)?;
+    let mut query = text.to_query(wall_clock()).map_err(bad_request)?;
     query.with_evidence = true;
     let page = state.store.list_incidents(&query).await?;
     Ok(Json(PageBody {

@@ -37,8 +37,3 @@ pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .enable_all()
         .build()?)
 }
-
-/// Wall-clock now for `--since 2h`-style bounds (an edge: the core never reads a clock).
-pub fn now() -> crate::event::Timestamp {
-    crate::event::Timestamp(crate::store::wall_clock_ns())
-}

@@ -6,9 +6,12 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{Args, Subcommand, ValueEnum};
 
-use super::db::{now, runtime, DbArgs};
+use super::db::{runtime, DbArgs};
 use super::output::{escape_for_terminal, incident_table_header, incident_table_row, write_csv};
-use crate::store::{IncidentQuery, QueryText, Store, StoredIncident, TriageState, MAX_PAGE};
+use crate::store::{
+    duration_before, wall_clock, IncidentQuery, QueryText, Store, StoredIncident, TriageState,
+    MAX_PAGE,
+};
 
 #[derive(Subcommand, Debug)]
 pub enum IncidentsCommand {
@@ -66,7 +69,7 @@ impl FilterArgs {
             limit: Some(limit.clamp(1, MAX_PAGE)),
             cursor: None,
         };
-        text.to_query(now())
+        text.to_query(wall_clock())
     }
 }
 
@@ -267,9 +270,7 @@ async fn triage(args: TriageArgs, state: TriageState) -> anyhow::Result<ExitCode
 
 async fn prune(args: PruneArgs) -> anyhow::Result<ExitCode> {
     let store = args.db.open().await?;
-    let cut = now();
-    let older = i64::try_from(args.older_than.as_nanos()).unwrap_or(i64::MAX);
-    let before = crate::event::Timestamp(cut.nanos().saturating_sub(older));
+    let before = duration_before(wall_clock(), args.older_than);
     let pruned = store.prune(before).await?;
     store.close().await;
     println!(

@@ -88,9 +88,18 @@ impl<W: Write> Sink<W> {
         };
         totals.incidents += 1;
         let printed = self.print(&incident);
-        match printed {
-            // A closed stdout (`| head`) ends printing; with a store, the analysis goes on so
-            // every incident is still stored.
+        self.unless_only_stdout_closed(printed)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        let flushed = self.out.flush();
+        self.unless_only_stdout_closed(flushed)
+    }
+
+    /// A closed stdout (`| head`) ends printing; with a store, the analysis goes on so every
+    /// incident is still stored.
+    fn unless_only_stdout_closed(&mut self, result: io::Result<()>) -> io::Result<()> {
+        match result {
             Err(err) if err.kind() == io::ErrorKind::BrokenPipe && self.store.is_some() => {
                 self.kind = OutputKind::None;
                 Ok(())
@@ -246,10 +255,7 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     for event in engine.drain_events() {
         sink.handle(event, &mut totals)?;
     }
-    match sink.out.flush() {
-        Err(err) if err.kind() == io::ErrorKind::BrokenPipe && sink.store.is_some() => {}
-        result => result?,
-    }
+    sink.flush()?;
     // The sink's sender must go before the writer can see the channel close.
     drop(sink);
     let stored = store.map(StoreSink::finish);

@@ -71,15 +71,19 @@ impl fmt::Display for Cursor {
 impl Cursor {
     pub fn parse(text: &str) -> Option<Cursor> {
         let (ns, id) = text.split_once('.')?;
-        let valid_id =
-            !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_hexdigit());
-        valid_id.then(|| {
-            Some(Cursor {
-                started_at_ns: ns.parse().ok()?,
-                id: id.to_owned(),
-            })
-        })?
+        if !looks_like_id(id) {
+            return None;
+        }
+        Some(Cursor {
+            started_at_ns: ns.parse().ok()?,
+            id: id.to_owned(),
+        })
     }
+}
+
+/// Incident ids are hex digests; anything else (quotes, wildcards, huge input) is no id.
+fn looks_like_id(text: &str) -> bool {
+    !text.is_empty() && text.len() <= 64 && text.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 /// Which incidents to list. Times are event time: `since` keeps incidents still active at or
@@ -291,8 +295,7 @@ impl Store {
 
     /// Expands a unique prefix to the full id, as analysts copy short ids from tables.
     pub async fn resolve_id(&self, id: &str) -> Result<String, StoreError> {
-        let is_hex = !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_hexdigit());
-        if !is_hex {
+        if !looks_like_id(id) {
             return Err(StoreError::NotFound(id.to_owned()));
         }
         let id = id.to_ascii_lowercase();
@@ -430,8 +433,13 @@ pub fn parse_time_bound(text: &str, now: Timestamp) -> Result<Timestamp, String>
     let ago: Duration = humantime::parse_duration(text).map_err(|_| {
         format!("{text:?} is neither a time (2026-11-20T10:00:00Z, 2026-11-20) nor a duration (90m, 2h, 7d)")
     })?;
+    Ok(duration_before(now, ago))
+}
+
+/// `now` minus `ago`, saturating at the ends of the timestamp range.
+pub fn duration_before(now: Timestamp, ago: Duration) -> Timestamp {
     let ago = i64::try_from(ago.as_nanos()).unwrap_or(i64::MAX);
-    Ok(Timestamp(now.nanos().saturating_sub(ago)))
+    Timestamp(now.nanos().saturating_sub(ago))
 }
 
 #[cfg(test)]
