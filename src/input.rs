@@ -1,28 +1,33 @@
-//! Reading whole inputs line by line at full speed: files (gzip detected by its magic
-//! bytes) or stdin, in large chunks split with memchr.
+//! Reading whole inputs at full speed: files (gzip detected by its magic bytes) or stdin,
+//! cut into chunks of whole lines. Every line is bounded by `max_line_bytes`: a longer one is
+//! cut there and the rest discarded as it streams by, so neither memory nor time grows with
+//! the length of one line.
 
-use std::cell::Cell;
 use std::fs::File;
 use std::io::{self, BufReader, Read};
-use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use flate2::read::MultiGzDecoder;
 
-const CHUNK: usize = 1 << 20;
-/// The sniffing buffer under the line reader. Smaller than `CHUNK` so that, once drained,
-/// `BufReader` hands the line reader's large reads straight to the file (no second copy).
+/// Bytes read per chunk when nothing smaller is asked for.
+pub const DEFAULT_CHUNK: usize = 1 << 20;
+/// The longest line kept by default; longer ones are cut and counted.
+pub const DEFAULT_MAX_LINE: usize = 64 << 10;
+/// The sniffing buffer under the chunk reader (gzip magic).
 const SNIFF: usize = 64 << 10;
+const BOM: &[u8] = b"\xEF\xBB\xBF";
 
 /// Counts the raw bytes read from the underlying file (before decompression), for progress.
 struct Counting<R> {
     inner: R,
-    count: Rc<Cell<u64>>,
+    count: Arc<AtomicU64>,
 }
 
 impl<R: Read> Read for Counting<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
-        self.count.set(self.count.get() + n as u64);
+        self.count.fetch_add(n as u64, Ordering::Relaxed);
         Ok(n)
     }
 }
@@ -30,182 +35,346 @@ impl<R: Read> Read for Counting<R> {
 /// An opened input: its reader, its size when known, and a live count of raw bytes read.
 pub struct Input {
     pub name: String,
-    pub reader: Box<dyn Read>,
+    pub reader: Box<dyn Read + Send>,
     pub size: Option<u64>,
-    pub raw_bytes: Rc<Cell<u64>>,
+    pub raw_bytes: Arc<AtomicU64>,
+    pub gzip: bool,
 }
 
 /// Opens `-` (stdin) or a path; gzip content is decompressed whatever the file is called.
 pub fn open(path: &str) -> io::Result<Input> {
-    let raw_bytes = Rc::new(Cell::new(0));
-    if path == "-" {
-        let counting = Counting {
-            inner: io::stdin().lock(),
-            count: raw_bytes.clone(),
-        };
-        return Ok(Input {
-            name: "-".into(),
-            reader: maybe_gunzip(BufReader::with_capacity(SNIFF, counting))?,
-            size: None,
-            raw_bytes,
-        });
-    }
-    let file = File::open(path)?;
-    let size = file.metadata().ok().map(|m| m.len());
+    let raw_bytes = Arc::new(AtomicU64::new(0));
+    let (inner, size): (Box<dyn Read + Send>, _) = if path == "-" {
+        (Box::new(io::stdin()), None)
+    } else {
+        let file = File::open(path)?;
+        let size = file.metadata().ok().map(|m| m.len());
+        (Box::new(file), size)
+    };
     let counting = Counting {
-        inner: file,
+        inner,
         count: raw_bytes.clone(),
     };
+    let (reader, gzip) = maybe_gunzip(BufReader::with_capacity(SNIFF, counting))?;
     Ok(Input {
         name: path.to_string(),
-        reader: maybe_gunzip(BufReader::with_capacity(SNIFF, counting))?,
+        reader,
         size,
         raw_bytes,
+        gzip,
     })
 }
 
-fn maybe_gunzip<R: io::BufRead + 'static>(mut reader: R) -> io::Result<Box<dyn Read>> {
+fn maybe_gunzip<R: io::BufRead + Send + 'static>(
+    mut reader: R,
+) -> io::Result<(Box<dyn Read + Send>, bool)> {
     let head = reader.fill_buf()?;
     if head.starts_with(&[0x1f, 0x8b]) {
-        Ok(Box::new(MultiGzDecoder::new(reader)))
+        Ok((Box::new(MultiGzDecoder::new(reader)), true))
     } else {
-        Ok(Box::new(reader))
+        Ok((Box::new(reader), false))
     }
 }
 
-/// Splits a reader into lines (without `\n` or `\r\n`), reusing one buffer.
-pub struct LineReader<R> {
+/// Whole lines of an input, each ending in `\n` (but perhaps the input's last), with where
+/// they sit in the (decompressed) stream.
+#[derive(Debug, Default)]
+pub struct Chunk {
+    pub data: Vec<u8>,
+    /// Stream offset of `data[0]`'s line.
+    pub start_offset: u64,
+    /// Stream offset just past the last line (over cut and BOM bytes too).
+    pub end_offset: u64,
+    /// Lines in this chunk that were cut at `max_line_bytes`.
+    pub cut_lines: u64,
+    /// No more data follows.
+    pub last: bool,
+}
+
+/// Cuts a reader into chunks of whole lines. Each byte is scanned a bounded number of times,
+/// so one line of any length costs linear time and at most `max_line` bytes of memory.
+pub struct ChunkReader<R> {
     inner: R,
-    buf: Vec<u8>,
-    start: usize,
-    end: usize,
+    chunk: usize,
+    max_line: usize,
+    /// The start of a line not yet complete, carried into the next chunk.
+    carry: Vec<u8>,
+    /// Bytes of the stream consumed into chunks or discarded.
+    offset: u64,
+    /// Discarding the rest of a line already cut.
+    skipping: bool,
+    at_start: bool,
     eof: bool,
-    /// Decompressed bytes consumed so far.
-    pub bytes: u64,
+    read_buf: Vec<u8>,
 }
 
-impl<R: Read> LineReader<R> {
-    pub fn new(inner: R) -> Self {
-        LineReader {
+impl<R: Read> ChunkReader<R> {
+    /// `chunk` is a target size; `max_line` is raised to at least 1 and `chunk` to at least
+    /// twice `max_line`, so one whole line always fits.
+    pub fn new(inner: R, chunk: usize, max_line: usize) -> Self {
+        let max_line = max_line.max(1);
+        ChunkReader {
             inner,
-            buf: vec![0; CHUNK],
-            start: 0,
-            end: 0,
+            chunk: chunk.max(2 * max_line).max(4096),
+            max_line,
+            carry: Vec::new(),
+            offset: 0,
+            skipping: false,
+            at_start: true,
             eof: false,
-            bytes: 0,
+            read_buf: Vec::new(),
         }
     }
 
-    /// Reads more; false at end of input.
-    fn fill(&mut self) -> io::Result<bool> {
-        if self.eof {
-            return Ok(false);
+    /// The next chunk, `None` once the input is exhausted. `buf` is a recycled buffer
+    /// (its contents are discarded).
+    pub fn next_chunk(&mut self, mut buf: Vec<u8>) -> io::Result<Option<Chunk>> {
+        if self.eof && self.carry.is_empty() {
+            return Ok(None);
         }
-        if self.start > 0 {
-            self.buf.copy_within(self.start..self.end, 0);
-            self.end -= self.start;
-            self.start = 0;
+        buf.clear();
+        buf.reserve(self.chunk + self.max_line);
+        let start_offset = self.offset;
+        let mut consumed = self.carry.len() as u64;
+        buf.append(&mut self.carry);
+        let mut cut_lines = 0;
+        // `line_start` is where the line still open at the end of `buf` begins.
+        let mut line_start = memchr::memrchr(b'\n', &buf).map_or(0, |i| i + 1);
+        while buf.len() < self.chunk && !self.eof {
+            let n = self.read_some()?;
+            if n == 0 {
+                self.eof = true;
+                break;
+            }
+            let mut fresh = &self.read_buf[..n];
+            consumed += n as u64;
+            if self.skipping {
+                match memchr::memchr(b'\n', fresh) {
+                    Some(i) => {
+                        self.skipping = false;
+                        fresh = &fresh[i + 1..];
+                    }
+                    None => continue,
+                }
+            }
+            let mut before = buf.len();
+            buf.extend_from_slice(fresh);
+            if self.at_start && buf.len() >= BOM.len() {
+                // A UTF-8 byte order mark (from editors, Windows tools) is not part of line 1.
+                self.at_start = false;
+                if buf.starts_with(BOM) {
+                    buf.drain(..BOM.len());
+                    before = before.saturating_sub(BOM.len());
+                }
+            }
+            if let Some(i) = memchr::memrchr(b'\n', &buf[before..]) {
+                line_start = before + i + 1;
+            }
+            // The open line (it has no newline yet) is too long: keep its head as a line of
+            // its own and drop the rest of it as it arrives.
+            if buf.len() - line_start > self.max_line {
+                buf.truncate(line_start + self.max_line);
+                buf.push(b'\n');
+                cut_lines += 1;
+                line_start = buf.len();
+                self.skipping = true;
+            }
         }
-        if self.end == self.buf.len() {
-            // A line longer than the buffer: grow rather than cut it.
-            self.buf.resize(self.buf.len() * 2, 0);
+        if !self.eof {
+            self.carry.extend_from_slice(&buf[line_start..]);
+            buf.truncate(line_start);
         }
-        let n = loop {
-            match self.inner.read(&mut self.buf[self.end..]) {
-                Ok(n) => break n,
+        let carried = self.carry.len() as u64;
+        self.offset += consumed - carried;
+        // Bytes the reader discarded (BOM, the cut tails) still advance the stream offset,
+        // which `consumed` already counts.
+        if buf.is_empty() && self.eof && self.carry.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(Chunk {
+            data: buf,
+            start_offset,
+            end_offset: self.offset,
+            cut_lines,
+            last: self.eof && self.carry.is_empty(),
+        }))
+    }
+
+    fn read_some(&mut self) -> io::Result<usize> {
+        if self.read_buf.len() < 64 << 10 {
+            self.read_buf.resize(64 << 10, 0);
+        }
+        loop {
+            match self.inner.read(&mut self.read_buf) {
+                Ok(n) => return Ok(n),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
             }
+        }
+    }
+}
+
+/// The lines of a chunk without their `\n` (or `\r\n`).
+pub fn lines(data: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut rest = data;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let (line, next) = match memchr::memchr(b'\n', rest) {
+            Some(i) => (&rest[..i], &rest[i + 1..]),
+            None => (rest, &rest[rest.len()..]),
         };
-        self.end += n;
-        self.eof = n == 0;
-        Ok(n > 0)
+        rest = next;
+        Some(trim_cr(line))
+    })
+}
+
+pub fn trim_cr(line: &[u8]) -> &[u8] {
+    line.strip_suffix(b"\r").unwrap_or(line)
+}
+
+/// Line by line over a chunk reader, for the simple consumers (`gatewatch parse`).
+pub struct LineReader<R> {
+    chunks: ChunkReader<R>,
+    first: Option<Chunk>,
+    /// Lines cut at the line-length cap so far.
+    pub cut_lines: u64,
+}
+
+impl<R: Read> LineReader<R> {
+    pub fn new(inner: R, max_line: usize) -> Self {
+        LineReader {
+            chunks: ChunkReader::new(inner, DEFAULT_CHUNK, max_line),
+            first: None,
+            cut_lines: 0,
+        }
     }
 
     /// Up to `max` first lines, without consuming them (for format detection).
     pub fn peek_lines(&mut self, max: usize) -> io::Result<Vec<&[u8]>> {
-        while memchr::memchr_iter(b'\n', &self.buf[self.start..self.end]).count() < max
-            && self.end - self.start < CHUNK
-            && self.fill()?
-        {}
-        let pending = &self.buf[self.start..self.end];
-        let mut lines: Vec<&[u8]> = pending.split(|&b| b == b'\n').map(trim_cr).collect();
-        if pending.ends_with(b"\n") {
-            lines.pop();
+        if self.first.is_none() {
+            self.first = Some(self.chunks.next_chunk(Vec::new())?.unwrap_or_default());
         }
-        lines.truncate(max);
-        Ok(lines)
+        let first = self.first.as_ref().expect("just read");
+        Ok(lines(&first.data).take(max).collect())
     }
 
-    /// Calls `each` for every line; `chunk_done` after each chunk (for progress).
-    pub fn for_each_line(
-        &mut self,
-        mut each: impl FnMut(&[u8]),
-        mut chunk_done: impl FnMut(u64),
-    ) -> io::Result<()> {
+    /// Calls `each` for every line.
+    pub fn for_each_line(&mut self, mut each: impl FnMut(&[u8])) -> io::Result<()> {
+        let mut next = self.first.take();
         loop {
-            let pending = &self.buf[self.start..self.end];
-            let mut consumed = 0;
-            for newline in memchr::memchr_iter(b'\n', pending) {
-                each(trim_cr(&pending[consumed..newline]));
-                consumed = newline + 1;
-            }
-            self.start += consumed;
-            self.bytes += consumed as u64;
-            chunk_done(self.bytes);
-            if !self.fill()? {
-                break;
-            }
+            let chunk = match next.take() {
+                Some(chunk) => chunk,
+                None => match self.chunks.next_chunk(Vec::new())? {
+                    Some(chunk) => chunk,
+                    None => return Ok(()),
+                },
+            };
+            self.cut_lines += chunk.cut_lines;
+            lines(&chunk.data).for_each(&mut each);
         }
-        if self.start < self.end {
-            // Last line without a trailing newline.
-            let rest = &self.buf[self.start..self.end];
-            each(trim_cr(rest));
-            self.bytes += rest.len() as u64;
-            self.start = self.end;
-        }
-        Ok(())
     }
-}
-
-fn trim_cr(line: &[u8]) -> &[u8] {
-    line.strip_suffix(b"\r").unwrap_or(line)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn lines_of(data: &[u8]) -> Vec<Vec<u8>> {
-        let mut reader = LineReader::new(data);
+    /// A reader that hands out at most `step` bytes per read, as a pipe does.
+    struct Trickle<'a> {
+        data: &'a [u8],
+        step: usize,
+    }
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = self.step.min(buf.len()).min(self.data.len());
+            buf[..n].copy_from_slice(&self.data[..n]);
+            self.data = &self.data[n..];
+            Ok(n)
+        }
+    }
+
+    fn chunks_of(data: &[u8], chunk: usize, max_line: usize, step: usize) -> Vec<Chunk> {
+        let mut reader = ChunkReader::new(Trickle { data, step }, chunk, max_line);
         let mut out = Vec::new();
-        reader
-            .for_each_line(|line| out.push(line.to_vec()), |_| {})
-            .unwrap();
+        while let Some(c) = reader.next_chunk(Vec::new()).unwrap() {
+            out.push(c);
+        }
         out
+    }
+
+    fn all_lines(chunks: &[Chunk]) -> Vec<Vec<u8>> {
+        chunks
+            .iter()
+            .flat_map(|c| lines(&c.data).map(<[u8]>::to_vec))
+            .collect()
     }
 
     #[test]
     fn splits_lines_and_keeps_a_final_unterminated_one() {
+        let chunks = chunks_of(b"a\r\nbb\n\nccc", 4096, 100, 3);
         assert_eq!(
-            lines_of(b"a\r\nbb\n\nccc"),
+            all_lines(&chunks),
             vec![b"a".to_vec(), b"bb".to_vec(), vec![], b"ccc".to_vec()]
         );
-        assert_eq!(lines_of(b""), Vec::<Vec<u8>>::new());
+        assert_eq!(chunks.last().unwrap().end_offset, 10);
+        assert!(chunks.last().unwrap().last);
+        assert!(chunks_of(b"", 4096, 100, 3).is_empty());
     }
 
     #[test]
-    fn long_lines_grow_the_buffer() {
-        let mut data = vec![b'x'; CHUNK * 3];
+    fn chunks_end_on_line_boundaries_and_offsets_are_contiguous() {
+        let data: Vec<u8> = (0..5000)
+            .flat_map(|i| format!("line number {i}\n").into_bytes())
+            .collect();
+        let chunks = chunks_of(&data, 4096, 100, 777);
+        assert!(chunks.len() > 5);
+        let mut offset = 0;
+        for chunk in &chunks {
+            assert_eq!(chunk.start_offset, offset);
+            assert!(chunk.data.ends_with(b"\n"));
+            assert_eq!(
+                chunk.end_offset - chunk.start_offset,
+                chunk.data.len() as u64
+            );
+            offset = chunk.end_offset;
+        }
+        assert_eq!(offset, data.len() as u64);
+        assert_eq!(all_lines(&chunks).len(), 5000);
+    }
+
+    #[test]
+    fn long_lines_are_cut_counted_and_skipped_through() {
+        let mut data = vec![b'x'; 1_000_000];
         data.extend_from_slice(b"\nshort\n");
-        let lines = lines_of(&data);
-        assert_eq!(lines.len(), 2);
-        assert_eq!(lines[0].len(), CHUNK * 3);
+        data.extend(vec![b'y'; 300]);
+        for step in [1 << 16, 4096, 1] {
+            let chunks = chunks_of(&data, 8192, 100, step);
+            let lines = all_lines(&chunks);
+            assert_eq!(lines.len(), 3, "step {step}");
+            assert_eq!(lines[0], vec![b'x'; 100]);
+            assert_eq!(lines[1], b"short");
+            assert_eq!(lines[2], vec![b'y'; 100]);
+            assert_eq!(chunks.iter().map(|c| c.cut_lines).sum::<u64>(), 2);
+            assert_eq!(chunks.last().unwrap().end_offset, data.len() as u64);
+        }
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_dropped_but_counted_in_offsets() {
+        let chunks = chunks_of(b"\xEF\xBB\xBFfirst\nsecond\n", 4096, 100, 2);
+        assert_eq!(
+            all_lines(&chunks),
+            vec![b"first".to_vec(), b"second".to_vec()]
+        );
+        assert_eq!(chunks.last().unwrap().end_offset, 16);
     }
 
     #[test]
     fn peeking_does_not_consume() {
-        let mut reader = LineReader::new(&b"one\ntwo\nthree\n"[..]);
+        let mut reader = LineReader::new(&b"one\ntwo\nthree\n"[..], 100);
         let peeked: Vec<Vec<u8>> = reader
             .peek_lines(2)
             .unwrap()
@@ -214,7 +383,7 @@ mod tests {
             .collect();
         assert_eq!(peeked, vec![b"one".to_vec(), b"two".to_vec()]);
         let mut count = 0;
-        reader.for_each_line(|_| count += 1, |_| {}).unwrap();
+        reader.for_each_line(|_| count += 1).unwrap();
         assert_eq!(count, 3);
     }
 
@@ -228,11 +397,10 @@ mod tests {
         encoder.write_all(b"hello\nworld\n").unwrap();
         encoder.finish().unwrap();
         let input = open(path.to_str().unwrap()).unwrap();
-        let mut reader = LineReader::new(input.reader);
+        assert!(input.gzip);
+        let mut reader = LineReader::new(input.reader, 100);
         let mut out = Vec::new();
-        reader
-            .for_each_line(|l| out.push(l.to_vec()), |_| {})
-            .unwrap();
+        reader.for_each_line(|l| out.push(l.to_vec())).unwrap();
         assert_eq!(out, vec![b"hello".to_vec(), b"world".to_vec()]);
     }
 }

@@ -11,5 +11,6 @@ pub mod detect;
 pub mod event;
 pub mod input;
 pub mod parse;
+pub mod pipeline;
 pub mod store;
 pub mod window;

@@ -56,6 +56,10 @@ fn unwrapped_sample(lines: &[&[u8]]) -> Vec<Vec<u8>> {
 }
 
 impl FormatArgs {
+    pub fn trusted_proxies(&self) -> TrustedProxies {
+        self.trusted_proxies.clone()
+    }
+
     /// A decoder for one input: container unwrapping, `parser`, client resolution.
     pub fn decoder(&self, parser: Box<dyn Parser>) -> Decoder {
         Decoder::new(parser).with_trusted_proxies(self.trusted_proxies.clone())

@@ -9,6 +9,7 @@ mod output;
 mod parse;
 mod replay;
 mod serve;
+mod store_sink;
 
 use std::process::ExitCode;
 

@@ -1,25 +1,26 @@
-//! `gatewatch replay FILE…`: offline analysis at full speed.
+//! `gatewatch replay FILE…`: offline analysis at full speed, a thin CLI over `pipeline`.
 
 use std::io::{self, BufWriter, IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use super::format::{FormatArgs, SAMPLE_LINES};
+use super::format::FormatArgs;
 use super::output::{escape_for_terminal, table_header, table_row};
-use tokio::sync::mpsc;
-
+use super::store_sink::StoreSink;
 use crate::detect::{self, Engine, EngineSettings, Incident, IncidentEvent};
-use crate::event::Timestamp;
-use crate::input::{self, LineReader};
-use crate::store::{redact_url, Store, StoreWriter, WriterReport, WriterSettings};
+use crate::input::{self, DEFAULT_MAX_LINE};
+use crate::pipeline::{self, ClockSettings, Merge, PipelineSettings, Sink, SourceReport};
 
 #[derive(Args, Debug)]
 pub struct ReplayArgs {
-    /// Log files to read in order (`.gz` content is detected; `-` is stdin).
+    /// Log files (`.gz` content is detected; `-` is stdin), in any order: their lines are
+    /// merged by event time.
     #[arg(required = true)]
     files: Vec<String>,
     #[command(flatten)]
@@ -34,9 +35,19 @@ pub struct ReplayArgs {
     /// Event time from the first line during which baselines only learn.
     #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
     warmup: Duration,
-    /// How far behind the newest event time a line may be and still count.
+    /// How far behind its own file's newest event time a line may be and still count.
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     late_tolerance: Duration,
+    /// A line whose time jumps further than this from its file's recent lines counts only
+    /// if the lines after it agree (otherwise it is set aside: a corrupt or forged time).
+    #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+    max_time_jump: Duration,
+    /// Lines longer than this many bytes are cut there (and counted).
+    #[arg(long, default_value_t = DEFAULT_MAX_LINE)]
+    max_line_bytes: usize,
+    /// Decoding threads (default: one per core); 1 runs everything on one thread.
+    #[arg(long)]
+    threads: Option<usize>,
     /// Never draw a progress bar, even on a terminal.
     #[arg(long)]
     no_progress: bool,
@@ -54,60 +65,18 @@ enum OutputKind {
     None,
 }
 
-/// Unparsed lines shown in the summary.
-const MAX_SAMPLES: usize = 5;
-
-#[derive(Default)]
-struct Totals {
-    lines: u64,
-    bytes: u64,
-    parsed: u64,
-    unparsed: u64,
-    incidents: u64,
-    samples: Vec<String>,
-}
-
-/// Prints incidents as they close; sends every version to the store when there is one.
-struct Sink<W: Write> {
+/// Prints incidents as their episodes close.
+struct Printer<W: Write> {
     out: W,
     kind: OutputKind,
-    store: Option<mpsc::Sender<Incident>>,
+    /// With a store, a closed stdout (`| head`) ends printing but not the analysis.
+    keep_going_without_stdout: bool,
+    closed_stdout: bool,
+    accepted: u64,
+    incidents: u64,
 }
 
-impl<W: Write> Sink<W> {
-    fn handle(&mut self, event: IncidentEvent, totals: &mut Totals) -> io::Result<()> {
-        if let Some(store) = &self.store {
-            // Waits while the store task's channel is full: replay runs at the store's pace
-            // rather than losing incidents.
-            if store.blocking_send(event.incident().clone()).is_err() {
-                return Err(io::Error::other("the store task stopped"));
-            }
-        }
-        let IncidentEvent::Closed(incident) = event else {
-            return Ok(());
-        };
-        totals.incidents += 1;
-        let printed = self.print(&incident);
-        self.unless_only_stdout_closed(printed)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        let flushed = self.out.flush();
-        self.unless_only_stdout_closed(flushed)
-    }
-
-    /// A closed stdout (`| head`) ends printing; with a store, the analysis goes on so every
-    /// incident is still stored.
-    fn unless_only_stdout_closed(&mut self, result: io::Result<()>) -> io::Result<()> {
-        match result {
-            Err(err) if err.kind() == io::ErrorKind::BrokenPipe && self.store.is_some() => {
-                self.kind = OutputKind::None;
-                Ok(())
-            }
-            result => result,
-        }
-    }
-
+impl<W: Write> Printer<W> {
     fn print(&mut self, incident: &Incident) -> io::Result<()> {
         match self.kind {
             OutputKind::Jsonl => {
@@ -118,211 +87,261 @@ impl<W: Write> Sink<W> {
             OutputKind::None => Ok(()),
         }
     }
-}
 
-/// The store side of `--db`: a runtime running the batching store task.
-struct StoreSink {
-    runtime: tokio::runtime::Runtime,
-    writer: StoreWriter,
-    shown_url: String,
-}
-
-impl StoreSink {
-    fn open(url: &str) -> anyhow::Result<StoreSink> {
-        let runtime = super::db::runtime()?;
-        let writer = runtime.block_on(async {
-            let store = Store::open(url).await?;
-            anyhow::Ok(StoreWriter::spawn(store, WriterSettings::default()))
-        })?;
-        Ok(StoreSink {
-            runtime,
-            writer,
-            shown_url: redact_url(url),
-        })
+    fn unless_only_stdout_closed(&mut self, result: io::Result<()>) -> anyhow::Result<()> {
+        match result {
+            Err(err) if err.kind() == io::ErrorKind::BrokenPipe => {
+                self.kind = OutputKind::None;
+                self.closed_stdout = true;
+                if self.keep_going_without_stdout {
+                    Ok(())
+                } else {
+                    Err(err.into())
+                }
+            }
+            result => Ok(result?),
+        }
     }
 
-    /// Waits until everything sent is stored (or the shutdown grace ends).
-    fn finish(self) -> (WriterReport, String) {
-        let report = self.runtime.block_on(self.writer.finish());
-        (report, self.shown_url)
+    fn flush(&mut self) -> anyhow::Result<()> {
+        let flushed = self.out.flush();
+        self.unless_only_stdout_closed(flushed)
+    }
+}
+
+impl<W: Write> Sink for Printer<W> {
+    fn accept(&mut self, seq: u64, event: &IncidentEvent) -> anyhow::Result<()> {
+        self.accepted = seq;
+        let IncidentEvent::Closed(incident) = event else {
+            return Ok(());
+        };
+        self.incidents += 1;
+        let printed = self.print(incident);
+        self.unless_only_stdout_closed(printed)
+    }
+
+    fn durable(&mut self) -> u64 {
+        self.accepted
     }
 }
 
 pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     let defs = detect::load(args.detectors.as_deref())?;
-    let settings = EngineSettings {
-        late_tolerance_nanos: args.late_tolerance.as_nanos().min(i64::MAX as u128) as i64,
-        warmup_nanos: args.warmup.as_nanos().min(i64::MAX as u128) as i64,
+    let mut engine = Engine::new(
+        &defs,
+        EngineSettings {
+            warmup_nanos: nanos(args.warmup),
+        },
+    );
+    let settings = PipelineSettings {
+        clock: ClockSettings {
+            late_tolerance_nanos: nanos(args.late_tolerance),
+            max_jump_nanos: nanos(args.max_time_jump),
+        },
+        threads: args
+            .threads
+            .unwrap_or_else(|| PipelineSettings::default().threads),
+        ..PipelineSettings::default()
     };
-    let mut engine = Engine::new(&defs, settings);
-    let store = args.db.as_deref().map(StoreSink::open).transpose()?;
-    let mut sink = Sink {
+    let inputs = args
+        .files
+        .iter()
+        .map(|path| input::open(path).map_err(|e| anyhow::anyhow!("{path}: {e}")))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let progress = Progress::new(!args.no_progress && io::stderr().is_terminal(), &inputs);
+    let names: Vec<String> = inputs.iter().map(|i| i.name.clone()).collect();
+    let format = args.format.clone();
+    let read = pipeline::read_spec(
+        Arc::new(move |sample: &[&[u8]]| format.choose(sample)),
+        args.format.trusted_proxies(),
+        pipeline::chunk_bytes_for(inputs.len(), args.max_line_bytes),
+        args.max_line_bytes,
+    );
+    let streams = pipeline::sources(inputs, &read, &settings);
+
+    let mut store = args.db.as_deref().map(StoreSink::open).transpose()?;
+    let mut printer = Printer {
         out: BufWriter::with_capacity(1 << 16, io::stdout().lock()),
         kind: args.output,
-        store: store.as_ref().map(|s| s.writer.sender()),
+        keep_going_without_stdout: store.is_some(),
+        closed_stdout: false,
+        accepted: 0,
+        incidents: 0,
     };
     if args.output == OutputKind::Table {
-        writeln!(sink.out, "{}", table_header())?;
+        writeln!(printer.out, "{}", table_header())?;
     }
-    let show_progress = !args.no_progress && io::stderr().is_terminal();
-    let mut totals = Totals::default();
     #[allow(clippy::disallowed_methods)]
     // Throughput is wall-clock by nature; the core never reads a clock.
     let started = Instant::now();
-    let mut first_ts: Option<Timestamp> = None;
-    let mut last_ts: Option<Timestamp> = None;
-
-    for path in &args.files {
-        let input = input::open(path).map_err(|e| anyhow::anyhow!("{path}: {e}"))?;
-        let progress = progress_bar(show_progress, input.size, path);
-        let raw_bytes = input.raw_bytes.clone();
-        let mut reader = LineReader::new(input.reader);
-        let (parser, chosen) = args
-            .format
-            .choose(&reader.peek_lines(SAMPLE_LINES)?)
-            .map_err(|e| anyhow::anyhow!("{path}: {e:#}"))?;
-        eprintln!(
-            "gatewatch replay: {}: format {chosen}",
-            escape_for_terminal(path)
-        );
-        let mut decoder = args.format.decoder(parser);
-        let mut write_error: Option<io::Error> = None;
-        let mut line_number = 0u64;
-        reader.for_each_line(
-            |line| {
-                line_number += 1;
-                totals.lines += 1;
-                let observed = decoder.decode(line, |record, parsed| match parsed {
-                    Ok(mut req) => {
-                        req.source = Some(path);
-                        let ts = req.ts;
-                        engine.observe(&req, record);
-                        Ok(ts)
-                    }
-                    Err(err) => Err(format!(
-                        "{}:{line_number}: {err}: {}",
-                        escape_for_terminal(path),
-                        escape_for_terminal(&String::from_utf8_lossy(
-                            &record[..record.len().min(160)]
-                        ))
-                    )),
-                });
-                match observed {
-                    None => {}
-                    Some(Ok(ts)) => {
-                        totals.parsed += 1;
-                        first_ts = first_ts.min(ts).or(ts);
-                        last_ts = last_ts.max(ts);
-                    }
-                    Some(Err(sample)) => {
-                        totals.unparsed += 1;
-                        if totals.samples.len() < MAX_SAMPLES {
-                            totals.samples.push(sample);
-                        }
-                    }
-                }
-                for event in engine.drain_events() {
-                    if let Err(err) = sink.handle(event, &mut totals) {
-                        write_error.get_or_insert(err);
-                    }
-                }
-            },
-            |_| {
-                if let Some(bar) = &progress {
-                    bar.set_position(raw_bytes.get());
-                }
-            },
-        )?;
-        totals.bytes += reader.bytes;
-        if let Some(bar) = progress {
-            bar.finish_and_clear();
+    let merged = {
+        let mut sinks: Vec<&mut dyn Sink> = vec![&mut printer];
+        if let Some(store) = store.as_mut() {
+            sinks.push(store);
         }
-        if decoder.truncated() > 0 {
+        pipeline::run(
+            names,
+            streams,
+            &mut engine,
+            &mut sinks,
+            &settings,
+            &mut |merge| progress.update(merge),
+        )
+    };
+    let merged = match merged {
+        Ok(merged) => merged,
+        Err(err) if printer.closed_stdout => {
+            // `| head` without a store: the reader has what it asked for.
+            let _ = err;
+            return Ok(ExitCode::SUCCESS);
+        }
+        Err(err) => return Err(err),
+    };
+    progress.finish();
+    if printer.flush().is_err() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let elapsed = started.elapsed();
+    let stored = store.map(StoreSink::finish);
+    let failed = print_summary(&merged, &engine, printer.incidents, elapsed);
+    let mut status = ExitCode::SUCCESS;
+    if let Some((report, url)) = stored {
+        eprintln!(
+            "  store {url}: {} incident events received, {} upserts, {} retried batches",
+            report.received, report.written, report.retries
+        );
+        if !report.complete() {
             eprintln!(
-                "gatewatch replay: {}: {} joined records cut at the size cap",
-                escape_for_terminal(path),
-                decoder.truncated()
+                "gatewatch replay: {url}: not every incident was stored ({} rejected, {} still \
+                 queued at shutdown); last error: {}",
+                report.rejected,
+                report.unstored,
+                report.last_error.as_deref().unwrap_or("none")
+            );
+            status = ExitCode::FAILURE;
+        }
+    }
+    if failed {
+        status = ExitCode::FAILURE;
+    }
+    Ok(status)
+}
+
+fn nanos(duration: Duration) -> i64 {
+    duration.as_nanos().min(i64::MAX as u128) as i64
+}
+
+/// A progress bar over the raw bytes of every input, when stderr is a terminal.
+struct Progress {
+    bar: Option<ProgressBar>,
+    counters: Vec<Arc<AtomicU64>>,
+}
+
+impl Progress {
+    fn new(show: bool, inputs: &[input::Input]) -> Self {
+        let counters = inputs.iter().map(|i| i.raw_bytes.clone()).collect();
+        if !show {
+            return Progress {
+                bar: None,
+                counters,
+            };
+        }
+        let total: Option<u64> = inputs.iter().map(|i| i.size).sum();
+        let bar = match total {
+            Some(size) => ProgressBar::new(size).with_style(
+                ProgressStyle::with_template(
+                    "{msg} [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+                )
+                .expect("valid template")
+                .progress_chars("=> "),
+            ),
+            None => ProgressBar::new_spinner(),
+        };
+        let label = match inputs {
+            [one] => escape_for_terminal(&one.name),
+            many => format!("{} files", many.len()),
+        };
+        bar.set_message(label);
+        Progress {
+            bar: Some(bar),
+            counters,
+        }
+    }
+
+    fn update(&self, _merge: &Merge) {
+        if let Some(bar) = &self.bar {
+            bar.set_position(
+                self.counters
+                    .iter()
+                    .map(|c| c.load(Ordering::Relaxed))
+                    .sum(),
             );
         }
-        if let Some(err) = write_error {
-            if err.kind() == io::ErrorKind::BrokenPipe {
-                return Ok(ExitCode::SUCCESS);
-            }
-            return Err(err.into());
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
         }
     }
-    engine.finish();
-    for event in engine.drain_events() {
-        sink.handle(event, &mut totals)?;
-    }
-    sink.flush()?;
-    // The sink's sender must go before the writer can see the channel close.
-    drop(sink);
-    let stored = store.map(StoreSink::finish);
-    print_summary(&totals, &engine, started.elapsed(), first_ts, last_ts);
-    let Some((report, url)) = stored else {
-        return Ok(ExitCode::SUCCESS);
-    };
-    eprintln!(
-        "  store {url}: {} incident versions received, {} upserts, {} retried batches",
-        report.received, report.written, report.retries
-    );
-    if !report.complete() {
-        anyhow::bail!(
-            "{url}: not every incident was stored ({} dropped on a full queue, {} rejected, \
-             {} still queued at shutdown); last error: {}",
-            report.dropped_queue_full,
-            report.rejected,
-            report.unstored,
-            report.last_error.as_deref().unwrap_or("none")
-        );
-    }
-    Ok(ExitCode::SUCCESS)
 }
 
-fn progress_bar(show: bool, size: Option<u64>, path: &str) -> Option<ProgressBar> {
-    if !show {
-        return None;
-    }
-    let bar = match size {
-        Some(size) => ProgressBar::new(size).with_style(
-            ProgressStyle::with_template(
-                "{msg} [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-            )
-            .expect("valid template")
-            .progress_chars("=> "),
-        ),
-        None => ProgressBar::new_spinner(),
-    };
-    bar.set_message(escape_for_terminal(path));
-    Some(bar)
-}
-
-fn print_summary(
-    totals: &Totals,
-    engine: &Engine,
-    elapsed: Duration,
-    first_ts: Option<Timestamp>,
-    last_ts: Option<Timestamp>,
-) {
+/// Prints the summary on stderr; true when a source failed.
+fn print_summary(merge: &Merge, engine: &Engine, incidents: u64, elapsed: Duration) -> bool {
+    let reports = merge.reports();
+    let total = |f: fn(&SourceReport) -> u64| reports.iter().map(f).sum::<u64>();
+    let (lines, bytes) = (total(|r| r.lines), total(|r| r.bytes));
     let secs = elapsed.as_secs_f64().max(1e-9);
     let mut err = io::stderr().lock();
+    for report in &reports {
+        if let Some(format) = &report.format {
+            let _ = writeln!(
+                err,
+                "gatewatch replay: {}: format {format}",
+                escape_for_terminal(&report.name)
+            );
+        }
+    }
     let _ = writeln!(
         err,
-        "gatewatch replay: {} lines ({:.1} MB) in {:.2} s: {:.0} lines/s, {:.0} MB/s",
-        totals.lines,
-        totals.bytes as f64 / 1e6,
-        secs,
-        totals.lines as f64 / secs,
-        totals.bytes as f64 / 1e6 / secs
+        "gatewatch replay: {lines} lines ({:.1} MB) in {secs:.2} s: {:.0} lines/s, {:.0} MB/s",
+        bytes as f64 / 1e6,
+        lines as f64 / secs,
+        bytes as f64 / 1e6 / secs
     );
-    let stats = engine.stats();
+    if reports.len() > 1 {
+        let order: Vec<String> = merge
+            .order()
+            .iter()
+            .map(|&i| escape_for_terminal(&reports[i].name))
+            .collect();
+        let _ = writeln!(
+            err,
+            "  {} files merged by event time (oldest first line first): {}",
+            reports.len(),
+            order.join(", ")
+        );
+    }
     let _ = writeln!(
         err,
-        "  parsed {}, unparsed {}, late {} (beyond the tolerance, not analysed)",
-        totals.parsed, totals.unparsed, stats.late
+        "  parsed {}, unparsed {}, late {} (behind their file's newest time by more than the \
+         tolerance, not analysed), out of range {} (times far from their file's others, set aside)",
+        total(|r| r.parsed),
+        total(|r| r.unparsed),
+        total(|r| r.late),
+        total(|r| r.out_of_range)
     );
-    if let (Some(first), Some(last)) = (first_ts, last_ts) {
+    let (cut, incomplete) = (total(|r| r.cut_lines), total(|r| r.incomplete));
+    if cut > 0 || incomplete > 0 {
+        let _ = writeln!(
+            err,
+            "  {cut} lines cut at --max-line-bytes, {incomplete} container records without \
+             their last fragment"
+        );
+    }
+    let first = reports.iter().filter_map(|r| r.first).min();
+    let last = reports.iter().filter_map(|r| r.last).max();
+    if let (Some(first), Some(last)) = (first, last) {
         let _ = writeln!(
             err,
             "  event time {} .. {} ({:.1} min)",
@@ -331,7 +350,7 @@ fn print_summary(
             (last.nanos() - first.nanos()) as f64 / 60e9
         );
     }
-    let _ = writeln!(err, "  incidents {}", totals.incidents);
+    let _ = writeln!(err, "  incidents {incidents}");
     for (id, detector) in engine.detector_stats() {
         let _ = writeln!(
             err,
@@ -339,10 +358,36 @@ fn print_summary(
             detector.incidents, detector.keys, detector.evictions
         );
     }
-    if !totals.samples.is_empty() {
+    let samples: Vec<String> = reports
+        .iter()
+        .flat_map(|r| {
+            r.samples.iter().map(move |s| {
+                format!(
+                    "{}:{}",
+                    escape_for_terminal(&r.name),
+                    escape_for_terminal(s)
+                )
+            })
+        })
+        .take(5)
+        .collect();
+    if !samples.is_empty() {
         let _ = writeln!(err, "  unparsed samples:");
-        for sample in &totals.samples {
+        for sample in samples {
             let _ = writeln!(err, "    {sample}");
         }
     }
+    let mut failed = false;
+    for report in &reports {
+        if let Some(error) = &report.error {
+            failed = true;
+            let _ = writeln!(
+                err,
+                "gatewatch replay: error: {} (read up to byte {}; what came before was analysed)",
+                escape_for_terminal(error),
+                report.processed_offset
+            );
+        }
+    }
+    failed
 }

@@ -1,5 +1,7 @@
-//! Feeds each request to every detector instance in event-time order and collects the
-//! incident events they produce.
+//! Feeds each request to every detector instance and collects the incident events they
+//! produce. The engine's clock only moves forward: to the newest request time, or when its
+//! driver says no older line can still come (`advance_to`). Which lines are late is decided
+//! per source before the engine (see `pipeline`).
 
 use super::definition::{DetectorDef, KindParams};
 use super::incident::IncidentEvent;
@@ -11,8 +13,6 @@ use crate::event::{Request, Timestamp, NANOS_PER_SEC};
 /// Engine-wide settings (per-detector ones live in the definitions).
 #[derive(Clone, Copy, Debug)]
 pub struct EngineSettings {
-    /// How far behind the newest event time a line may be and still count.
-    pub late_tolerance_nanos: i64,
     /// Event time from the first line during which baselines learn and rate
     /// detectors do not fire.
     pub warmup_nanos: i64,
@@ -21,7 +21,6 @@ pub struct EngineSettings {
 impl Default for EngineSettings {
     fn default() -> Self {
         EngineSettings {
-            late_tolerance_nanos: 5 * NANOS_PER_SEC,
             warmup_nanos: 5 * 60 * NANOS_PER_SEC,
         }
     }
@@ -31,8 +30,6 @@ impl Default for EngineSettings {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Observed {
     Accepted,
-    /// Older than the newest event time minus the tolerance: counted, not analysed.
-    Late,
     /// The record carried no timestamp.
     NoTimestamp,
 }
@@ -40,7 +37,6 @@ pub enum Observed {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct EngineStats {
     pub accepted: u64,
-    pub late: u64,
     pub no_timestamp: u64,
 }
 
@@ -72,30 +68,14 @@ impl Engine {
     }
 
     /// Analyses one request. `line` is kept as evidence if the request joins an incident.
+    /// A request older than the clock still counts (windows place it in its own bucket).
     pub fn observe(&mut self, req: &Request<'_>, line: &[u8]) -> Observed {
         let Some(ts) = req.ts else {
             self.stats.no_timestamp += 1;
             return Observed::NoTimestamp;
         };
         let first = *self.first.get_or_insert(ts);
-        if ts.nanos()
-            < self
-                .watermark
-                .nanos()
-                .saturating_sub(self.settings.late_tolerance_nanos)
-        {
-            self.stats.late += 1;
-            return Observed::Late;
-        }
-        if ts > self.watermark {
-            self.watermark = ts;
-            if ts.nanos() >= self.next_tick {
-                self.next_tick = ts.nanos() - ts.nanos().rem_euclid(TICK_NANOS) + TICK_NANOS;
-                for detector in &mut self.detectors {
-                    detector.close_quiet(ts, &mut self.events);
-                }
-            }
-        }
+        self.advance_to(ts);
         self.stats.accepted += 1;
         let ctx = Context {
             now: self.watermark,
@@ -105,6 +85,26 @@ impl Engine {
             detector.observe(req, line, &ctx, &mut self.events);
         }
         Observed::Accepted
+    }
+
+    /// Moves the clock to `ts` (never backwards) and closes incidents that have been quiet
+    /// long enough: the driver calls this when time passes without lines.
+    pub fn advance_to(&mut self, ts: Timestamp) {
+        if ts <= self.watermark {
+            return;
+        }
+        self.watermark = ts;
+        if ts.nanos() >= self.next_tick {
+            self.next_tick = ts.nanos() - ts.nanos().rem_euclid(TICK_NANOS) + TICK_NANOS;
+            for detector in &mut self.detectors {
+                detector.close_quiet(ts, &mut self.events);
+            }
+        }
+    }
+
+    /// The engine's event-time clock (`None` before the first request).
+    pub fn clock(&self) -> Option<Timestamp> {
+        self.first.map(|_| self.watermark)
     }
 
     /// End of input: closes every open incident.

@@ -68,11 +68,16 @@ impl Traffic {
         }
     }
 
-    fn run(mut self) -> Vec<Incident> {
+    /// The requests in time order.
+    fn requests(mut self) -> Vec<(IpAddr, i64, u16, &'static str)> {
         self.0.sort_by_key(|(_, at, _, _)| *at);
+        self.0
+    }
+
+    fn run(self) -> Vec<Incident> {
         let mut engine = Engine::new(&load(None).unwrap(), EngineSettings::default());
         let mut closed = Vec::new();
-        for (client, at, status, path) in self.0 {
+        for (client, at, status, path) in self.requests() {
             engine.observe(&request(client, at, status, path), b"line");
             closed.extend(engine.drain_events().filter_map(closed_incident));
         }
@@ -164,26 +169,49 @@ fn a_recurring_burst_alerts_once_and_a_stronger_one_again() {
 }
 
 #[test]
-fn late_lines_are_counted_not_analysed() {
+fn older_lines_still_count_and_the_clock_only_moves_forward() {
     let mut engine = Engine::new(&load(None).unwrap(), EngineSettings::default());
     let client = ip("192.0.2.1");
     let at = T0 * 1000;
+    assert_eq!(engine.clock(), None);
     assert_eq!(
         engine.observe(&request(client, at + 10_000, 200, "/"), b""),
         Observed::Accepted
     );
     assert_eq!(
-        engine.observe(&request(client, at + 6_000, 200, "/"), b""),
+        engine.observe(&request(client, at + 4_999, 200, "/"), b""),
         Observed::Accepted
     );
-    assert_eq!(
-        engine.observe(&request(client, at + 4_999, 200, "/"), b""),
-        Observed::Late
-    );
+    assert_eq!(engine.clock(), request(client, at + 10_000, 200, "/").ts);
+    engine.advance_to(request(client, at, 200, "/").ts.unwrap());
+    assert_eq!(engine.clock(), request(client, at + 10_000, 200, "/").ts);
     let mut no_ts = request(client, at, 200, "/");
     no_ts.ts = None;
     assert_eq!(engine.observe(&no_ts, b""), Observed::NoTimestamp);
-    assert_eq!((engine.stats().accepted, engine.stats().late), (2, 1));
+    assert_eq!(engine.stats().accepted, 2);
+}
+
+#[test]
+fn advancing_the_clock_closes_quiet_incidents_without_new_lines() {
+    let mut traffic = Traffic::default();
+    traffic.background(460);
+    traffic.steady(ip("203.0.113.9"), 400, 460, 120, 404, "/admin.php");
+    let mut engine = Engine::new(&load(None).unwrap(), EngineSettings::default());
+    for (client, at, status, path) in traffic.requests() {
+        engine.observe(&request(client, at, status, path), b"line");
+    }
+    let before: Vec<IncidentEvent> = engine.drain_events().collect();
+    assert!(before.iter().any(|e| matches!(e, IncidentEvent::Opened(_))));
+    assert!(!before.iter().any(|e| matches!(e, IncidentEvent::Closed(_))));
+    let last = engine.clock().unwrap();
+    engine.advance_to(Timestamp(last.nanos() + 3600 * NANOS_PER_SEC));
+    let closed: Vec<IncidentEvent> = engine.drain_events().collect();
+    assert!(
+        closed
+            .iter()
+            .any(|e| matches!(e, IncidentEvent::Closed(i) if i.entity == "203.0.113.9")),
+        "{closed:?}"
+    );
 }
 
 #[test]

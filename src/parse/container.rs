@@ -168,6 +168,11 @@ impl Joiner {
         }
     }
 
+    /// Some stream holds fragments of a record whose last fragment has not arrived.
+    pub fn has_pending(&self) -> bool {
+        self.pending.iter().any(|p| !p.is_empty()) || self.cut.iter().any(|&c| c)
+    }
+
     /// Feeds one fragment; returns the whole record once its last fragment arrived.
     pub fn push<'a>(&mut self, fragment: Unwrapped<'a>) -> Option<Cow<'a, [u8]>> {
         let stream = fragment.stream as usize;

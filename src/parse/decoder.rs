@@ -2,6 +2,7 @@
 //! fragments, parses, and falls back to the wrapper's time when the format has none.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use super::client_ip::TrustedProxies;
 use super::container::{unwrap_line, Joiner};
@@ -9,18 +10,34 @@ use super::{ParseError, Parser};
 use crate::event::Request;
 
 pub struct Decoder {
-    parser: Box<dyn Parser>,
+    parser: Arc<dyn Parser>,
     joiner: Joiner,
     trusted: TrustedProxies,
 }
 
 impl Decoder {
     pub fn new(parser: Box<dyn Parser>) -> Self {
+        Decoder::shared(Arc::from(parser))
+    }
+
+    /// A decoder over a parser shared with other decoders (one per chunk, on several threads).
+    pub fn shared(parser: Arc<dyn Parser>) -> Self {
         Decoder {
             parser,
             joiner: Joiner::default(),
             trusted: TrustedProxies::default(),
         }
+    }
+
+    /// Joined container records longer than this are cut (and counted).
+    pub fn with_max_record_bytes(mut self, max: usize) -> Self {
+        self.joiner = Joiner::new(max);
+        self
+    }
+
+    /// A partial container record waits for its last fragment.
+    pub fn has_pending(&self) -> bool {
+        self.joiner.has_pending()
     }
 
     /// Resolves each record's client behind these proxies (see `TrustedProxies`).
