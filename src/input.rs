@@ -17,6 +17,8 @@ pub const DEFAULT_MAX_LINE: usize = 64 << 10;
 /// The sniffing buffer under the chunk reader (gzip magic).
 const SNIFF: usize = 64 << 10;
 const BOM: &[u8] = b"\xEF\xBB\xBF";
+/// Bytes asked of the underlying reader at a time.
+const READ: usize = 64 << 10;
 
 /// Counts the raw bytes read from the underlying file (before decompression), for progress.
 struct Counting<R> {
@@ -105,7 +107,6 @@ pub struct ChunkReader<R> {
     skipping: bool,
     at_start: bool,
     eof: bool,
-    read_buf: Vec<u8>,
 }
 
 impl<R: Read> ChunkReader<R> {
@@ -122,72 +123,82 @@ impl<R: Read> ChunkReader<R> {
             skipping: false,
             at_start: true,
             eof: false,
-            read_buf: Vec::new(),
         }
     }
 
     /// The next chunk, `None` once the input is exhausted. `buf` is a recycled buffer
-    /// (its contents are discarded).
+    /// (its contents are overwritten; keeping its length spares zeroing it again).
     pub fn next_chunk(&mut self, mut buf: Vec<u8>) -> io::Result<Option<Chunk>> {
         if self.eof && self.carry.is_empty() {
             return Ok(None);
         }
-        buf.clear();
-        buf.reserve(self.chunk + self.max_line);
+        // Room for a full chunk plus one more read; bytes past `filled` are scratch.
+        let room = self.chunk + self.max_line + READ;
+        if buf.len() < room {
+            buf.resize(room, 0);
+        }
         let start_offset = self.offset;
         let mut consumed = self.carry.len() as u64;
-        buf.append(&mut self.carry);
+        buf[..self.carry.len()].copy_from_slice(&self.carry);
+        let mut filled = self.carry.len();
+        self.carry.clear();
         let mut cut_lines = 0;
-        // `line_start` is where the line still open at the end of `buf` begins.
-        let mut line_start = memchr::memrchr(b'\n', &buf).map_or(0, |i| i + 1);
-        while buf.len() < self.chunk && !self.eof {
-            let n = self.read_some()?;
+        // Where the line still open at the end of the filled part begins.
+        let mut line_start = memchr::memrchr(b'\n', &buf[..filled]).map_or(0, |i| i + 1);
+        while filled < self.chunk && !self.eof {
+            let n = self.read_at(&mut buf[filled..filled + READ])?;
             if n == 0 {
                 self.eof = true;
                 break;
             }
-            let mut fresh = &self.read_buf[..n];
             consumed += n as u64;
+            let mut fresh = filled..filled + n;
             if self.skipping {
-                match memchr::memchr(b'\n', fresh) {
+                match memchr::memchr(b'\n', &buf[fresh.clone()]) {
                     Some(i) => {
                         self.skipping = false;
-                        fresh = &fresh[i + 1..];
+                        fresh.start += i + 1;
                     }
                     None => continue,
                 }
             }
-            let mut before = buf.len();
-            buf.extend_from_slice(fresh);
-            if self.at_start && buf.len() >= BOM.len() {
+            // Close the gap left by skipped bytes (rare: a BOM or a cut line's tail).
+            if fresh.start != filled {
+                buf.copy_within(fresh.clone(), filled);
+            }
+            let mut before = filled;
+            filled += fresh.len();
+            if self.at_start && filled >= BOM.len() {
                 // A UTF-8 byte order mark (from editors, Windows tools) is not part of line 1.
                 self.at_start = false;
                 if buf.starts_with(BOM) {
-                    buf.drain(..BOM.len());
+                    buf.copy_within(BOM.len()..filled, 0);
+                    filled -= BOM.len();
                     before = before.saturating_sub(BOM.len());
                 }
             }
-            if let Some(i) = memchr::memrchr(b'\n', &buf[before..]) {
+            if let Some(i) = memchr::memrchr(b'\n', &buf[before..filled]) {
                 line_start = before + i + 1;
             }
             // The open line (it has no newline yet) is too long: keep its head as a line of
             // its own and drop the rest of it as it arrives.
-            if buf.len() - line_start > self.max_line {
-                buf.truncate(line_start + self.max_line);
-                buf.push(b'\n');
+            if filled - line_start > self.max_line {
+                filled = line_start + self.max_line;
+                buf[filled] = b'\n';
+                filled += 1;
                 cut_lines += 1;
-                line_start = buf.len();
+                line_start = filled;
                 self.skipping = true;
             }
         }
         if !self.eof {
-            self.carry.extend_from_slice(&buf[line_start..]);
-            buf.truncate(line_start);
+            self.carry.extend_from_slice(&buf[line_start..filled]);
+            filled = line_start;
         }
+        buf.truncate(filled);
         let carried = self.carry.len() as u64;
+        // Discarded bytes (a BOM, cut tails) still advance the stream offset.
         self.offset += consumed - carried;
-        // Bytes the reader discarded (BOM, the cut tails) still advance the stream offset,
-        // which `consumed` already counts.
         if buf.is_empty() && self.eof && self.carry.is_empty() {
             return Ok(None);
         }
@@ -200,15 +211,11 @@ impl<R: Read> ChunkReader<R> {
         }))
     }
 
-    fn read_some(&mut self) -> io::Result<usize> {
-        if self.read_buf.len() < 64 << 10 {
-            self.read_buf.resize(64 << 10, 0);
-        }
+    fn read_at(&mut self, into: &mut [u8]) -> io::Result<usize> {
         loop {
-            match self.inner.read(&mut self.read_buf) {
-                Ok(n) => return Ok(n),
+            match self.inner.read(into) {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
+                other => return other,
             }
         }
     }

@@ -39,7 +39,12 @@ fn incident_keys(out: &Output) -> Vec<(String, String, String, String)> {
         .map(|line| {
             let v: Value = serde_json::from_str(line).unwrap();
             let s = |k: &str| v[k].as_str().unwrap().to_owned();
-            (s("detector"), s("entity"), s("started_at"), s("detected_at"))
+            (
+                s("detector"),
+                s("entity"),
+                s("started_at"),
+                s("detected_at"),
+            )
         })
         .collect();
     keys.sort();
@@ -60,7 +65,10 @@ fn attack_lines() -> Vec<Vec<u8>> {
 }
 
 fn joined(lines: &[Vec<u8>]) -> Vec<u8> {
-    lines.iter().flat_map(|l| [&l[..], b"\n"].concat()).collect()
+    lines
+        .iter()
+        .flat_map(|l| [&l[..], b"\n"].concat())
+        .collect()
 }
 
 /// The attacks log's first line with its time replaced.
@@ -137,7 +145,11 @@ fn an_empty_first_file_does_not_stop_the_others() {
         None,
     );
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(stderr(&out).contains("parsed 500, unparsed 0"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("parsed 500, unparsed 0"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -147,9 +159,15 @@ fn a_truncated_gz_is_named_and_what_it_held_is_still_analysed() {
     let cut = temp_file(dir.path(), "cut.log.gz", &whole[..whole.len() * 3 / 4]);
     let out = gatewatch(&["replay", cut.to_str().unwrap()], None);
     let text = stderr(&out);
-    assert!(!out.status.success(), "a broken input fails the run: {text}");
+    assert!(
+        !out.status.success(),
+        "a broken input fails the run: {text}"
+    );
     assert!(text.contains("cut.log.gz"), "{text}");
-    assert!(text.contains("incidents "), "the summary is printed: {text}");
+    assert!(
+        text.contains("incidents "),
+        "the summary is printed: {text}"
+    );
     assert!(
         !incident_keys(&out).is_empty(),
         "incidents found before the cut are printed: {text}"
@@ -177,9 +195,14 @@ fn a_partial_container_line_at_the_end_is_counted() {
         input.extend_from_slice(line);
         input.push(b'\n');
     }
-    input.extend_from_slice(b"2026-11-20T09:00:01.5Z stdout P 203.0.113.5 - - [20/Nov/2026:09:00:01 +0000] \"GET /a\n");
+    input.extend_from_slice(
+        b"2026-11-20T09:00:01.5Z stdout P 203.0.113.5 - - [20/Nov/2026:09:00:01 +0000] \"GET /a\n",
+    );
     let out = gatewatch(&["replay", "-"], Some(input));
     let text = stderr(&out);
     assert!(text.contains("parsed 20, unparsed 1"), "{text}");
-    assert!(text.contains("1 container records without their last fragment"), "{text}");
+    assert!(
+        text.contains("1 container records without their last fragment"),
+        "{text}"
+    );
 }

@@ -111,7 +111,11 @@ fn rotated_files_in_any_order_replay_as_one_file() {
     let third = lines.len() / 3;
     let parts = [
         (dir.path().join("access.log.2.gz"), &lines[..third], true),
-        (dir.path().join("access.log.1"), &lines[third..2 * third], false),
+        (
+            dir.path().join("access.log.1"),
+            &lines[third..2 * third],
+            false,
+        ),
         (dir.path().join("access.log"), &lines[2 * third..], false),
     ];
     for (path, part, gzip) in &parts {

@@ -154,7 +154,7 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     let read = pipeline::read_spec(
         Arc::new(move |sample: &[&[u8]]| format.choose(sample)),
         args.format.trusted_proxies(),
-        pipeline::chunk_bytes_for(inputs.len(), args.max_line_bytes),
+        pipeline::chunk_bytes_for(inputs.len(), settings.depth, args.max_line_bytes),
         args.max_line_bytes,
     );
     let streams = pipeline::sources(inputs, &read, &settings);

@@ -70,16 +70,19 @@ impl Decoder {
                 (self.joiner.push(unwrapped)?, Some(ts))
             }
         };
-        let parsed = self.parser.parse(&record).and_then(|mut req| {
+        // Fixed up in place: a `Request` is ~500 bytes, and every move of it is a copy.
+        let mut parsed = self.parser.parse(&record);
+        let mut no_time = false;
+        if let Ok(req) = &mut parsed {
             req.ts = req.ts.or(wrapper_ts);
-            if req.ts.is_none() {
-                return Err(ParseError::NoTimestamp);
+            no_time = req.ts.is_none();
+            if !no_time && (!self.trusted.is_empty() || req.client_ip.is_none()) {
+                self.trusted.resolve(req);
             }
-            if !self.trusted.is_empty() || req.client_ip.is_none() {
-                self.trusted.resolve(&mut req);
-            }
-            Ok(req)
-        });
+        }
+        if no_time {
+            parsed = Err(ParseError::NoTimestamp);
+        }
         Some(each(&record, parsed))
     }
 }

@@ -48,16 +48,17 @@ impl Default for PipelineSettings {
         PipelineSettings {
             clock: ClockSettings::default(),
             threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
-            depth: 4,
+            depth: 3,
         }
     }
 }
 
-/// Chunk size for `sources` inputs read at once: large for a few, smaller for many, so the
-/// read-ahead of all of them stays within a few tens of MB.
-pub fn chunk_bytes_for(sources: usize, max_line_bytes: usize) -> usize {
-    let budget = 32 << 20;
-    (budget / (sources.max(1) * 8)).clamp(2 * max_line_bytes, 1 << 20)
+/// Chunk size for `sources` inputs read at once: large enough that per-chunk work is
+/// noise, small enough that the read-ahead of every source (`depth` chunks each, plus their
+/// records) stays within about 16 MB.
+pub fn chunk_bytes_for(sources: usize, depth: usize, max_line_bytes: usize) -> usize {
+    let budget = 16 << 20;
+    (budget / (sources.max(1) * (depth + 2) * 2)).clamp(2 * max_line_bytes, 256 << 10)
 }
 
 /// Builds the sources for opened inputs: threaded on a decode pool, or inline.
