@@ -9,7 +9,6 @@ mod output;
 mod parse;
 mod replay;
 mod serve;
-mod store_sink;
 
 use std::process::ExitCode;
 

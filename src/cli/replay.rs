@@ -12,10 +12,12 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use super::format::FormatArgs;
 use super::output::{escape_for_terminal, table_header, table_row};
-use super::store_sink::StoreSink;
 use crate::detect::{self, Engine, EngineSettings, Incident, IncidentEvent};
 use crate::input::{self, DEFAULT_MAX_LINE};
-use crate::pipeline::{self, ClockSettings, Merge, PipelineSettings, Sink, SourceReport};
+use crate::pipeline::{
+    self, ClockSettings, Merge, PipelineSettings, Sink, SourceReport, StoreSink,
+};
+use crate::store::WriterSettings;
 
 #[derive(Args, Debug)]
 pub struct ReplayArgs {
@@ -159,7 +161,11 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     );
     let streams = pipeline::sources(inputs, &read, &settings);
 
-    let mut store = args.db.as_deref().map(StoreSink::open).transpose()?;
+    let mut store = args
+        .db
+        .as_deref()
+        .map(|url| StoreSink::open(url, WriterSettings::default()))
+        .transpose()?;
     let mut printer = Printer {
         out: BufWriter::with_capacity(1 << 16, io::stdout().lock()),
         kind: args.output,
@@ -202,7 +208,10 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let elapsed = started.elapsed();
-    let stored = store.map(StoreSink::finish);
+    let stored = store.map(|store| {
+        let url = store.url().to_owned();
+        (store.finish(), url)
+    });
     let failed = print_summary(&merged, &engine, printer.incidents, elapsed);
     let mut status = ExitCode::SUCCESS;
     if let Some((report, url)) = stored {

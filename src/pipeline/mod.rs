@@ -11,6 +11,7 @@ mod merge;
 mod offsets;
 mod source;
 mod source_clock;
+mod store_sink;
 
 use std::sync::Arc;
 
@@ -22,6 +23,7 @@ pub use source::{
     SAMPLE_LINES,
 };
 pub use source_clock::{Admit, ClockSettings, SourceClock};
+pub use store_sink::StoreSink;
 
 use crate::detect::{Engine, IncidentEvent};
 use crate::input::Input;
