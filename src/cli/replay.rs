@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 use crate::detect::{self, Engine, EngineSettings, Incident, IncidentEvent};
 use crate::event::Timestamp;
 use crate::input::{self, LineReader};
-use crate::store::{redact_url, Store, StoreWriter, WriterReport, WriterSettings};
+use crate::store::{redact_url, Sequenced, Store, StoreWriter, WriterReport, WriterSettings};
 
 #[derive(Args, Debug)]
 pub struct ReplayArgs {
@@ -71,7 +71,9 @@ struct Totals {
 struct Sink<W: Write> {
     out: W,
     kind: OutputKind,
-    store: Option<mpsc::Sender<Incident>>,
+    store: Option<mpsc::Sender<Sequenced>>,
+    /// The last event's number; the store reports how far it got in these.
+    seq: u64,
 }
 
 impl<W: Write> Sink<W> {
@@ -79,7 +81,12 @@ impl<W: Write> Sink<W> {
         if let Some(store) = &self.store {
             // Waits while the store task's channel is full: replay runs at the store's pace
             // rather than losing incidents.
-            if store.blocking_send(event.incident().clone()).is_err() {
+            self.seq += 1;
+            let sequenced = Sequenced {
+                seq: self.seq,
+                event: event.clone(),
+            };
+            if store.blocking_send(sequenced).is_err() {
                 return Err(io::Error::other("the store task stopped"));
             }
         }
@@ -160,6 +167,7 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         out: BufWriter::with_capacity(1 << 16, io::stdout().lock()),
         kind: args.output,
         store: store.as_ref().map(|s| s.writer.sender()),
+        seq: 0,
     };
     if args.output == OutputKind::Table {
         writeln!(sink.out, "{}", table_header())?;
@@ -269,9 +277,8 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     );
     if !report.complete() {
         anyhow::bail!(
-            "{url}: not every incident was stored ({} dropped on a full queue, {} rejected, \
-             {} still queued at shutdown); last error: {}",
-            report.dropped_queue_full,
+            "{url}: not every incident was stored ({} rejected, {} still queued at shutdown); \
+             last error: {}",
             report.rejected,
             report.unstored,
             report.last_error.as_deref().unwrap_or("none")
