@@ -2,16 +2,19 @@
 //! when GATEWATCH_TEST_POSTGRES_URL is set, in a fresh PostgreSQL database on that server;
 //! then the analysts' typical questions — a time range plus an entity (IP or CIDR) — timed.
 //!
-//! Also prints the bulk upsert rate while filling each store.
+//! Also prints the bulk upsert rate while filling each store, and the rate of the same
+//! incidents sent as events through the batching `StoreWriter` into a second, empty store.
 
 mod common;
 
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use gatewatch::detect::{incident_id, Evidence, Incident, Score, Severity, Status};
+use gatewatch::detect::{incident_id, Evidence, Incident, IncidentEvent, Score, Severity, Status};
 use gatewatch::event::{EntityKind, Timestamp};
-use gatewatch::store::{EntityFilter, IncidentQuery, Store};
+use gatewatch::store::{
+    EntityFilter, IncidentQuery, Sequenced, Store, StoreWriter, WriterSettings,
+};
 
 use common::SplitMix64;
 
@@ -59,10 +62,13 @@ fn generate() -> Vec<Incident> {
 }
 
 /// A fresh database on the PostgreSQL test server, if there is one: (url, admin url, name).
-fn postgres_database(runtime: &tokio::runtime::Runtime) -> Option<(String, String, String)> {
+fn postgres_database(
+    runtime: &tokio::runtime::Runtime,
+    purpose: &str,
+) -> Option<(String, String, String)> {
     use sqlx::{Connection, Executor};
     let admin = std::env::var("GATEWATCH_TEST_POSTGRES_URL").ok()?;
-    let name = format!("gatewatch_bench_{}", std::process::id());
+    let name = format!("gatewatch_bench_{purpose}_{}", std::process::id());
     runtime.block_on(async {
         let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap();
         conn.execute(format!("DROP DATABASE IF EXISTS {name}").as_str())
@@ -92,9 +98,14 @@ fn store_queries(c: &mut Criterion) {
     let incidents = generate();
     let sqlite = format!("sqlite://{}/bench.db", dir.path().display());
     bench_backend(c, &runtime, "sqlite", &sqlite, &incidents);
-    match postgres_database(&runtime) {
+    let sqlite_writer = format!("sqlite://{}/writer.db", dir.path().display());
+    writer_rate(&runtime, "sqlite", &sqlite_writer, &incidents);
+    match postgres_database(&runtime, "query") {
         Some((url, admin, name)) => {
             bench_backend(c, &runtime, "postgres", &url, &incidents);
+            drop_postgres_database(&runtime, &admin, &name);
+            let (url, admin, name) = postgres_database(&runtime, "writer").expect("as above");
+            writer_rate(&runtime, "postgres", &url, &incidents);
             drop_postgres_database(&runtime, &admin, &name);
         }
         None => eprintln!("store: GATEWATCH_TEST_POSTGRES_URL is not set; PostgreSQL not measured"),
@@ -192,6 +203,39 @@ fn bench_backend(
         });
     }
     group.finish();
+    runtime.block_on(store.close());
+}
+
+/// The incidents as numbered Opened events through the store task (default settings), timed
+/// from the first send until the task has stored everything.
+fn writer_rate(
+    runtime: &tokio::runtime::Runtime,
+    backend: &str,
+    url: &str,
+    incidents: &[Incident],
+) {
+    let store = runtime.block_on(Store::open(url)).unwrap();
+    #[allow(clippy::disallowed_methods)] // timing the fill, an edge
+    let started = Instant::now();
+    let report = runtime.block_on(async {
+        let writer = StoreWriter::spawn(store.clone(), WriterSettings::default());
+        let sender = writer.sender();
+        for (seq, incident) in (1..).zip(incidents) {
+            let event = IncidentEvent::Opened(incident.clone());
+            sender.send(Sequenced { seq, event }).await.unwrap();
+        }
+        drop(sender);
+        writer.finish().await
+    });
+    let secs = started.elapsed().as_secs_f64();
+    assert!(report.complete(), "{report:?}");
+    assert_eq!(report.durable, incidents.len() as u64, "{report:?}");
+    eprintln!(
+        "store {backend}: StoreWriter stored {} events ({} upserts) in {secs:.2} s: {:.0}/s",
+        report.received,
+        report.written,
+        report.received as f64 / secs
+    );
     runtime.block_on(store.close());
 }
 

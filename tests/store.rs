@@ -4,13 +4,15 @@
 mod common;
 
 use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 
-use gatewatch::detect::{Evidence, Incident, Severity, Status};
+use gatewatch::detect::{Evidence, Incident, IncidentEvent, Severity, Status};
 use gatewatch::event::{EntityKind, Timestamp};
 use gatewatch::store::{
-    EntityFilter, IncidentQuery, StatusFilter, Store, StoreError, StoreWriter, TriageState,
-    WriterSettings,
+    EntityFilter, IncidentQuery, Sequenced, StatusFilter, Store, StoreError, StoreWriter,
+    TriageState, WriterSettings,
 };
+use tokio::sync::watch;
 
 use common::TestDb;
 
@@ -70,6 +72,7 @@ on_both_backends!(
     triage_and_id_prefixes,
     prune_removes_old_incidents_with_their_evidence,
     writer_coalesces_versions_and_stores_everything,
+    writer_counts_a_rejected_incident_and_moves_on,
     hostile_text_round_trips_without_nul,
     wide_and_narrow_address_ranges_match_a_model,
 );
@@ -413,7 +416,15 @@ async fn writer_coalesces_versions_and_stores_everything(db: &TestDb) {
     };
     let writer = StoreWriter::spawn(store.clone(), settings);
     let sender = writer.sender();
+    // Checks, each time the watermark moves, that what it covers really is in the database.
+    let sent: Arc<Mutex<Vec<(String, u64)>>> = Arc::default();
+    let checker = tokio::spawn(watermark_is_stored(
+        store.clone(),
+        writer.durable(),
+        sent.clone(),
+    ));
     let mut finals = Vec::new();
+    let mut seq = 0;
     for n in 0..100 {
         let mut incident = ip(&format!("198.18.0.{n}"), n, n + 10);
         for version in 1..=5u64 {
@@ -424,7 +435,16 @@ async fn writer_coalesces_versions_and_stores_everything(db: &TestDb) {
             } else {
                 Status::Open
             };
-            sender.send(incident.clone()).await.unwrap();
+            let event = match version {
+                1 => IncidentEvent::Opened(incident.clone()),
+                5 => IncidentEvent::Closed(incident.clone()),
+                _ => IncidentEvent::Escalated(incident.clone()),
+            };
+            seq += 1;
+            sent.lock()
+                .unwrap()
+                .push((incident.id.clone(), incident.count));
+            sender.send(Sequenced { seq, event }).await.unwrap();
         }
         finals.push(incident);
     }
@@ -432,13 +452,68 @@ async fn writer_coalesces_versions_and_stores_everything(db: &TestDb) {
     let report = writer.finish().await;
     assert!(report.complete(), "{report:?}");
     assert_eq!(report.received, 500);
+    assert_eq!(report.durable, 500);
     assert!(report.written >= 100 && report.written <= 500, "{report:?}");
+    let checks = checker.await.unwrap();
+    assert!(checks > 0, "the watermark moved");
     for incident in &finals {
         assert_eq!(
             &store.get_incident(&incident.id).await.unwrap().incident,
             incident
         );
     }
+    store.close().await;
+}
+
+/// Until the writer ends: every event (id, count) with `seq <= durable` is stored, at least
+/// at that count (the upsert keeps the highest). Returns how many watermarks it checked.
+async fn watermark_is_stored(
+    store: Store,
+    mut durable: watch::Receiver<u64>,
+    sent: Arc<Mutex<Vec<(String, u64)>>>,
+) -> usize {
+    let mut checks = 0;
+    while durable.changed().await.is_ok() {
+        let d = *durable.borrow_and_update();
+        let covered: Vec<(String, u64)> = sent.lock().unwrap()[..d as usize].to_vec();
+        for (id, count) in covered {
+            let stored = store.get_incident(&id).await.unwrap().incident;
+            assert!(stored.count >= count, "{id} at seq <= {d}: {stored:?}");
+        }
+        checks += 1;
+    }
+    checks
+}
+
+/// A row the database refuses for good is counted and logged, and does not hold the durable
+/// watermark back.
+async fn writer_counts_a_rejected_incident_and_moves_on(db: &TestDb) {
+    let store = Store::open(&db.url).await.unwrap();
+    let writer = StoreWriter::spawn(store.clone(), WriterSettings::default());
+    let sender = writer.sender();
+    let first = ip("198.18.1.1", 0, 10);
+    // Another id for the same (detector, entity, start): the table's unique key refuses it.
+    let mut clash = first.clone();
+    clash.id = "ffffffffffffffff".into();
+    let after = ip("198.18.1.2", 0, 10);
+    for (seq, incident) in [&first, &clash, &after].into_iter().enumerate() {
+        let event = IncidentEvent::Opened(incident.clone());
+        let seq = seq as u64 + 1;
+        sender.send(Sequenced { seq, event }).await.unwrap();
+    }
+    drop(sender);
+    let report = writer.finish().await;
+    assert_eq!(report.rejected, 1, "{report:?}");
+    assert!(!report.complete());
+    assert_eq!(report.unstored, 0);
+    assert_eq!(report.durable, 3, "{report:?}");
+    assert!(report.last_error.is_some());
+    assert_eq!(store.get_incident(&first.id).await.unwrap().incident, first);
+    assert_eq!(store.get_incident(&after.id).await.unwrap().incident, after);
+    assert!(matches!(
+        store.get_incident(&clash.id).await,
+        Err(StoreError::NotFound(_))
+    ));
     store.close().await;
 }
 

@@ -6,9 +6,9 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use gatewatch::detect::{Incident, Status};
+use gatewatch::detect::{Incident, IncidentEvent, Status};
 use gatewatch::event::{EntityKind, Timestamp};
-use gatewatch::store::{IncidentQuery, Store, StoreWriter, WriterSettings};
+use gatewatch::store::{IncidentQuery, Sequenced, Store, StoreWriter, WriterSettings};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
@@ -55,6 +55,19 @@ impl Proxy {
     fn set_up(&self, up: bool) {
         self.up.send_replace(up);
     }
+
+    /// Cuts the proxy and waits until `through` (a store connected via it) notices, so no
+    /// write already under way slips through.
+    async fn cut(&self, through: &Store) {
+        self.set_up(false);
+        tokio::time::timeout(EVENTUALLY, async {
+            while through.ping().await.is_ok() {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .expect("the cut proxy fails pings");
+    }
 }
 
 /// Incident `n`, as the engine would send its `version`th update.
@@ -86,6 +99,39 @@ fn fast_retries() -> WriterSettings {
     }
 }
 
+/// Numbers events as the engine's producer does.
+#[derive(Default)]
+struct Producer {
+    seq: u64,
+}
+
+impl Producer {
+    fn next(&mut self, event: IncidentEvent) -> Sequenced {
+        self.seq += 1;
+        Sequenced {
+            seq: self.seq,
+            event,
+        }
+    }
+}
+
+/// Generous: only a broken writer takes this long.
+const EVENTUALLY: Duration = Duration::from_secs(60);
+
+async fn wait_durable(durable: &mut watch::Receiver<u64>, seq: u64) {
+    let reached = tokio::time::timeout(EVENTUALLY, async {
+        durable.wait_for(|d| *d >= seq).await.map(|_| ())
+    })
+    .await;
+    let Ok(reached) = reached else {
+        panic!(
+            "durable watermark {} never reached {seq}",
+            *durable.borrow()
+        );
+    };
+    reached.expect("the writer is running");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn incidents_wait_out_a_database_outage_and_are_all_stored() {
     let Some(db) =
@@ -95,64 +141,199 @@ async fn incidents_wait_out_a_database_outage_and_are_all_stored() {
     };
     let direct = Store::open(&db.url).await.unwrap();
     let proxy = Proxy::start(&db.url).await;
-    let writer = StoreWriter::spawn(Store::open(&proxy.url).await.unwrap(), fast_retries());
+    let through = Store::open(&proxy.url).await.unwrap();
+    let writer = StoreWriter::spawn(through.clone(), fast_retries());
+    let mut durable = writer.durable();
     let sender = writer.sender();
+    let mut producer = Producer::default();
     for n in 0..50 {
-        sender.send(incident(n, 1)).await.unwrap();
+        let event = producer.next(IncidentEvent::Opened(incident(n, 1)));
+        sender.send(event).await.unwrap();
     }
-    while stored(&direct).await.len() < 50 {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_durable(&mut durable, 50).await;
+    assert_eq!(stored(&direct).await.len(), 50, "durable means stored");
 
-    proxy.set_up(false);
+    proxy.cut(&through).await;
     // Updates to stored incidents and new ones, all while the database is unreachable.
     for n in 0..100 {
-        sender.send(incident(n, 2)).await.unwrap();
+        let event = producer.next(IncidentEvent::Escalated(incident(n, 2)));
+        sender.send(event).await.unwrap();
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     let during = stored(&direct).await;
     assert_eq!(during.len(), 50, "nothing got through the cut proxy");
     assert!(during.iter().all(|i| i.count == 1));
+    assert_eq!(
+        *durable.borrow(),
+        50,
+        "nothing sent during the outage is durable"
+    );
 
     proxy.set_up(true);
+    wait_durable(&mut durable, 150).await;
     drop(sender);
     let report = writer.finish().await;
     assert!(report.complete(), "{report:?}");
     assert!(report.retries > 0, "the outage was noticed: {report:?}");
     assert_eq!(report.received, 150);
+    assert_eq!(report.durable, 150);
     let after = stored(&direct).await;
     assert_eq!(after.len(), 100);
     assert!(after.iter().all(|i| i.count == 2), "every update landed");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_full_queue_is_counted_not_silent() {
-    let Some(db) = TestDb::postgres("store_outage::a_full_queue_is_counted_not_silent") else {
+async fn events_of_one_incident_coalesce_during_an_outage() {
+    let Some(db) =
+        TestDb::postgres("store_outage::events_of_one_incident_coalesce_during_an_outage")
+    else {
+        return;
+    };
+    let direct = Store::open(&db.url).await.unwrap();
+    let proxy = Proxy::start(&db.url).await;
+    let through = Store::open(&proxy.url).await.unwrap();
+    let writer = StoreWriter::spawn(through.clone(), fast_retries());
+    let mut durable = writer.durable();
+    let sender = writer.sender();
+    proxy.cut(&through).await;
+    let mut producer = Producer::default();
+    let mut closed = incident(7, 3);
+    closed.status = Status::Closed;
+    for event in [
+        IncidentEvent::Opened(incident(7, 1)),
+        IncidentEvent::Escalated(incident(7, 2)),
+        IncidentEvent::Closed(closed.clone()),
+    ] {
+        sender.send(producer.next(event)).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(*durable.borrow(), 0);
+
+    proxy.set_up(true);
+    wait_durable(&mut durable, 3).await;
+    drop(sender);
+    let report = writer.finish().await;
+    assert!(report.complete(), "{report:?}");
+    assert!(report.retries > 0, "{report:?}");
+    assert_eq!(report.received, 3);
+    assert_eq!(report.written, 1, "three events, one upsert: {report:?}");
+    assert_eq!(stored(&direct).await.len(), 1);
+    let newest = direct.get_incident(&closed.id).await.unwrap().incident;
+    assert_eq!(newest, closed, "the newest version");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_queue_makes_producers_wait_and_loses_nothing() {
+    let Some(db) =
+        TestDb::postgres("store_outage::a_full_queue_makes_producers_wait_and_loses_nothing")
+    else {
+        return;
+    };
+    let direct = Store::open(&db.url).await.unwrap();
+    let proxy = Proxy::start(&db.url).await;
+    let store = Store::open(&proxy.url).await.unwrap();
+    proxy.cut(&store).await;
+    let settings = WriterSettings {
+        queue_capacity: 4,
+        channel_capacity: 2,
+        batch_size: 2,
+        ..fast_retries()
+    };
+    let writer = StoreWriter::spawn(store, settings);
+    let mut durable = writer.durable();
+    let sender = writer.sender();
+    let mut producer = Producer::default();
+    let events: Vec<Sequenced> = (0..50)
+        .map(|n| producer.next(IncidentEvent::Opened(incident(n, 1))))
+        .collect();
+    let mut events = events.into_iter();
+
+    // The queue (4) and the channel (2) fill up; then a send waits instead of failing. A
+    // timeout before that only means the writer was slow to take from the channel.
+    let mut accepted = 0;
+    let fill = async {
+        loop {
+            let event = events.next().expect("blocks long before 50");
+            loop {
+                match tokio::time::timeout(Duration::from_millis(300), sender.reserve()).await {
+                    Ok(permit) => {
+                        permit.expect("the writer is running").send(event);
+                        accepted += 1;
+                        assert!(accepted <= 6, "took {accepted} events into 4 + 2 slots");
+                        break;
+                    }
+                    Err(_) if accepted == 6 => return event,
+                    Err(_) => {}
+                }
+            }
+        }
+    };
+    let blocked = tokio::time::timeout(EVENTUALLY, fill)
+        .await
+        .expect("the queue and the channel fill up");
+    // Still blocked later: a full queue is not a passing hiccup.
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), sender.reserve())
+            .await
+            .is_err(),
+        "still waiting"
+    );
+    assert_eq!(*durable.borrow(), 0, "nothing durable during the outage");
+
+    // The producer goes on (waiting) while the database comes back.
+    let producing = tokio::spawn(async move {
+        for event in std::iter::once(blocked).chain(events) {
+            sender.send(event).await.expect("the writer is running");
+        }
+    });
+    proxy.set_up(true);
+    tokio::time::timeout(EVENTUALLY, producing)
+        .await
+        .expect("the producer got through")
+        .unwrap();
+    wait_durable(&mut durable, 50).await;
+    let report = writer.finish().await;
+    assert!(report.complete(), "{report:?}");
+    assert_eq!(report.received, 50);
+    assert_eq!(report.durable, 50);
+    assert!(report.retries > 0, "{report:?}");
+    assert_eq!(stored(&direct).await.len(), 50);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_with_the_database_down_counts_what_is_unstored() {
+    let Some(db) =
+        TestDb::postgres("store_outage::shutdown_with_the_database_down_counts_what_is_unstored")
+    else {
         return;
     };
     let proxy = Proxy::start(&db.url).await;
     let store = Store::open(&proxy.url).await.unwrap();
-    proxy.set_up(false);
+    proxy.cut(&store).await;
     let settings = WriterSettings {
-        queue_capacity: 10,
+        queue_capacity: 4,
+        channel_capacity: 2,
         shutdown_grace: Duration::from_millis(300),
         ..fast_retries()
     };
     let writer = StoreWriter::spawn(store, settings);
     let sender = writer.sender();
-    for n in 0..30 {
-        sender.send(incident(n, 1)).await.unwrap();
+    let mut producer = Producer::default();
+    // Fills the queue and the channel exactly, so the writer is not receiving when the
+    // channel closes.
+    for n in 0..6 {
+        let event = producer.next(IncidentEvent::Opened(incident(n, 1)));
+        sender.send(event).await.unwrap();
     }
-    // A newer version of a queued incident replaces it instead of taking a slot.
-    sender.send(incident(0, 2)).await.unwrap();
+    // The writer, full, is not receiving; it must still notice the close and give up after
+    // the grace.
     drop(sender);
-    let report = writer.finish().await;
+    let report = tokio::time::timeout(EVENTUALLY, writer.finish())
+        .await
+        .expect("the shutdown grace ends the writer");
     assert!(!report.complete());
-    assert_eq!(report.received, 31);
-    assert_eq!(report.dropped_queue_full, 20, "{report:?}");
-    assert_eq!(
-        report.unstored, 10,
-        "still queued when the grace ran out: {report:?}"
-    );
+    assert_eq!(report.received, 6, "{report:?}");
+    assert_eq!(report.unstored, 6, "{report:?}");
+    assert_eq!(report.durable, 0);
     assert!(report.last_error.is_some());
 }

@@ -19,7 +19,7 @@ pub use query::{
     MAX_PAGE,
 };
 pub use record::{StoredIncident, Triage, TriageState};
-pub use writer::{StoreWriter, WriterReport, WriterSettings};
+pub use writer::{EventKind, EventKinds, Sequenced, StoreWriter, WriterReport, WriterSettings};
 
 use sqlx::AnyPool;
 
