@@ -337,3 +337,117 @@ async fn shutdown_with_the_database_down_counts_what_is_unstored() {
     assert_eq!(report.durable, 0);
     assert!(report.last_error.is_some());
 }
+
+/// What the pipeline reported after each batch: (committed offset, processed offset).
+type OffsetLog = Arc<std::sync::Mutex<Vec<(u64, u64)>>>;
+
+/// The whole pipeline (the attacks log through the engine into the store) while the database
+/// is down: reading stops at the store's pace, the checkpointable offset stays behind what
+/// was processed, and once the database is back everything is stored and the offset reaches
+/// the end of the input.
+#[test]
+fn a_replay_through_an_outage_holds_its_offset_back_and_loses_nothing() {
+    use gatewatch::pipeline::{self, PipelineSettings, Sink, StoreSink};
+
+    let Some(db) = TestDb::postgres("a_replay_through_an_outage_holds_its_offset_back") else {
+        return;
+    };
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (proxy, through) = runtime.block_on(async {
+        let proxy = Proxy::start(&db.url).await;
+        let through = Store::open(&proxy.url).await.unwrap();
+        (proxy, through)
+    });
+    let settings = WriterSettings {
+        queue_capacity: 2,
+        channel_capacity: 1,
+        ..fast_retries()
+    };
+    let mut sink = StoreSink::open(&proxy.url, settings).unwrap();
+    runtime.block_on(proxy.cut(&through));
+
+    let log = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/testdata/nginx-combined-attacks.log.gz"
+    );
+    let mut total = 0u64;
+    let input = gatewatch::input::open(log).unwrap();
+    let mut reader = gatewatch::input::LineReader::new(input.reader, 1 << 16);
+    reader
+        .for_each_line(|line| total += line.len() as u64 + 1)
+        .unwrap();
+
+    let offsets: OffsetLog = Arc::default();
+    let seen = offsets.clone();
+    let pipeline = std::thread::spawn(move || {
+        let settings = PipelineSettings::default();
+        let read = pipeline::read_spec(
+            Arc::new(|_: &[&[u8]]| {
+                Ok((
+                    gatewatch::parse::preset("combined").unwrap(),
+                    "combined".into(),
+                ))
+            }),
+            Default::default(),
+            64 << 10,
+            1 << 16,
+        );
+        let inputs = vec![gatewatch::input::open(log).unwrap()];
+        let streams = pipeline::sources(inputs, &read, &settings);
+        let defs = gatewatch::detect::load(None).unwrap();
+        let mut engine = gatewatch::detect::Engine::new(&defs, Default::default());
+        let merge = {
+            let mut sinks: Vec<&mut dyn Sink> = vec![&mut sink];
+            pipeline::run(
+                vec![log.to_owned()],
+                streams,
+                &mut engine,
+                &mut sinks,
+                &settings,
+                &mut |merge| {
+                    let report = &merge.reports()[0];
+                    seen.lock()
+                        .unwrap()
+                        .push((report.committed_offset, report.processed_offset));
+                },
+            )
+            .unwrap()
+        };
+        (merge, sink)
+    });
+
+    // With the database down and room for three events, the run cannot end: it waits.
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        !pipeline.is_finished(),
+        "the pipeline went on without its store"
+    );
+    let during: Vec<(u64, u64)> = offsets.lock().unwrap().clone();
+    let &(committed, processed) = during.last().expect("some batches were processed");
+    assert!(
+        committed < processed && processed < total,
+        "committed {committed}, processed {processed}, total {total}"
+    );
+
+    proxy.set_up(true);
+    let (mut merge, mut sink) = pipeline.join().unwrap();
+    let events = merge.events();
+    let mut waited = Duration::ZERO;
+    while sink.durable() < events {
+        assert!(waited < EVENTUALLY, "never durable");
+        std::thread::sleep(Duration::from_millis(20));
+        waited += Duration::from_millis(20);
+    }
+    merge.refresh_durable(&mut [&mut sink]);
+    assert_eq!(merge.committed_offset(0), total);
+    let report = sink.finish();
+    assert!(report.complete(), "{report:?}");
+    assert_eq!(report.received, events);
+    let stored = runtime.block_on(stored(&through));
+    let closed = events as usize - stored.len();
+    assert!(stored.len() >= 5, "{} stored", stored.len());
+    assert!(
+        stored.iter().all(|i| i.status == Status::Closed),
+        "every incident's last event (closed) is stored; {closed} other events"
+    );
+}
