@@ -53,6 +53,24 @@ fn month_number(name: &[u8]) -> Option<u32> {
     })
 }
 
+/// Gregorian leap years: every 4th, except centuries, except every 4th century.
+fn is_leap_year(year: u32) -> bool {
+    year % 4 == 0 && (year % 100 != 0 || year % 400 == 0)
+}
+
+/// `month` is 1..=12.
+fn days_in_month(year: u32, month: u32) -> u32 {
+    match month {
+        2 if is_leap_year(year) => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// Seconds since the epoch for a local date and time, `None` for a date or time that does
+/// not exist (31 April, 29 February of a common year, 25:00): the arithmetic below would
+/// otherwise roll it into the next month. Second 60 is a leap second.
 fn checked_seconds(
     year: u32,
     month: u32,
@@ -61,14 +79,18 @@ fn checked_seconds(
     minute: u32,
     second: u32,
 ) -> Option<i64> {
-    if !(1..=31).contains(&day) || hour > 23 || minute > 59 || second > 60 {
+    if !(1..=12).contains(&month) || day == 0 || day > days_in_month(year, month) {
+        return None;
+    }
+    if hour > 23 || minute > 59 || second > 60 {
         return None;
     }
     let days = days_from_civil(year as i64, month, day);
     Some(days * 86_400 + (hour * 3600 + minute * 60 + second) as i64)
 }
 
-/// Parses `+hhmm` / `-hhmm` into seconds east of UTC.
+/// Parses `+hhmm` / `-hhmm` into seconds east of UTC. Real offsets stay within ±14:00; up to
+/// ±23:59 is accepted (what RFC 3339 parsers allow), `+9999` is not an offset.
 fn offset_hhmm(bytes: &[u8]) -> Option<i64> {
     let (sign, rest) = match bytes.split_first()? {
         (b'+', rest) => (1, rest),
@@ -80,6 +102,9 @@ fn offset_hhmm(bytes: &[u8]) -> Option<i64> {
     }
     let hours = digits(&rest[..2])? as i64;
     let minutes = digits(&rest[2..])? as i64;
+    if hours > 23 || minutes > 59 {
+        return None;
+    }
     Some(sign * (hours * 3600 + minutes * 60))
 }
 
@@ -137,9 +162,6 @@ fn parse_iso8601_fast(text: &[u8]) -> Option<Timestamp> {
     }
     let year = digits32(&text[0..4])?;
     let month = digits32(&text[5..7])?;
-    if !(1..=12).contains(&month) {
-        return None;
-    }
     let day = digits32(&text[8..10])?;
     let hour = digits32(&text[11..13])?;
     let minute = digits32(&text[14..16])?;
@@ -203,6 +225,70 @@ mod tests {
     }
 
     #[test]
+    fn time_local_rejects_days_beyond_the_month() {
+        assert!(parse_time_local(b"30/Feb/2026:00:00:00 +0000").is_none());
+        assert!(parse_time_local(b"31/Apr/2026:00:00:00 +0000").is_none());
+        assert!(parse_time_local(b"00/Apr/2026:00:00:00 +0000").is_none());
+        assert!(parse_time_local(b"32/Jan/2026:00:00:00 +0000").is_none());
+        assert_eq!(
+            rfc(parse_time_local(b"30/Apr/2026:00:00:00 +0000")),
+            "2026-04-30T00:00:00Z"
+        );
+        assert_eq!(
+            rfc(parse_time_local(b"31/Dec/2026:23:59:59 +0000")),
+            "2026-12-31T23:59:59Z"
+        );
+    }
+
+    #[test]
+    fn february_29_only_in_gregorian_leap_years() {
+        for (year, leap) in [(2024, true), (2026, false), (2000, true), (1900, false)] {
+            let local = format!("29/Feb/{year}:12:00:00 +0000");
+            let iso = format!("{year}-02-29T12:00:00Z");
+            assert_eq!(
+                parse_time_local(local.as_bytes()).is_some(),
+                leap,
+                "{local}"
+            );
+            assert_eq!(parse_iso8601(iso.as_bytes()).is_some(), leap, "{iso}");
+            assert_eq!(parse_iso8601_fast(iso.as_bytes()).is_some(), leap, "{iso}");
+        }
+        assert_eq!(
+            rfc(parse_time_local(b"29/Feb/2000:12:00:00 +0000")),
+            "2000-02-29T12:00:00Z"
+        );
+    }
+
+    #[test]
+    fn offsets_beyond_23_59_are_rejected() {
+        assert!(parse_time_local(b"10/Mar/2025:14:02:11 +9999").is_none());
+        assert!(parse_time_local(b"10/Mar/2025:14:02:11 +2360").is_none());
+        assert!(parse_time_local(b"10/Mar/2025:14:02:11 -2400").is_none());
+        assert_eq!(
+            rfc(parse_time_local(b"10/Mar/2025:14:02:11 +2359")),
+            "2025-03-09T14:03:11Z"
+        );
+        assert_eq!(
+            rfc(parse_time_local(b"10/Mar/2025:14:02:11 -1400")),
+            "2025-03-11T04:02:11Z"
+        );
+        assert!(parse_iso8601(b"2025-03-10T14:02:11+99:99").is_none());
+        assert!(parse_iso8601(b"2025-03-10T14:02:11+23:60").is_none());
+        assert_eq!(
+            rfc(parse_iso8601(b"2025-03-10T14:02:11-23:59")),
+            "2025-03-11T14:01:11Z"
+        );
+    }
+
+    #[test]
+    fn iso8601_rejects_impossible_dates() {
+        assert!(parse_iso8601(b"2026-02-30T00:00:00Z").is_none());
+        assert!(parse_iso8601(b"2026-04-31T00:00:00.5Z").is_none());
+        assert!(parse_iso8601(b"2026-00-10T00:00:00Z").is_none());
+        assert!(parse_iso8601_fast(b"2026-02-30T00:00:00Z").is_none());
+    }
+
+    #[test]
     fn iso8601_shapes() {
         assert_eq!(
             rfc(parse_iso8601(b"2025-03-10T14:10:00.123456789Z")),
@@ -234,5 +320,48 @@ mod tests {
             "2025-03-10T14:02:11.472Z"
         );
         assert!(parse_epoch_seconds(b"abc").is_none());
+    }
+
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+
+    /// chrono's view of a UTC date at noon: `None` when the date does not exist or falls
+    /// outside the nanosecond range.
+    fn chrono_noon(year: i32, month: u32, day: u32) -> Option<Timestamp> {
+        chrono::NaiveDate::from_ymd_opt(year, month, day)?
+            .and_hms_opt(12, 0, 0)?
+            .and_utc()
+            .timestamp_nanos_opt()
+            .map(Timestamp)
+    }
+
+    proptest::proptest! {
+        // Failures report the shrunk input instead of writing `proptest-regressions/`.
+        #![proptest_config(proptest::test_runner::Config {
+            failure_persistence: None,
+            ..proptest::test_runner::Config::with_cases(2000)
+        })]
+
+        // Half the years fall in the nanosecond range (1677-2262), half anywhere.
+        #[test]
+        fn iso8601_fast_path_agrees_with_chrono(year in proptest::prop_oneof![1670i32..=2270, 0i32..=9999], month in 0u32..=13, day in 0u32..=32) {
+            let text = format!("{year:04}-{month:02}-{day:02}T12:00:00Z");
+            proptest::prop_assert_eq!(
+                parse_iso8601_fast(text.as_bytes()),
+                chrono_noon(year, month, day),
+                "{}", text
+            );
+        }
+
+        #[test]
+        fn time_local_agrees_with_chrono(year in 1600i32..=2300, month in 1u32..=12, day in 0u32..=32) {
+            let text = format!("{day:02}/{}/{year:04}:12:00:00 +0000", MONTHS[month as usize - 1]);
+            proptest::prop_assert_eq!(
+                parse_time_local(text.as_bytes()),
+                chrono_noon(year, month, day),
+                "{}", text
+            );
+        }
     }
 }
