@@ -3,6 +3,7 @@
 mod client_ip;
 mod container;
 mod decoder;
+mod intern;
 mod json;
 mod json_map;
 mod nginx;
