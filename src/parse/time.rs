@@ -1,6 +1,8 @@
 //! Fast parsers for the timestamp shapes access logs use. Hand-rolled because they run once
 //! per line on the hot path; chrono handles the rarer ISO 8601 shapes.
 
+use std::cell::Cell;
+
 use crate::event::Timestamp;
 
 /// Days since 1970-01-01 for a proleptic Gregorian date (Howard Hinnant's algorithm).
@@ -108,9 +110,34 @@ fn offset_hhmm(bytes: &[u8]) -> Option<i64> {
     Some(sign * (hours * 3600 + minutes * 60))
 }
 
+/// Length of a `$time_local` value.
+const TIME_LOCAL_LEN: usize = 26;
+
+thread_local! {
+    /// The last `$time_local` text this thread parsed and its result. Logs repeat one second
+    /// on many consecutive lines, so most lines are a 26-byte compare. Per thread because
+    /// parsers are shared by the decode threads. The initial entry is a correct one: 26 NUL
+    /// bytes are no time.
+    static LAST_TIME_LOCAL: Cell<([u8; TIME_LOCAL_LEN], Option<Timestamp>)> =
+        const { Cell::new(([0; TIME_LOCAL_LEN], None)) };
+}
+
 /// nginx `$time_local` / Apache `%t`: `10/Mar/2025:14:02:11 +0000`.
 pub fn parse_time_local(text: &[u8]) -> Option<Timestamp> {
-    if text.len() != 26 || text[2] != b'/' || text[6] != b'/' || text[11] != b':' {
+    let text: [u8; TIME_LOCAL_LEN] = text.try_into().ok()?;
+    LAST_TIME_LOCAL.with(|last| {
+        let (last_text, last_ts) = last.get();
+        if last_text == text {
+            return last_ts;
+        }
+        let ts = parse_time_local_uncached(&text);
+        last.set((text, ts));
+        ts
+    })
+}
+
+fn parse_time_local_uncached(text: &[u8; TIME_LOCAL_LEN]) -> Option<Timestamp> {
+    if text[2] != b'/' || text[6] != b'/' || text[11] != b':' {
         return None;
     }
     if text[14] != b':' || text[17] != b':' || text[20] != b' ' {
@@ -281,6 +308,21 @@ mod tests {
     }
 
     #[test]
+    fn time_local_cache_answers_for_the_text_it_was_given() {
+        let a = b"10/Mar/2025:14:02:11 +0000";
+        let b = b"10/Mar/2025:14:02:12 +0000";
+        let bad = b"30/Feb/2025:14:02:12 +0000";
+        assert_eq!(rfc(parse_time_local(a)), "2025-03-10T14:02:11Z");
+        assert_eq!(rfc(parse_time_local(a)), "2025-03-10T14:02:11Z");
+        assert_eq!(rfc(parse_time_local(b)), "2025-03-10T14:02:12Z");
+        assert!(parse_time_local(bad).is_none());
+        assert!(parse_time_local(bad).is_none());
+        assert_eq!(rfc(parse_time_local(a)), "2025-03-10T14:02:11Z");
+        assert!(parse_time_local(&[0; TIME_LOCAL_LEN]).is_none());
+        assert!(parse_time_local(&a[..25]).is_none());
+    }
+
+    #[test]
     fn iso8601_rejects_impossible_dates() {
         assert!(parse_iso8601(b"2026-02-30T00:00:00Z").is_none());
         assert!(parse_iso8601(b"2026-04-31T00:00:00.5Z").is_none());
@@ -352,6 +394,27 @@ mod tests {
                 chrono_noon(year, month, day),
                 "{}", text
             );
+        }
+
+        // Runs of repeated texts, as in real logs: the cache never changes an answer.
+        #[test]
+        fn time_local_cache_matches_a_fresh_parse(
+            picks in proptest::collection::vec((0usize..4, 1usize..4), 1..40)
+        ) {
+            let texts: [&[u8; TIME_LOCAL_LEN]; 4] = [
+                b"10/Mar/2025:14:02:11 +0000",
+                b"10/Mar/2025:14:02:12 +0000",
+                b"10/Mar/2025:14:02:11 +0100",
+                b"31/Apr/2025:14:02:11 +0000",
+            ];
+            for (pick, repeat) in picks {
+                for _ in 0..repeat {
+                    proptest::prop_assert_eq!(
+                        parse_time_local(texts[pick]),
+                        parse_time_local_uncached(texts[pick])
+                    );
+                }
+            }
         }
 
         #[test]
