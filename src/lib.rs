@@ -8,6 +8,7 @@
 pub mod api;
 pub mod cli;
 pub mod detect;
+pub mod detectors_dir;
 pub mod event;
 pub mod input;
 pub mod parse;

@@ -12,7 +12,7 @@ use super::format::{FormatArgs, SAMPLE_LINES};
 use super::output::{escape_for_terminal, table_header, table_row};
 use tokio::sync::mpsc;
 
-use crate::detect::{self, Engine, EngineSettings, Incident, IncidentEvent};
+use crate::detect::{Engine, EngineSettings, Incident, IncidentEvent};
 use crate::event::Timestamp;
 use crate::input::{self, LineReader};
 use crate::store::{redact_url, Store, StoreWriter, WriterReport, WriterSettings};
@@ -149,7 +149,7 @@ impl StoreSink {
 }
 
 pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
-    let defs = detect::load(args.detectors.as_deref())?;
+    let defs = crate::detectors_dir::load(args.detectors.as_deref())?;
     let settings = EngineSettings {
         late_tolerance_nanos: args.late_tolerance.as_nanos().min(i64::MAX as u128) as i64,
         warmup_nanos: args.warmup.as_nanos().min(i64::MAX as u128) as i64,

@@ -3,7 +3,8 @@
 use std::borrow::Cow;
 use std::net::IpAddr;
 
-use super::{load, Engine, EngineSettings, Incident, IncidentEvent, Observed, Severity};
+use super::definition::with_builtins;
+use super::{Engine, EngineSettings, Incident, IncidentEvent, Observed, Severity};
 use crate::event::{Request, Timestamp, NANOS_PER_SEC};
 
 const T0: i64 = 1_763_600_000; // 2025-11-20, seconds
@@ -70,7 +71,7 @@ impl Traffic {
 
     fn run(mut self) -> Vec<Incident> {
         self.0.sort_by_key(|(_, at, _, _)| *at);
-        let mut engine = Engine::new(&load(None).unwrap(), EngineSettings::default());
+        let mut engine = Engine::new(&with_builtins(None).unwrap(), EngineSettings::default());
         let mut closed = Vec::new();
         for (client, at, status, path) in self.0 {
             engine.observe(&request(client, at, status, path), b"line");
@@ -165,7 +166,7 @@ fn a_recurring_burst_alerts_once_and_a_stronger_one_again() {
 
 #[test]
 fn late_lines_are_counted_not_analysed() {
-    let mut engine = Engine::new(&load(None).unwrap(), EngineSettings::default());
+    let mut engine = Engine::new(&with_builtins(None).unwrap(), EngineSettings::default());
     let client = ip("192.0.2.1");
     let at = T0 * 1000;
     assert_eq!(
