@@ -9,7 +9,8 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 
 use super::AppState;
-use crate::store::{wall_clock, QueryText, StoreError, StoredIncident, TriageState};
+use crate::clock::wall_clock;
+use crate::store::{QueryText, StoreError, StoredIncident, TriageState};
 
 #[derive(Serialize)]
 pub(super) struct PageBody {

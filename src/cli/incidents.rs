@@ -8,9 +8,9 @@ use clap::{Args, Subcommand, ValueEnum};
 
 use super::db::{runtime, DbArgs};
 use super::output::{escape_for_terminal, incident_table_header, incident_table_row, write_csv};
+use crate::clock::wall_clock;
 use crate::store::{
-    duration_before, wall_clock, IncidentQuery, QueryText, Store, StoredIncident, TriageState,
-    MAX_PAGE,
+    duration_before, IncidentQuery, QueryText, Store, StoredIncident, TriageState, MAX_PAGE,
 };
 
 #[derive(Subcommand, Debug)]

@@ -46,14 +46,3 @@ impl Store {
         self.pool.close().await;
     }
 }
-
-/// Wall-clock now, for `--since 2h`-style bounds and pruning (an edge: the core reads no clock).
-pub fn wall_clock() -> crate::event::Timestamp {
-    crate::event::Timestamp(wall_clock_ns())
-}
-
-/// Wall-clock time for bookkeeping columns (`*_wall_ns`); event time comes from the log.
-#[allow(clippy::disallowed_methods)]
-fn wall_clock_ns() -> i64 {
-    chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX)
-}
