@@ -13,5 +13,6 @@ pub mod detectors_dir;
 pub mod event;
 pub mod input;
 pub mod parse;
+pub mod query_text;
 pub mod store;
 pub mod window;

@@ -10,7 +10,8 @@ use serde::{Deserialize, Serialize};
 
 use super::AppState;
 use crate::clock::wall_clock;
-use crate::store::{QueryText, StoreError, StoredIncident, TriageState};
+use crate::query_text::QueryText;
+use crate::store::{StoreError, StoredIncident, TriageState};
 
 #[derive(Serialize)]
 pub(super) struct PageBody {

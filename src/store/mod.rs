@@ -14,10 +14,7 @@ mod writer;
 pub use connect::{redact_url, Backend};
 pub use error::StoreError;
 pub use ip_key::EntityFilter;
-pub use query::{
-    duration_before, parse_time_bound, Cursor, IncidentQuery, Page, QueryText, StatusFilter,
-    MAX_PAGE,
-};
+pub use query::{Cursor, IncidentQuery, Page, StatusFilter, MAX_PAGE};
 pub use record::{StoredIncident, Triage, TriageState};
 pub use writer::{StoreWriter, WriterReport, WriterSettings};
 
