@@ -6,8 +6,8 @@ use std::process::ExitCode;
 use clap::Args;
 
 use super::format::{FormatArgs, SAMPLE_LINES};
-use super::output::RequestJson;
 use crate::input::LineReader;
+use crate::parse::RequestJson;
 
 #[derive(Args, Debug)]
 pub struct ParseArgs {
