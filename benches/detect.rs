@@ -14,7 +14,8 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion, SamplingMode, Throughput};
-use gatewatch::detect::{load, DetectorDef, Engine, EngineSettings, Observed};
+use gatewatch::detect::{DetectorDef, Engine, EngineSettings, Observed};
+use gatewatch::detectors_dir;
 use gatewatch::event::Request;
 use gatewatch::parse::{preset, Decoder};
 
@@ -58,7 +59,7 @@ fn detect_only(defs: &[DetectorDef], requests: &[(Request<'_>, &[u8])]) -> (usiz
 
 fn engine(c: &mut Criterion) {
     let lines = combined_lines(None);
-    let defs = load(None).expect("built-in detectors load");
+    let defs = detectors_dir::load(None).expect("built-in detectors load");
     // Pre-parsed for `detect-only`: the requests borrow from `lines`.
     let parser = preset("combined").expect("combined preset");
     let requests: Vec<(Request<'_>, &[u8])> = lines

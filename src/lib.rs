@@ -7,10 +7,13 @@
 
 pub mod api;
 pub mod cli;
+pub mod clock;
 pub mod detect;
+pub mod detectors_dir;
 pub mod event;
 pub mod input;
 pub mod parse;
 pub mod pipeline;
+pub mod query_text;
 pub mod store;
 pub mod window;

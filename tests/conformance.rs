@@ -5,9 +5,8 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;
 
-use gatewatch::cli::RequestJson;
 use gatewatch::event::Timestamp;
-use gatewatch::parse::{detect_format, preset, unwrap_line, Decoder, TrustedProxies};
+use gatewatch::parse::{detect_format, preset, unwrap_line, Decoder, RequestJson, TrustedProxies};
 use serde_json::Value;
 
 /// Formats this build parses; lines of other formats are counted as not yet covered.

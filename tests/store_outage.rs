@@ -394,7 +394,7 @@ fn a_replay_through_an_outage_holds_its_offset_back_and_loses_nothing() {
         );
         let inputs = vec![gatewatch::input::open(log).unwrap()];
         let streams = pipeline::sources(inputs, &read, &settings);
-        let defs = gatewatch::detect::load(None).unwrap();
+        let defs = gatewatch::detectors_dir::load(None).unwrap();
         let mut engine = gatewatch::detect::Engine::new(&defs, Default::default());
         let merge = {
             let mut sinks: Vec<&mut dyn Sink> = vec![&mut sink];

@@ -9,7 +9,9 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 
 use super::AppState;
-use crate::store::{wall_clock, QueryText, StoreError, StoredIncident, TriageState};
+use crate::clock::wall_clock;
+use crate::query_text::QueryText;
+use crate::store::{StoreError, StoredIncident, TriageState};
 
 #[derive(Serialize)]
 pub(super) struct PageBody {

@@ -6,7 +6,8 @@ use std::process::ExitCode;
 use clap::Subcommand;
 
 use super::output::escape_for_terminal;
-use crate::detect::{self, DetectorDef};
+use crate::detect::DetectorDef;
+use crate::detectors_dir;
 
 #[derive(Subcommand, Debug)]
 pub enum DetectorsCommand {
@@ -26,7 +27,7 @@ pub enum DetectorsCommand {
 pub fn run(command: DetectorsCommand) -> anyhow::Result<ExitCode> {
     match command {
         DetectorsCommand::List { detectors } => {
-            let defs = detect::load(detectors.as_deref())?;
+            let defs = detectors_dir::load(detectors.as_deref())?;
             println!(
                 "{:<20} {:<12} {:<7} {:<9} {:<34} DESCRIPTION",
                 "ID", "KIND", "ENTITY", "SEVERITY", "ORIGIN"
@@ -36,7 +37,7 @@ pub fn run(command: DetectorsCommand) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        DetectorsCommand::Check { dir } => match detect::load_dir(&dir) {
+        DetectorsCommand::Check { dir } => match detectors_dir::load_dir(&dir) {
             Ok(defs) => {
                 println!("{}: {} definitions OK", dir.display(), defs.len());
                 Ok(ExitCode::SUCCESS)

@@ -8,10 +8,9 @@ use clap::{Args, Subcommand, ValueEnum};
 
 use super::db::{runtime, DbArgs};
 use super::output::{escape_for_terminal, incident_table_header, incident_table_row, write_csv};
-use crate::store::{
-    duration_before, wall_clock, IncidentQuery, QueryText, Store, StoredIncident, TriageState,
-    MAX_PAGE,
-};
+use crate::clock::wall_clock;
+use crate::query_text::{duration_before, QueryText};
+use crate::store::{IncidentQuery, Store, StoredIncident, TriageState, MAX_PAGE};
 
 #[derive(Subcommand, Debug)]
 pub enum IncidentsCommand {

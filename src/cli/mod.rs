@@ -14,7 +14,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-pub use output::{escape_for_terminal, RequestJson};
+pub use output::escape_for_terminal;
 
 #[derive(Parser, Debug)]
 #[command(

@@ -6,9 +6,9 @@ use std::process::ExitCode;
 use clap::Args;
 
 use super::format::{FormatArgs, SAMPLE_LINES};
-use super::output::RequestJson;
 use crate::input::LineReader;
 use crate::input::DEFAULT_MAX_LINE;
+use crate::parse::RequestJson;
 
 #[derive(Args, Debug)]
 pub struct ParseArgs {

@@ -12,7 +12,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use super::format::FormatArgs;
 use super::output::{escape_for_terminal, table_header, table_row};
-use crate::detect::{self, Engine, EngineSettings, Incident, IncidentEvent};
+use crate::detect::{Engine, EngineSettings, Incident, IncidentEvent};
 use crate::input::{self, DEFAULT_MAX_LINE};
 use crate::pipeline::{
     self, ClockSettings, Merge, PipelineSettings, Sink, SourceReport, StoreSink,
@@ -128,7 +128,7 @@ impl<W: Write> Sink for Printer<W> {
 }
 
 pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
-    let defs = detect::load(args.detectors.as_deref())?;
+    let defs = crate::detectors_dir::load(args.detectors.as_deref())?;
     let mut engine = Engine::new(
         &defs,
         EngineSettings {

@@ -1,11 +1,11 @@
-//! Detector definitions: TOML files (built-in ones embedded, `--detectors DIR` adds or
+//! Detector definitions: TOML text (built-in files embedded, `--detectors DIR` adds or
 //! overrides by id) → raw serde structs → checked and compiled parameters. Every problem is
-//! collected with its file and key, so one run reports them all.
+//! collected with its file and key, so one run reports them all. Reading the directory is
+//! I/O and lives at the edge, in `crate::detectors_dir`.
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::num::NonZeroUsize;
-use std::path::Path;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -418,32 +418,11 @@ pub fn parse_definition(origin: &str, text: &str) -> Result<DetectorDef, Vec<Str
     }
 }
 
-/// Definitions from `*.toml` files of a directory, sorted by file name.
-pub fn load_dir(dir: &Path) -> Result<Vec<DetectorDef>, DefinitionErrors> {
-    let entries = std::fs::read_dir(dir)
-        .map_err(|e| DefinitionErrors(vec![format!("{}: {e}", dir.display())]))?;
-    let mut paths: Vec<_> = entries
-        .filter_map(|entry| entry.ok().map(|e| e.path()))
-        .filter(|path| path.extension().is_some_and(|ext| ext == "toml"))
-        .collect();
-    paths.sort();
-    let mut defs = Vec::new();
-    let mut errors = Vec::new();
-    for path in paths {
-        let origin = path.display().to_string();
-        match std::fs::read_to_string(&path) {
-            Ok(text) => match parse_definition(&origin, &text) {
-                Ok(def) => defs.push(def),
-                Err(errs) => errors.extend(errs),
-            },
-            Err(e) => errors.push(format!("{origin}: {e}")),
-        }
-    }
-    finish(defs, errors)
-}
-
-/// The enabled built-in definitions, with `dir`'s added or replacing them by id.
-pub fn load(dir: Option<&Path>) -> Result<Vec<DetectorDef>, DefinitionErrors> {
+/// The enabled built-in definitions, with `overrides` (definitions from a directory, read
+/// at the edge by `crate::detectors_dir`) added or replacing them by id.
+pub fn with_builtins(
+    overrides: Option<Result<Vec<DetectorDef>, DefinitionErrors>>,
+) -> Result<Vec<DetectorDef>, DefinitionErrors> {
     let mut errors = Vec::new();
     let mut by_id: BTreeMap<String, DetectorDef> = BTreeMap::new();
     for (file, text) in BUILTIN {
@@ -454,21 +433,21 @@ pub fn load(dir: Option<&Path>) -> Result<Vec<DetectorDef>, DefinitionErrors> {
             Err(errs) => errors.extend(errs),
         }
     }
-    if let Some(dir) = dir {
-        match load_dir(dir) {
-            Ok(defs) => {
-                for def in defs {
-                    by_id.insert(def.id.clone(), def);
-                }
+    match overrides {
+        Some(Ok(defs)) => {
+            for def in defs {
+                by_id.insert(def.id.clone(), def);
             }
-            Err(errs) => errors.extend(errs.0),
         }
+        Some(Err(errs)) => errors.extend(errs.0),
+        None => {}
     }
     let defs = by_id.into_values().filter(|def| def.enabled).collect();
-    finish(defs, errors)
+    collect_checked(defs, errors)
 }
 
-fn finish(
+/// `defs`, or every problem: `errors` plus one per id defined twice.
+pub fn collect_checked(
     defs: Vec<DetectorDef>,
     mut errors: Vec<String>,
 ) -> Result<Vec<DetectorDef>, DefinitionErrors> {
@@ -491,7 +470,7 @@ mod tests {
 
     #[test]
     fn builtins_load() {
-        let defs = load(None).unwrap();
+        let defs = with_builtins(None).unwrap();
         let ids: Vec<_> = defs.iter().map(|d| d.id.as_str()).collect();
         assert_eq!(ids, ["brute-force-ip", "rate-spike-ip", "scanner-ip"]);
     }
@@ -534,21 +513,30 @@ mod tests {
     }
 
     #[test]
-    fn a_directory_overrides_and_disables_builtins() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(
-            dir.path().join("scanner.toml"),
+    fn overrides_replace_and_disable_builtins_by_id() {
+        let scanner_off = parse_definition(
+            "scanner.toml",
             "id = \"scanner-ip\"\nkind = \"scanner\"\nentity = \"ip\"\nseverity = \"low\"\nenabled = false\n[params]\nstatuses = [404]\n",
         )
         .unwrap();
-        std::fs::write(
-            dir.path().join("bf.toml"),
+        let critical_bf = parse_definition(
+            "bf.toml",
             "id = \"brute-force-ip\"\nkind = \"brute_force\"\nentity = \"ip\"\nseverity = \"critical\"\n[params]\nstatuses = [401]\npaths = [\"/login\"]\nmin_count = 3\n",
         )
         .unwrap();
-        let defs = load(Some(dir.path())).unwrap();
+        let defs = with_builtins(Some(Ok(vec![scanner_off, critical_bf]))).unwrap();
         let ids: Vec<_> = defs.iter().map(|d| d.id.as_str()).collect();
         assert_eq!(ids, ["brute-force-ip", "rate-spike-ip"]);
         assert_eq!(defs[0].severity, Severity::Critical);
+        assert_eq!(defs[0].origin, "bf.toml");
+    }
+
+    #[test]
+    fn override_errors_are_reported() {
+        let errors = DefinitionErrors(vec!["x.toml: kind: unknown".into()]);
+        assert_eq!(
+            with_builtins(Some(Err(errors.clone()))).unwrap_err(),
+            errors
+        );
     }
 }

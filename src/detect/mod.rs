@@ -9,7 +9,7 @@ mod signal_count;
 #[cfg(test)]
 mod tests;
 
-pub use definition::{load, load_dir, DefinitionErrors, DetectorDef, KindParams};
+pub use definition::{DefinitionErrors, DetectorDef, KindParams};
 pub use engine::{Engine, EngineSettings, EngineStats, Observed};
 pub use incident::{incident_id, Evidence, Incident, IncidentEvent, Score, Severity, Status};
 

@@ -3,7 +3,8 @@
 use std::borrow::Cow;
 use std::net::IpAddr;
 
-use super::{load, Engine, EngineSettings, Incident, IncidentEvent, Observed, Severity};
+use super::definition::with_builtins;
+use super::{Engine, EngineSettings, Incident, IncidentEvent, Observed, Severity};
 use crate::event::{Request, Timestamp, NANOS_PER_SEC};
 
 const T0: i64 = 1_763_600_000; // 2025-11-20, seconds
@@ -75,7 +76,7 @@ impl Traffic {
     }
 
     fn run(self) -> Vec<Incident> {
-        let mut engine = Engine::new(&load(None).unwrap(), EngineSettings::default());
+        let mut engine = Engine::new(&with_builtins(None).unwrap(), EngineSettings::default());
         let mut closed = Vec::new();
         for (client, at, status, path) in self.requests() {
             engine.observe(&request(client, at, status, path), b"line");
@@ -170,7 +171,7 @@ fn a_recurring_burst_alerts_once_and_a_stronger_one_again() {
 
 #[test]
 fn older_lines_still_count_and_the_clock_only_moves_forward() {
-    let mut engine = Engine::new(&load(None).unwrap(), EngineSettings::default());
+    let mut engine = Engine::new(&with_builtins(None).unwrap(), EngineSettings::default());
     let client = ip("192.0.2.1");
     let at = T0 * 1000;
     assert_eq!(engine.clock(), None);
@@ -196,7 +197,7 @@ fn advancing_the_clock_closes_quiet_incidents_without_new_lines() {
     let mut traffic = Traffic::default();
     traffic.background(460);
     traffic.steady(ip("203.0.113.9"), 400, 460, 120, 404, "/admin.php");
-    let mut engine = Engine::new(&load(None).unwrap(), EngineSettings::default());
+    let mut engine = Engine::new(&with_builtins(None).unwrap(), EngineSettings::default());
     for (client, at, status, path) in traffic.requests() {
         engine.observe(&request(client, at, status, path), b"line");
     }

@@ -3,8 +3,10 @@
 mod client_ip;
 mod container;
 mod decoder;
+mod intern;
 mod json;
 mod json_map;
+mod json_out;
 mod nginx;
 mod presets;
 mod request_line;
@@ -14,6 +16,7 @@ pub use client_ip::TrustedProxies;
 pub use container::{unwrap_line, Joiner, Stream, Unwrapped, Wrapper, WrapperError};
 pub use decoder::Decoder;
 pub use json_map::{JsonFields, MappedJson};
+pub use json_out::RequestJson;
 pub use nginx::{FormatError, Leniency, LogFormat, Var};
 pub use presets::{detect_format, preset, Detected, PRESET_NAMES};
 pub use request_line::split_request_line;

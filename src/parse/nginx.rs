@@ -14,6 +14,7 @@ use nom::multi::many0;
 use nom::sequence::{delimited, preceded};
 use nom::Parser as _;
 
+use super::intern::intern;
 use super::request_line::{set_target, split_request_line};
 use super::time::{digits, parse_epoch_seconds, parse_iso8601, parse_time_local};
 use super::{ParseError, Parser};
@@ -79,9 +80,9 @@ impl Var {
             "upstream_addr" | "service_url" => Var::UpstreamAddr,
             "proxy_upstream_name" | "router_name" | "route_name" => Var::ProxyUpstreamName,
             "req_id" | "request_id" => Var::RequestId,
-            // Formats are compiled a handful of times per process; leaking the name gives
-            // every parsed line a `&'static str` label without a per-line allocation.
-            other => Var::Opaque(Box::leak(other.to_owned().into_boxed_str())),
+            // Interned: a `&'static str` label for every parsed line without a per-line
+            // allocation, and no new memory when the same format is compiled again.
+            other => Var::Opaque(intern(other)),
         }
     }
 
@@ -539,6 +540,23 @@ mod tests {
             req.extra,
             vec![("http_x_api_key", Cow::Borrowed(&b"key-123"[..]))]
         );
+    }
+
+    #[test]
+    fn recompiling_a_format_interns_its_unknown_variable_once() {
+        let format = "$remote_addr $x_recompile_test_var";
+        let compile = || {
+            let compiled = LogFormat::compile("r", format, Leniency::default()).unwrap();
+            compiled.variables().last().unwrap()
+        };
+        let first = compile();
+        let added = crate::parse::intern::added_by_this_thread();
+        for _ in 1..10_000 {
+            let name = compile();
+            assert!(std::ptr::eq(name, first), "a new copy of {name}");
+        }
+        assert_eq!(crate::parse::intern::added_by_this_thread(), added);
+        assert_eq!(first, "x_recompile_test_var");
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! Fast parsers for the timestamp shapes access logs use. Hand-rolled because they run once
 //! per line on the hot path; chrono handles the rarer ISO 8601 shapes.
 
+use std::cell::Cell;
+
 use crate::event::Timestamp;
 
 /// Days since 1970-01-01 for a proleptic Gregorian date (Howard Hinnant's algorithm).
@@ -53,6 +55,24 @@ fn month_number(name: &[u8]) -> Option<u32> {
     })
 }
 
+/// Gregorian leap years: every 4th, except centuries, except every 4th century.
+fn is_leap_year(year: u32) -> bool {
+    year % 4 == 0 && (year % 100 != 0 || year % 400 == 0)
+}
+
+/// `month` is 1..=12.
+fn days_in_month(year: u32, month: u32) -> u32 {
+    match month {
+        2 if is_leap_year(year) => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// Seconds since the epoch for a local date and time, `None` for a date or time that does
+/// not exist (31 April, 29 February of a common year, 25:00): the arithmetic below would
+/// otherwise roll it into the next month. Second 60 is a leap second.
 fn checked_seconds(
     year: u32,
     month: u32,
@@ -61,14 +81,18 @@ fn checked_seconds(
     minute: u32,
     second: u32,
 ) -> Option<i64> {
-    if !(1..=31).contains(&day) || hour > 23 || minute > 59 || second > 60 {
+    if !(1..=12).contains(&month) || day == 0 || day > days_in_month(year, month) {
+        return None;
+    }
+    if hour > 23 || minute > 59 || second > 60 {
         return None;
     }
     let days = days_from_civil(year as i64, month, day);
     Some(days * 86_400 + (hour * 3600 + minute * 60 + second) as i64)
 }
 
-/// Parses `+hhmm` / `-hhmm` into seconds east of UTC.
+/// Parses `+hhmm` / `-hhmm` into seconds east of UTC. Real offsets stay within ±14:00; up to
+/// ±23:59 is accepted (what RFC 3339 parsers allow), `+9999` is not an offset.
 fn offset_hhmm(bytes: &[u8]) -> Option<i64> {
     let (sign, rest) = match bytes.split_first()? {
         (b'+', rest) => (1, rest),
@@ -80,12 +104,40 @@ fn offset_hhmm(bytes: &[u8]) -> Option<i64> {
     }
     let hours = digits(&rest[..2])? as i64;
     let minutes = digits(&rest[2..])? as i64;
+    if hours > 23 || minutes > 59 {
+        return None;
+    }
     Some(sign * (hours * 3600 + minutes * 60))
+}
+
+/// Length of a `$time_local` value.
+const TIME_LOCAL_LEN: usize = 26;
+
+thread_local! {
+    /// The last `$time_local` text this thread parsed and its result. Logs repeat one second
+    /// on many consecutive lines, so most lines are a 26-byte compare. Per thread because
+    /// parsers are shared by the decode threads. The initial entry is a correct one: 26 NUL
+    /// bytes are no time.
+    static LAST_TIME_LOCAL: Cell<([u8; TIME_LOCAL_LEN], Option<Timestamp>)> =
+        const { Cell::new(([0; TIME_LOCAL_LEN], None)) };
 }
 
 /// nginx `$time_local` / Apache `%t`: `10/Mar/2025:14:02:11 +0000`.
 pub fn parse_time_local(text: &[u8]) -> Option<Timestamp> {
-    if text.len() != 26 || text[2] != b'/' || text[6] != b'/' || text[11] != b':' {
+    let text: [u8; TIME_LOCAL_LEN] = text.try_into().ok()?;
+    LAST_TIME_LOCAL.with(|last| {
+        let (last_text, last_ts) = last.get();
+        if last_text == text {
+            return last_ts;
+        }
+        let ts = parse_time_local_uncached(&text);
+        last.set((text, ts));
+        ts
+    })
+}
+
+fn parse_time_local_uncached(text: &[u8; TIME_LOCAL_LEN]) -> Option<Timestamp> {
+    if text[2] != b'/' || text[6] != b'/' || text[11] != b':' {
         return None;
     }
     if text[14] != b':' || text[17] != b':' || text[20] != b' ' {
@@ -137,9 +189,6 @@ fn parse_iso8601_fast(text: &[u8]) -> Option<Timestamp> {
     }
     let year = digits32(&text[0..4])?;
     let month = digits32(&text[5..7])?;
-    if !(1..=12).contains(&month) {
-        return None;
-    }
     let day = digits32(&text[8..10])?;
     let hour = digits32(&text[11..13])?;
     let minute = digits32(&text[14..16])?;
@@ -203,6 +252,85 @@ mod tests {
     }
 
     #[test]
+    fn time_local_rejects_days_beyond_the_month() {
+        assert!(parse_time_local(b"30/Feb/2026:00:00:00 +0000").is_none());
+        assert!(parse_time_local(b"31/Apr/2026:00:00:00 +0000").is_none());
+        assert!(parse_time_local(b"00/Apr/2026:00:00:00 +0000").is_none());
+        assert!(parse_time_local(b"32/Jan/2026:00:00:00 +0000").is_none());
+        assert_eq!(
+            rfc(parse_time_local(b"30/Apr/2026:00:00:00 +0000")),
+            "2026-04-30T00:00:00Z"
+        );
+        assert_eq!(
+            rfc(parse_time_local(b"31/Dec/2026:23:59:59 +0000")),
+            "2026-12-31T23:59:59Z"
+        );
+    }
+
+    #[test]
+    fn february_29_only_in_gregorian_leap_years() {
+        for (year, leap) in [(2024, true), (2026, false), (2000, true), (1900, false)] {
+            let local = format!("29/Feb/{year}:12:00:00 +0000");
+            let iso = format!("{year}-02-29T12:00:00Z");
+            assert_eq!(
+                parse_time_local(local.as_bytes()).is_some(),
+                leap,
+                "{local}"
+            );
+            assert_eq!(parse_iso8601(iso.as_bytes()).is_some(), leap, "{iso}");
+            assert_eq!(parse_iso8601_fast(iso.as_bytes()).is_some(), leap, "{iso}");
+        }
+        assert_eq!(
+            rfc(parse_time_local(b"29/Feb/2000:12:00:00 +0000")),
+            "2000-02-29T12:00:00Z"
+        );
+    }
+
+    #[test]
+    fn offsets_beyond_23_59_are_rejected() {
+        assert!(parse_time_local(b"10/Mar/2025:14:02:11 +9999").is_none());
+        assert!(parse_time_local(b"10/Mar/2025:14:02:11 +2360").is_none());
+        assert!(parse_time_local(b"10/Mar/2025:14:02:11 -2400").is_none());
+        assert_eq!(
+            rfc(parse_time_local(b"10/Mar/2025:14:02:11 +2359")),
+            "2025-03-09T14:03:11Z"
+        );
+        assert_eq!(
+            rfc(parse_time_local(b"10/Mar/2025:14:02:11 -1400")),
+            "2025-03-11T04:02:11Z"
+        );
+        assert!(parse_iso8601(b"2025-03-10T14:02:11+99:99").is_none());
+        assert!(parse_iso8601(b"2025-03-10T14:02:11+23:60").is_none());
+        assert_eq!(
+            rfc(parse_iso8601(b"2025-03-10T14:02:11-23:59")),
+            "2025-03-11T14:01:11Z"
+        );
+    }
+
+    #[test]
+    fn time_local_cache_answers_for_the_text_it_was_given() {
+        let a = b"10/Mar/2025:14:02:11 +0000";
+        let b = b"10/Mar/2025:14:02:12 +0000";
+        let bad = b"30/Feb/2025:14:02:12 +0000";
+        assert_eq!(rfc(parse_time_local(a)), "2025-03-10T14:02:11Z");
+        assert_eq!(rfc(parse_time_local(a)), "2025-03-10T14:02:11Z");
+        assert_eq!(rfc(parse_time_local(b)), "2025-03-10T14:02:12Z");
+        assert!(parse_time_local(bad).is_none());
+        assert!(parse_time_local(bad).is_none());
+        assert_eq!(rfc(parse_time_local(a)), "2025-03-10T14:02:11Z");
+        assert!(parse_time_local(&[0; TIME_LOCAL_LEN]).is_none());
+        assert!(parse_time_local(&a[..25]).is_none());
+    }
+
+    #[test]
+    fn iso8601_rejects_impossible_dates() {
+        assert!(parse_iso8601(b"2026-02-30T00:00:00Z").is_none());
+        assert!(parse_iso8601(b"2026-04-31T00:00:00.5Z").is_none());
+        assert!(parse_iso8601(b"2026-00-10T00:00:00Z").is_none());
+        assert!(parse_iso8601_fast(b"2026-02-30T00:00:00Z").is_none());
+    }
+
+    #[test]
     fn iso8601_shapes() {
         assert_eq!(
             rfc(parse_iso8601(b"2025-03-10T14:10:00.123456789Z")),
@@ -234,5 +362,69 @@ mod tests {
             "2025-03-10T14:02:11.472Z"
         );
         assert!(parse_epoch_seconds(b"abc").is_none());
+    }
+
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+
+    /// chrono's view of a UTC date at noon: `None` when the date does not exist or falls
+    /// outside the nanosecond range.
+    fn chrono_noon(year: i32, month: u32, day: u32) -> Option<Timestamp> {
+        chrono::NaiveDate::from_ymd_opt(year, month, day)?
+            .and_hms_opt(12, 0, 0)?
+            .and_utc()
+            .timestamp_nanos_opt()
+            .map(Timestamp)
+    }
+
+    proptest::proptest! {
+        // Failures report the shrunk input instead of writing `proptest-regressions/`.
+        #![proptest_config(proptest::test_runner::Config {
+            failure_persistence: None,
+            ..proptest::test_runner::Config::with_cases(2000)
+        })]
+
+        // Half the years fall in the nanosecond range (1677-2262), half anywhere.
+        #[test]
+        fn iso8601_fast_path_agrees_with_chrono(year in proptest::prop_oneof![1670i32..=2270, 0i32..=9999], month in 0u32..=13, day in 0u32..=32) {
+            let text = format!("{year:04}-{month:02}-{day:02}T12:00:00Z");
+            proptest::prop_assert_eq!(
+                parse_iso8601_fast(text.as_bytes()),
+                chrono_noon(year, month, day),
+                "{}", text
+            );
+        }
+
+        // Runs of repeated texts, as in real logs: the cache never changes an answer.
+        #[test]
+        fn time_local_cache_matches_a_fresh_parse(
+            picks in proptest::collection::vec((0usize..4, 1usize..4), 1..40)
+        ) {
+            let texts: [&[u8; TIME_LOCAL_LEN]; 4] = [
+                b"10/Mar/2025:14:02:11 +0000",
+                b"10/Mar/2025:14:02:12 +0000",
+                b"10/Mar/2025:14:02:11 +0100",
+                b"31/Apr/2025:14:02:11 +0000",
+            ];
+            for (pick, repeat) in picks {
+                for _ in 0..repeat {
+                    proptest::prop_assert_eq!(
+                        parse_time_local(texts[pick]),
+                        parse_time_local_uncached(texts[pick])
+                    );
+                }
+            }
+        }
+
+        #[test]
+        fn time_local_agrees_with_chrono(year in 1600i32..=2300, month in 1u32..=12, day in 0u32..=32) {
+            let text = format!("{day:02}/{}/{year:04}:12:00:00 +0000", MONTHS[month as usize - 1]);
+            proptest::prop_assert_eq!(
+                parse_time_local(text.as_bytes()),
+                chrono_noon(year, month, day),
+                "{}", text
+            );
+        }
     }
 }

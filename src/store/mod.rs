@@ -14,10 +14,7 @@ mod writer;
 pub use connect::{redact_url, Backend};
 pub use error::StoreError;
 pub use ip_key::EntityFilter;
-pub use query::{
-    duration_before, parse_time_bound, Cursor, IncidentQuery, Page, QueryText, StatusFilter,
-    MAX_PAGE,
-};
+pub use query::{Cursor, IncidentQuery, Page, StatusFilter, MAX_PAGE};
 pub use record::{StoredIncident, Triage, TriageState};
 pub use writer::{EventKind, EventKinds, Sequenced, StoreWriter, WriterReport, WriterSettings};
 
@@ -45,15 +42,4 @@ impl Store {
     pub async fn close(&self) {
         self.pool.close().await;
     }
-}
-
-/// Wall-clock now, for `--since 2h`-style bounds and pruning (an edge: the core reads no clock).
-pub fn wall_clock() -> crate::event::Timestamp {
-    crate::event::Timestamp(wall_clock_ns())
-}
-
-/// Wall-clock time for bookkeeping columns (`*_wall_ns`); event time comes from the log.
-#[allow(clippy::disallowed_methods)]
-fn wall_clock_ns() -> i64 {
-    chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX)
 }

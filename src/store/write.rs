@@ -4,7 +4,8 @@ use sqlx::{Any, Transaction};
 
 use super::ip_key::entity_range;
 use super::record::TriageState;
-use super::{wall_clock_ns, Store, StoreError};
+use super::{Store, StoreError};
+use crate::clock::wall_clock;
 use crate::detect::Incident;
 use crate::event::Timestamp;
 
@@ -104,7 +105,8 @@ async fn upsert_one(
 impl Store {
     /// Upserts incidents in one transaction: all of them or none.
     pub async fn upsert_incidents(&self, incidents: &[Incident]) -> Result<(), StoreError> {
-        let now = wall_clock_ns();
+        // Bookkeeping time for `*_wall_ns`; the incident's own times are event time.
+        let now = wall_clock().nanos();
         let mut tx = self.pool.begin().await?;
         for incident in incidents {
             upsert_one(&mut tx, incident, now).await?;
@@ -126,7 +128,7 @@ impl Store {
         )
         .bind(state.as_str())
         .bind(note.map(|n| sql_text(n).into_owned()))
-        .bind(wall_clock_ns())
+        .bind(wall_clock().nanos())
         .bind(id)
         .execute(&self.pool)
         .await?;
