@@ -158,7 +158,13 @@ pub fn parse_ip(text: &[u8]) -> Option<IpAddr> {
     if let Some(v4) = parse_ipv4(text) {
         return Some(IpAddr::V4(v4));
     }
-    let text = std::str::from_utf8(text).ok()?.trim();
+    let text = std::str::from_utf8(text).ok()?;
+    // A bare IPv6 address (the usual non-IPv4 case) parses directly, skipping the generic
+    // parser's IPv4 attempt.
+    if let Ok(v6) = text.parse::<std::net::Ipv6Addr>() {
+        return Some(canonical_ip(IpAddr::V6(v6)));
+    }
+    let text = text.trim();
     if let Ok(ip) = text.parse::<IpAddr>() {
         return Some(canonical_ip(ip));
     }

@@ -82,7 +82,10 @@ fn maybe_gunzip<R: io::BufRead + Send + 'static>(
 /// they sit in the (decompressed) stream.
 #[derive(Debug, Default)]
 pub struct Chunk {
+    /// The lines are `data[..len]`; the rest is scratch kept so the buffer is not zeroed again
+    /// when it is reused.
     pub data: Vec<u8>,
+    pub len: usize,
     /// Stream offset of `data[0]`'s line.
     pub start_offset: u64,
     /// Stream offset just past the last line (over cut and BOM bytes too).
@@ -107,6 +110,13 @@ pub struct ChunkReader<R> {
     skipping: bool,
     at_start: bool,
     eof: bool,
+}
+
+impl Chunk {
+    /// The chunk's lines, each ending in `\n` (but perhaps the input's last).
+    pub fn bytes(&self) -> &[u8] {
+        &self.data[..self.len]
+    }
 }
 
 impl<R: Read> ChunkReader<R> {
@@ -195,15 +205,15 @@ impl<R: Read> ChunkReader<R> {
             self.carry.extend_from_slice(&buf[line_start..filled]);
             filled = line_start;
         }
-        buf.truncate(filled);
         let carried = self.carry.len() as u64;
         // Discarded bytes (a BOM, cut tails) still advance the stream offset.
         self.offset += consumed - carried;
-        if buf.is_empty() && self.eof && self.carry.is_empty() {
+        if filled == 0 && self.eof && self.carry.is_empty() {
             return Ok(None);
         }
         Ok(Some(Chunk {
             data: buf,
+            len: filled,
             start_offset,
             end_offset: self.offset,
             cut_lines,
@@ -264,7 +274,7 @@ impl<R: Read> LineReader<R> {
             self.first = Some(self.chunks.next_chunk(Vec::new())?.unwrap_or_default());
         }
         let first = self.first.as_ref().expect("just read");
-        Ok(lines(&first.data).take(max).collect())
+        Ok(lines(first.bytes()).take(max).collect())
     }
 
     /// Calls `each` for every line.
@@ -279,7 +289,7 @@ impl<R: Read> LineReader<R> {
                 },
             };
             self.cut_lines += chunk.cut_lines;
-            lines(&chunk.data).for_each(&mut each);
+            lines(chunk.bytes()).for_each(&mut each);
         }
     }
 }
@@ -315,7 +325,7 @@ mod tests {
     fn all_lines(chunks: &[Chunk]) -> Vec<Vec<u8>> {
         chunks
             .iter()
-            .flat_map(|c| lines(&c.data).map(<[u8]>::to_vec))
+            .flat_map(|c| lines(c.bytes()).map(<[u8]>::to_vec))
             .collect()
     }
 

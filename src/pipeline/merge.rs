@@ -76,7 +76,7 @@ impl Cursor {
                 }
                 let done = self.batch.take().expect("checked");
                 offsets.processed(index, done.end_offset, events);
-                self.stream.recycle(done.into_buffer());
+                self.stream.recycle(done);
             }
             match self.stream.next() {
                 SourceEvent::Format(note) => self.report.format = Some(note),

@@ -7,7 +7,7 @@ use std::io::Read;
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
 use std::sync::{Arc, Mutex};
 
-use super::batch::{decode, Batch, DecodeSpec};
+use super::batch::{decode, Batch, DecodeSpec, Spare};
 use crate::input::{lines, Chunk, ChunkReader, Input};
 use crate::parse::{Parser, TrustedProxies};
 
@@ -40,8 +40,8 @@ pub enum SourceEvent {
 pub trait BatchStream: Send {
     /// The next event; blocks until it is there.
     fn next(&mut self) -> SourceEvent;
-    /// Gives a consumed batch's buffer back for reuse.
-    fn recycle(&mut self, buffer: Vec<u8>);
+    /// Gives a consumed batch back for its buffers to be reused.
+    fn recycle(&mut self, batch: Batch);
 }
 
 /// Reads chunks and knows the source's decode spec once its format is chosen.
@@ -71,7 +71,7 @@ impl Reader {
             .map_err(|e| format!("{}: {e}", self.name))?;
         let sample: Vec<&[u8]> = first
             .as_ref()
-            .map(|c| lines(&c.data).take(SAMPLE_LINES).collect())
+            .map(|c| lines(c.bytes()).take(SAMPLE_LINES).collect())
             .unwrap_or_default();
         let (parser, note) = (read.choose)(&sample).map_err(|e| format!("{}: {e:#}", self.name))?;
         self.first = first;
@@ -99,7 +99,7 @@ pub struct InlineSource {
     read: ReadSpec,
     opened: bool,
     done: bool,
-    spare: Option<Vec<u8>>,
+    spare: Option<Batch>,
 }
 
 impl InlineSource {
@@ -129,13 +129,11 @@ impl BatchStream for InlineSource {
                 }
             };
         }
-        match self
-            .reader
-            .next_chunk(self.spare.take().unwrap_or_default())
-        {
+        let mut spare = self.spare.take().map(Batch::into_spare).unwrap_or_default();
+        match self.reader.next_chunk(std::mem::take(&mut spare.data)) {
             Ok(Some(chunk)) => {
                 let spec = self.reader.spec.clone().expect("opened");
-                SourceEvent::Batch(decode(chunk, &spec))
+                SourceEvent::Batch(decode(chunk, &spec, spare))
             }
             Ok(None) => {
                 self.done = true;
@@ -148,13 +146,14 @@ impl BatchStream for InlineSource {
         }
     }
 
-    fn recycle(&mut self, buffer: Vec<u8>) {
-        self.spare = Some(buffer);
+    fn recycle(&mut self, batch: Batch) {
+        self.spare = Some(batch);
     }
 }
 
 struct Job {
     chunk: Chunk,
+    spare: Spare,
     spec: Arc<DecodeSpec>,
     reply: SyncSender<Batch>,
 }
@@ -180,7 +179,7 @@ impl DecodePool {
                         Err(_) => return,
                     };
                     let Ok(job) = job else { return };
-                    let batch = decode(job.chunk, &job.spec);
+                    let batch = decode(job.chunk, &job.spec, job.spare);
                     // The source may have stopped listening (shutdown): nothing to do.
                     let _ = job.reply.send(batch);
                 })
@@ -193,7 +192,7 @@ impl DecodePool {
     /// ahead of the engine.
     pub fn source(&self, input: Input, read: ReadSpec, depth: usize) -> ThreadedSource {
         let (events, received) = mpsc::sync_channel::<Pending>(depth.max(1));
-        let (recycle, spares) = mpsc::channel::<Vec<u8>>();
+        let (recycle, spares) = mpsc::channel::<Batch>();
         let jobs = self.jobs.clone();
         std::thread::Builder::new()
             .name("gatewatch-read".into())
@@ -214,7 +213,7 @@ fn read_ahead(
     read: ReadSpec,
     jobs: Sender<Job>,
     events: SyncSender<Pending>,
-    spares: Receiver<Vec<u8>>,
+    spares: Receiver<Batch>,
 ) {
     let mut reader = Reader::new(input, &read);
     let first = match reader.open(&read) {
@@ -227,12 +226,13 @@ fn read_ahead(
     }
     let spec = reader.spec.clone().expect("opened");
     loop {
-        let buffer = spares.try_recv().unwrap_or_default();
-        let event = match reader.next_chunk(buffer) {
+        let mut spare = spares.try_recv().map(Batch::into_spare).unwrap_or_default();
+        let event = match reader.next_chunk(std::mem::take(&mut spare.data)) {
             Ok(Some(chunk)) => {
                 let (reply, decoded) = mpsc::sync_channel(1);
                 let job = Job {
                     chunk,
+                    spare,
                     spec: spec.clone(),
                     reply,
                 };
@@ -256,7 +256,7 @@ fn read_ahead(
 /// is not joined: it may be blocked reading a pipe that never ends).
 pub struct ThreadedSource {
     received: Receiver<Pending>,
-    recycle: Sender<Vec<u8>>,
+    recycle: Sender<Batch>,
 }
 
 impl BatchStream for ThreadedSource {
@@ -271,7 +271,7 @@ impl BatchStream for ThreadedSource {
         }
     }
 
-    fn recycle(&mut self, buffer: Vec<u8>) {
-        let _ = self.recycle.send(buffer);
+    fn recycle(&mut self, batch: Batch) {
+        let _ = self.recycle.send(batch);
     }
 }
