@@ -351,7 +351,7 @@ mod tests {
         let mut offset = 0;
         for chunk in &chunks {
             assert_eq!(chunk.start_offset, offset);
-            assert!(chunk.data.ends_with(b"\n"));
+            assert!(chunk.bytes().ends_with(b"\n"));
             assert_eq!(
                 chunk.end_offset - chunk.start_offset,
                 chunk.data.len() as u64
