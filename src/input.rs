@@ -352,10 +352,7 @@ mod tests {
         for chunk in &chunks {
             assert_eq!(chunk.start_offset, offset);
             assert!(chunk.bytes().ends_with(b"\n"));
-            assert_eq!(
-                chunk.end_offset - chunk.start_offset,
-                chunk.data.len() as u64
-            );
+            assert_eq!(chunk.end_offset - chunk.start_offset, chunk.len as u64);
             offset = chunk.end_offset;
         }
         assert_eq!(offset, data.len() as u64);
