@@ -200,6 +200,11 @@ impl<R: Read> ChunkReader<R> {
                 line_start = filled;
                 self.skipping = true;
             }
+            // A short read means nothing more is there yet (a pipe, a live log): hand on
+            // the whole lines we have rather than wait for a full chunk.
+            if n < READ && line_start > 0 {
+                break;
+            }
         }
         if !self.eof {
             self.carry.extend_from_slice(&buf[line_start..filled]);
@@ -208,9 +213,10 @@ impl<R: Read> ChunkReader<R> {
         let carried = self.carry.len() as u64;
         // Discarded bytes (a BOM, cut tails) still advance the stream offset.
         self.offset += consumed - carried;
-        if filled == 0 && self.eof && self.carry.is_empty() {
+        if filled == 0 && self.eof && self.carry.is_empty() && consumed == 0 {
             return Ok(None);
         }
+        // (A chunk without lines still carries the offset past bytes it discarded.)
         Ok(Some(Chunk {
             data: buf,
             len: filled,

@@ -199,3 +199,92 @@ fn pod_files_with_overlapping_times_replay_as_one_file() {
 fn open_of(line: &[u8]) -> usize {
     line.iter().position(|&b| b == b'[').unwrap()
 }
+
+/// A live source that goes quiet (a pod with no traffic, its log still open) stops holding
+/// the others back after the idle timeout, and its later lines still count, none late.
+#[test]
+fn a_quiet_live_source_does_not_hold_the_others_back() {
+    use gatewatch::pipeline::{self, PipelineSettings, Sink};
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    let dir = tempfile::tempdir().unwrap();
+    let lines = time_ordered_lines();
+    let busy = dir.path().join("busy.log");
+    write(&busy, &lines[..20_000], false);
+    let quiet = dir.path().join("quiet.log");
+    assert!(Command::new("mkfifo")
+        .arg(&quiet)
+        .status()
+        .unwrap()
+        .success());
+    let busy_len = std::fs::metadata(&busy).unwrap().len();
+
+    let (busy_done, busy_seen) = mpsc::channel::<()>();
+    let (early, late) = (lines[..10].to_vec(), lines[20_000..20_010].to_vec());
+    let fifo = quiet.clone();
+    let writer = std::thread::spawn(move || {
+        let mut pipe = std::fs::OpenOptions::new().write(true).open(fifo).unwrap();
+        for line in &early {
+            pipe.write_all(&[&line[..], b"\n"].concat()).unwrap();
+        }
+        pipe.flush().unwrap();
+        // Quiet, with the log still open, until the busy file is through the engine.
+        let waited = busy_seen.recv_timeout(Duration::from_secs(60)).is_ok();
+        for line in &late {
+            pipe.write_all(&[&line[..], b"\n"].concat()).unwrap();
+        }
+        waited
+    });
+
+    let settings = PipelineSettings {
+        idle_timeout: Some(Duration::from_millis(100)),
+        threads: 2,
+        ..PipelineSettings::default()
+    };
+    let read = pipeline::read_spec(
+        std::sync::Arc::new(|_: &[&[u8]]| {
+            Ok((
+                gatewatch::parse::preset("combined").unwrap(),
+                "combined".into(),
+            ))
+        }),
+        Default::default(),
+        64 << 10,
+        1 << 16,
+    );
+    let names = vec![
+        quiet.to_string_lossy().into_owned(),
+        busy.to_string_lossy().into_owned(),
+    ];
+    let inputs = names
+        .iter()
+        .map(|n| gatewatch::input::open(n).unwrap())
+        .collect();
+    let streams = pipeline::sources(inputs, &read, &settings);
+    let defs = gatewatch::detectors_dir::load(None).unwrap();
+    let mut engine = gatewatch::detect::Engine::new(&defs, Default::default());
+    let mut told = false;
+    let merge = pipeline::run(
+        names,
+        streams,
+        &mut engine,
+        &mut Vec::<&mut dyn Sink>::new(),
+        &settings,
+        &mut |merge| {
+            if !told && merge.reports()[1].processed_offset == busy_len {
+                told = true;
+                let _ = busy_done.send(());
+            }
+        },
+    )
+    .unwrap();
+    assert!(
+        writer.join().unwrap(),
+        "the busy file waited for the quiet source"
+    );
+    let reports = merge.reports();
+    assert_eq!(reports[0].parsed + reports[1].parsed, 20_020);
+    assert_eq!(reports[0].late + reports[1].late, 0, "{reports:?}");
+    assert_eq!(engine.stats().accepted, 20_020);
+}

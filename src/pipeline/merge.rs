@@ -4,6 +4,7 @@
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
+use std::time::Duration;
 
 use super::batch::Batch;
 use super::offsets::Offsets;
@@ -43,6 +44,18 @@ pub struct SourceReport {
     pub processed_offset: u64,
 }
 
+/// Where a source stands when the merge asks for its next line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Head {
+    /// Its next admitted line has this time.
+    At(Timestamp),
+    /// A live source with nothing new within the idle timeout: it stops holding the others
+    /// back until it has lines again.
+    Idle,
+    /// Ended or failed.
+    Done,
+}
+
 struct Cursor {
     stream: Box<dyn BatchStream>,
     batch: Option<Batch>,
@@ -55,20 +68,21 @@ struct Cursor {
 
 impl Cursor {
     /// Pulls until a batch with records or the end; finishes consumed batches on the way.
-    /// Returns the time of the next admitted line, if any.
+    /// With `idle` set, a source with nothing new for that long is reported idle.
     fn head(
         &mut self,
         index: usize,
         clock: &ClockSettings,
         offsets: &mut Offsets,
         events: u64,
-    ) -> Option<Timestamp> {
+        idle: Option<Duration>,
+    ) -> Head {
         loop {
             if let Some(batch) = &self.batch {
                 while let Some(record) = batch.records.get(self.next) {
                     let ahead = batch.records[self.next + 1..].iter().map(|r| r.ts);
                     match self.clock.admit(record.ts, ahead, None, clock) {
-                        Admit::Accept => return Some(record.ts),
+                        Admit::Accept => return Head::At(record.ts),
                         Admit::Late => self.report.late += 1,
                         Admit::OutOfRange => self.report.out_of_range += 1,
                     }
@@ -78,14 +92,21 @@ impl Cursor {
                 offsets.processed(index, done.end_offset, events);
                 self.stream.recycle(done);
             }
-            match self.stream.next() {
+            let event = match idle {
+                None => self.stream.next(),
+                Some(timeout) => match self.stream.next_within(timeout) {
+                    Some(event) => event,
+                    None => return Head::Idle,
+                },
+            };
+            match event {
                 SourceEvent::Format(note) => self.report.format = Some(note),
                 SourceEvent::Batch(batch) => self.start(batch),
                 SourceEvent::Failed(err) => {
                     self.report.error = Some(err);
-                    return None;
+                    return Head::Done;
                 }
-                SourceEvent::End => return None,
+                SourceEvent::End => return Head::Done,
             }
         }
     }
@@ -178,29 +199,50 @@ impl Merge {
         self.offsets.committed(source)
     }
 
-    /// Feeds every line of every source to `engine` in event-time order.
+    /// Feeds every line of every source to `engine` in event-time order. With
+    /// `idle_timeout` (live sources), a source silent for that long no longer holds the
+    /// others back; it rejoins the merge when it has lines again.
     pub fn run(
         &mut self,
         engine: &mut Engine,
         sinks: &mut [&mut dyn Sink],
+        idle_timeout: Option<Duration>,
         progress: &mut dyn FnMut(&Merge),
     ) -> anyhow::Result<()> {
         let clock = self.clock;
-        let mut heads: Vec<(usize, Option<Timestamp>)> = Vec::new();
+        let mut heads: Vec<(usize, Head)> = Vec::new();
         for (i, cursor) in self.cursors.iter_mut().enumerate() {
-            let head = cursor.head(i, &clock, &mut self.offsets, self.events);
+            let head = cursor.head(i, &clock, &mut self.offsets, self.events, idle_timeout);
             heads.push((i, head));
         }
-        heads.sort_by_key(|&(i, head)| (head.is_none(), head, self.cursors[i].report.name.clone()));
+        let first_time = |head: &Head| match head {
+            Head::At(ts) => Some(*ts),
+            _ => None,
+        };
+        heads.sort_by_key(|(i, head)| {
+            let at = first_time(head);
+            (at.is_none(), at, self.cursors[*i].report.name.clone())
+        });
         self.order = heads.iter().map(|&(i, _)| i).collect();
         let mut heap = BinaryHeap::new();
+        let mut idle: Vec<usize> = Vec::new();
         for (rank, &(i, head)) in heads.iter().enumerate() {
             self.cursors[i].rank = rank;
-            if let Some(ts) = head {
-                heap.push(Reverse((ts, rank, i)));
+            match head {
+                Head::At(ts) => heap.push(Reverse((ts, rank, i))),
+                Head::Idle => idle.push(i),
+                Head::Done => {}
             }
         }
-        while let Some(Reverse((_, rank, i))) = heap.pop() {
+        loop {
+            let Some(Reverse((_, rank, i))) = heap.pop() else {
+                if idle.is_empty() {
+                    break;
+                }
+                // Every source is quiet: wait for whichever speaks first.
+                self.wake(&mut idle, &mut heap, idle_timeout);
+                continue;
+            };
             // Lines of this source go on while they are not after the next source's head.
             let bound = heap.peek().map(|Reverse((ts, r, _))| (*ts, *r));
             loop {
@@ -215,23 +257,53 @@ impl Merge {
                 cursor.report.last = cursor.report.last.max(Some(ts));
                 self.events = deliver(engine, sinks, self.events)?;
                 let batch_done = cursor.next == batch.records.len();
-                let head = cursor.head(i, &clock, &mut self.offsets, self.events);
+                let head = cursor.head(i, &clock, &mut self.offsets, self.events, idle_timeout);
                 if batch_done {
                     self.offsets.durable(durable(sinks, self.events));
                     progress(self);
+                    if !idle.is_empty() {
+                        // Quiet sources are checked between batches, without waiting.
+                        self.wake(&mut idle, &mut heap, Some(Duration::ZERO));
+                    }
                 }
                 match head {
-                    Some(ts) if bound.is_none_or(|b| (ts, rank) < b) => continue,
-                    Some(ts) => {
+                    Head::At(ts) if bound.is_none_or(|b| (ts, rank) < b) => continue,
+                    Head::At(ts) => {
                         heap.push(Reverse((ts, rank, i)));
                         break;
                     }
-                    None => break,
+                    Head::Idle => {
+                        idle.push(i);
+                        break;
+                    }
+                    Head::Done => break,
                 }
             }
         }
         self.offsets.durable(durable(sinks, self.events));
         Ok(())
+    }
+
+    /// Asks each idle source for lines (waiting up to `wait` each); those that have some
+    /// rejoin the merge.
+    fn wake(
+        &mut self,
+        idle: &mut Vec<usize>,
+        heap: &mut BinaryHeap<Reverse<(Timestamp, usize, usize)>>,
+        wait: Option<Duration>,
+    ) {
+        let clock = self.clock;
+        idle.retain(|&i| {
+            let cursor = &mut self.cursors[i];
+            match cursor.head(i, &clock, &mut self.offsets, self.events, wait) {
+                Head::At(ts) => {
+                    heap.push(Reverse((ts, cursor.rank, i)));
+                    false
+                }
+                Head::Idle => true,
+                Head::Done => false,
+            }
+        });
     }
 
     /// End of input: the clock stays where the lines left it; open incidents close.

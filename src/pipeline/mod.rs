@@ -43,6 +43,9 @@ pub struct PipelineSettings {
     pub threads: usize,
     /// Chunks a source reads ahead of the engine.
     pub depth: usize,
+    /// Live sources: one with nothing new for this long (wall clock) stops holding the
+    /// others back. `None` for files read to their end (replay): every source is waited for.
+    pub idle_timeout: Option<std::time::Duration>,
 }
 
 impl Default for PipelineSettings {
@@ -51,6 +54,7 @@ impl Default for PipelineSettings {
             clock: ClockSettings::default(),
             threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
             depth: 3,
+            idle_timeout: None,
         }
     }
 }
@@ -95,7 +99,7 @@ pub fn run(
     progress: &mut dyn FnMut(&Merge),
 ) -> anyhow::Result<Merge> {
     let mut merge = Merge::new(names, streams, settings.clock);
-    merge.run(engine, sinks, progress)?;
+    merge.run(engine, sinks, settings.idle_timeout, progress)?;
     let last = merge.events();
     merge.finish(engine, sinks)?;
     debug_assert!(merge.events() >= last);

@@ -40,6 +40,11 @@ pub enum SourceEvent {
 pub trait BatchStream: Send {
     /// The next event; blocks until it is there.
     fn next(&mut self) -> SourceEvent;
+    /// The next event if one comes within `timeout` (a live source may have none).
+    fn next_within(&mut self, timeout: std::time::Duration) -> Option<SourceEvent> {
+        let _ = timeout;
+        Some(self.next())
+    }
     /// Gives a consumed batch back for its buffers to be reused.
     fn recycle(&mut self, batch: Batch);
 }
@@ -259,15 +264,32 @@ pub struct ThreadedSource {
     recycle: Sender<Batch>,
 }
 
-impl BatchStream for ThreadedSource {
-    fn next(&mut self) -> SourceEvent {
-        match self.received.recv() {
-            Ok(Pending::Ready(event)) => event,
-            Ok(Pending::Decoding(batch)) => match batch.recv() {
+impl ThreadedSource {
+    fn resolve(pending: Pending) -> SourceEvent {
+        match pending {
+            Pending::Ready(event) => event,
+            // Being decoded already: it comes soon, whatever the source does next.
+            Pending::Decoding(batch) => match batch.recv() {
                 Ok(batch) => SourceEvent::Batch(batch),
                 Err(_) => SourceEvent::Failed("a decode worker stopped".into()),
             },
+        }
+    }
+}
+
+impl BatchStream for ThreadedSource {
+    fn next(&mut self) -> SourceEvent {
+        match self.received.recv() {
+            Ok(pending) => Self::resolve(pending),
             Err(_) => SourceEvent::End,
+        }
+    }
+
+    fn next_within(&mut self, timeout: std::time::Duration) -> Option<SourceEvent> {
+        match self.received.recv_timeout(timeout) {
+            Ok(pending) => Some(Self::resolve(pending)),
+            Err(mpsc::RecvTimeoutError::Timeout) => None,
+            Err(mpsc::RecvTimeoutError::Disconnected) => Some(SourceEvent::End),
         }
     }
 
