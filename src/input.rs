@@ -239,6 +239,13 @@ impl<R: Read> ChunkReader<R> {
 
 /// The lines of a chunk without their `\n` (or `\r\n`).
 pub fn lines(data: &[u8]) -> impl Iterator<Item = &[u8]> {
+    capped_lines(data, usize::MAX).map(|(line, _)| line)
+}
+
+/// The lines of a chunk, each cut to `max_line` bytes (then without a trailing `\r`), and
+/// whether it was cut. The reader cuts lines it cannot see the end of; a long line that
+/// arrived whole in one read is cut here.
+pub fn capped_lines(data: &[u8], max_line: usize) -> impl Iterator<Item = (&[u8], bool)> {
     let mut rest = data;
     std::iter::from_fn(move || {
         if rest.is_empty() {
@@ -249,7 +256,9 @@ pub fn lines(data: &[u8]) -> impl Iterator<Item = &[u8]> {
             None => (rest, &rest[rest.len()..]),
         };
         rest = next;
-        Some(trim_cr(line))
+        let cut = line.len() > max_line;
+        let line = if cut { &line[..max_line] } else { line };
+        Some((trim_cr(line), cut))
     })
 }
 
@@ -260,6 +269,7 @@ pub fn trim_cr(line: &[u8]) -> &[u8] {
 /// Line by line over a chunk reader, for the simple consumers (`gatewatch parse`).
 pub struct LineReader<R> {
     chunks: ChunkReader<R>,
+    max_line: usize,
     first: Option<Chunk>,
     /// Lines cut at the line-length cap so far.
     pub cut_lines: u64,
@@ -269,6 +279,7 @@ impl<R: Read> LineReader<R> {
     pub fn new(inner: R, max_line: usize) -> Self {
         LineReader {
             chunks: ChunkReader::new(inner, DEFAULT_CHUNK, max_line),
+            max_line: max_line.max(1),
             first: None,
             cut_lines: 0,
         }
@@ -295,7 +306,10 @@ impl<R: Read> LineReader<R> {
                 },
             };
             self.cut_lines += chunk.cut_lines;
-            lines(chunk.bytes()).for_each(&mut each);
+            for (line, cut) in capped_lines(chunk.bytes(), self.max_line) {
+                self.cut_lines += u64::from(cut);
+                each(line);
+            }
         }
     }
 }
@@ -328,18 +342,59 @@ mod tests {
         out
     }
 
-    fn all_lines(chunks: &[Chunk]) -> Vec<Vec<u8>> {
+    fn all_lines(chunks: &[Chunk], max_line: usize) -> Vec<Vec<u8>> {
         chunks
             .iter()
-            .flat_map(|c| lines(c.bytes()).map(<[u8]>::to_vec))
+            .flat_map(|c| capped_lines(c.bytes(), max_line).map(|(l, _)| l.to_vec()))
             .collect()
     }
+
+    /// The lines of `data` as the reader must give them: split at `\n`, `\r` trimmed, each
+    /// cut to `max_line` bytes, a leading BOM dropped.
+    fn expected_lines(data: &[u8], max_line: usize) -> Vec<Vec<u8>> {
+        let data = data.strip_prefix(BOM).unwrap_or(data);
+        let mut out: Vec<Vec<u8>> = data
+            .split(|&b| b == b'\n')
+            .map(|l| l[..l.len().min(max_line)].to_vec())
+            .map(|l| trim_cr(&l).to_vec())
+            .collect();
+        if data.is_empty() || data.ends_with(b"\n") {
+            out.pop();
+        }
+        out
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+        /// Any input, any read sizes: the same lines, contiguous offsets to the end.
+        #[test]
+        fn chunking_never_changes_the_lines(
+            data in proptest::collection::vec(
+                proptest::prop_oneof![Just(b'\n'), Just(b'a'), Just(b'\r'), Just(0xEFu8)], 0..3000),
+            max_line in 1usize..300,
+            step in 1usize..700,
+        ) {
+            let chunks = chunks_of(&data, 4096, max_line, step);
+            let got = all_lines(&chunks, max_line);
+            // A cut line keeps max_line bytes; a kept `\r` at the cut is trimmed like any.
+            let expected: Vec<Vec<u8>> = expected_lines(&data, max_line);
+            proptest::prop_assert_eq!(got, expected);
+            let mut offset = 0;
+            for chunk in &chunks {
+                proptest::prop_assert_eq!(chunk.start_offset, offset);
+                offset = chunk.end_offset;
+            }
+            proptest::prop_assert_eq!(offset, data.len() as u64);
+        }
+    }
+
+    use proptest::strategy::Just;
 
     #[test]
     fn splits_lines_and_keeps_a_final_unterminated_one() {
         let chunks = chunks_of(b"a\r\nbb\n\nccc", 4096, 100, 3);
         assert_eq!(
-            all_lines(&chunks),
+            all_lines(&chunks, 100),
             vec![b"a".to_vec(), b"bb".to_vec(), vec![], b"ccc".to_vec()]
         );
         assert_eq!(chunks.last().unwrap().end_offset, 10);
@@ -362,7 +417,7 @@ mod tests {
             offset = chunk.end_offset;
         }
         assert_eq!(offset, data.len() as u64);
-        assert_eq!(all_lines(&chunks).len(), 5000);
+        assert_eq!(all_lines(&chunks, 100).len(), 5000);
     }
 
     #[test]
@@ -372,7 +427,7 @@ mod tests {
         data.extend(vec![b'y'; 300]);
         for step in [1 << 16, 4096, 1] {
             let chunks = chunks_of(&data, 8192, 100, step);
-            let lines = all_lines(&chunks);
+            let lines = all_lines(&chunks, 100);
             assert_eq!(lines.len(), 3, "step {step}");
             assert_eq!(lines[0], vec![b'x'; 100]);
             assert_eq!(lines[1], b"short");
@@ -386,7 +441,7 @@ mod tests {
     fn a_byte_order_mark_is_dropped_but_counted_in_offsets() {
         let chunks = chunks_of(b"\xEF\xBB\xBFfirst\nsecond\n", 4096, 100, 2);
         assert_eq!(
-            all_lines(&chunks),
+            all_lines(&chunks, 100),
             vec![b"first".to_vec(), b"second".to_vec()]
         );
         assert_eq!(chunks.last().unwrap().end_offset, 16);

@@ -5,7 +5,7 @@ use std::borrow::Cow;
 use std::sync::Arc;
 
 use crate::event::{Request, Text, Timestamp};
-use crate::input::{lines, Chunk};
+use crate::input::{capped_lines, Chunk};
 use crate::parse::{Decoder, Parser, TrustedProxies};
 use std::net::IpAddr;
 
@@ -235,8 +235,9 @@ pub fn decode(chunk: Chunk, spec: &DecodeSpec, spare: Spare) -> Batch {
             arena: &mut arena,
         };
         let base = text.as_ptr() as usize;
-        for (index, line) in lines(text).enumerate() {
+        for (index, (line, cut)) in capped_lines(text, spec.max_line_bytes).enumerate() {
             batch.lines += 1;
+            batch.cut_lines += u64::from(cut);
             let line_offset = chunk.start_offset + (line.as_ptr() as usize - base) as u64;
             let outcome = decoder.decode(line, |record, parsed| match parsed {
                 Ok(req) => {
