@@ -83,6 +83,7 @@ fn benches(c: &mut Criterion) {
         parser: Arc::from(preset("combined").unwrap()),
         trusted: TrustedProxies::default(),
         max_line_bytes: DEFAULT_MAX_LINE,
+        source: "bench".into(),
     };
     let chunk_lines = chunk.bytes().iter().filter(|&&b| b == b'\n').count();
     group.throughput(Throughput::Elements(chunk_lines as u64));
@@ -95,7 +96,7 @@ fn benches(c: &mut Criterion) {
             },
             |chunk| {
                 pipeline::decode(chunk, &spec, Spare::default())
-                    .records
+                    .records()
                     .len()
             },
             criterion::BatchSize::LargeInput,

@@ -142,8 +142,9 @@ impl<R: Read> ChunkReader<R> {
         if self.eof && self.carry.is_empty() {
             return Ok(None);
         }
-        // Room for a full chunk plus one more read; bytes past `filled` are scratch.
-        let room = self.chunk + self.max_line + READ;
+        // Room for a full chunk plus one more read (reading stops once `chunk` is reached,
+        // and the carried open line is under half a chunk); bytes past `filled` are scratch.
+        let room = self.chunk + READ;
         if buf.len() < room {
             buf.resize(room, 0);
         }

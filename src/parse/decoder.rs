@@ -7,7 +7,7 @@ use std::sync::Arc;
 use super::client_ip::TrustedProxies;
 use super::container::{unwrap_line, Joiner};
 use super::{ParseError, Parser};
-use crate::event::Request;
+use crate::event::{Request, Timestamp};
 
 pub struct Decoder {
     parser: Arc<dyn Parser>,
@@ -62,16 +62,42 @@ impl Decoder {
         line: &[u8],
         each: impl FnOnce(&[u8], Result<Request<'_>, ParseError>) -> T,
     ) -> Option<T> {
-        let (record, wrapper_ts) = match unwrap_line(line) {
-            None => (Cow::Borrowed(line), None),
-            Some(Err(err)) => return Some(each(line, Err(err.into()))),
+        match self.record(line)? {
+            Err(err) => Some(each(line, Err(err))),
+            Ok((record, wrapper_ts)) => {
+                let parsed = self.parse(&record, wrapper_ts);
+                Some(each(&record, parsed))
+            }
+        }
+    }
+
+    /// The first half of `decode`: unwraps a container wrapper and joins partial fragments.
+    /// Gives the whole record (borrowed from the line, or joined) and the wrapper's time;
+    /// `None` while a partial record waits for its last fragment.
+    #[allow(clippy::type_complexity)]
+    pub fn record<'l>(
+        &mut self,
+        line: &'l [u8],
+    ) -> Option<Result<(Cow<'l, [u8]>, Option<Timestamp>), ParseError>> {
+        match unwrap_line(line) {
+            None => Some(Ok((Cow::Borrowed(line), None))),
+            Some(Err(err)) => Some(Err(err.into())),
             Some(Ok(unwrapped)) => {
                 let ts = unwrapped.ts;
-                (self.joiner.push(unwrapped)?, Some(ts))
+                Some(Ok((self.joiner.push(unwrapped)?, Some(ts))))
             }
-        };
+        }
+    }
+
+    /// The second half of `decode`: parses a whole record, falls back to the wrapper's time
+    /// and resolves the client behind trusted proxies.
+    pub fn parse<'r>(
+        &self,
+        record: &'r [u8],
+        wrapper_ts: Option<Timestamp>,
+    ) -> Result<Request<'r>, ParseError> {
         // Fixed up in place: a `Request` is ~500 bytes, and every move of it is a copy.
-        let mut parsed = self.parser.parse(&record);
+        let mut parsed = self.parser.parse(record);
         let mut no_time = false;
         if let Ok(req) = &mut parsed {
             req.ts = req.ts.or(wrapper_ts);
@@ -83,7 +109,7 @@ impl Decoder {
         if no_time {
             parsed = Err(ParseError::NoTimestamp);
         }
-        Some(each(&record, parsed))
+        parsed
     }
 }
 

@@ -79,10 +79,11 @@ impl Cursor {
     ) -> Head {
         loop {
             if let Some(batch) = &self.batch {
-                while let Some(record) = batch.records.get(self.next) {
-                    let ahead = batch.records[self.next + 1..].iter().map(|r| r.ts);
-                    match self.clock.admit(record.ts, ahead, None, clock) {
-                        Admit::Accept => return Head::At(record.ts),
+                let records = batch.records();
+                while let Some(record) = records.get(self.next) {
+                    let ahead = records[self.next + 1..].iter().map(|r| r.ts());
+                    match self.clock.admit(record.ts(), ahead, None, clock) {
+                        Admit::Accept => return Head::At(record.ts()),
                         Admit::Late => self.report.late += 1,
                         Admit::OutOfRange => self.report.out_of_range += 1,
                     }
@@ -122,7 +123,7 @@ impl Cursor {
         }
         report.lines += batch.lines;
         report.bytes += batch.bytes;
-        report.parsed += batch.records.len() as u64;
+        report.parsed += batch.records().len() as u64;
         report.unparsed += batch.unparsed;
         report.cut_lines += batch.cut_lines;
         report.incomplete += batch.incomplete;
@@ -248,15 +249,15 @@ impl Merge {
             loop {
                 let cursor = &mut self.cursors[i];
                 let batch = cursor.batch.as_ref().expect("a head is in a batch");
-                let record = &batch.records[cursor.next];
-                let request = batch.request(record, &cursor.report.name);
-                engine.observe(&request, batch.line(record));
-                let ts = record.ts;
+                let records = batch.records();
+                let record = &records[cursor.next];
+                engine.observe(&record.request, record.line);
+                let ts = record.ts();
                 cursor.next += 1;
                 cursor.report.first = cursor.report.first.min(Some(ts)).or(Some(ts));
                 cursor.report.last = cursor.report.last.max(Some(ts));
                 self.events = deliver(engine, sinks, self.events)?;
-                let batch_done = cursor.next == batch.records.len();
+                let batch_done = cursor.next == records.len();
                 let head = cursor.head(i, &clock, &mut self.offsets, self.events, idle_timeout);
                 if batch_done {
                     self.offsets.durable(durable(sinks, self.events));

@@ -60,11 +60,11 @@ impl Default for PipelineSettings {
 }
 
 /// Chunk size for `sources` inputs read at once: large enough that per-chunk work is
-/// noise, small enough that the read-ahead of every source (`depth` chunks each, plus their
-/// records) stays within about 16 MB.
+/// noise (~600 lines), small enough that the read-ahead of every source (`depth` chunks
+/// each, plus their parsed requests, ~3x the chunk) stays within about 16 MB.
 pub fn chunk_bytes_for(sources: usize, depth: usize, max_line_bytes: usize) -> usize {
     let budget = 16 << 20;
-    (budget / (sources.max(1) * (depth + 2) * 2)).clamp(2 * max_line_bytes, 256 << 10)
+    (budget / (sources.max(1) * (depth + 3) * 4)).clamp(2 * max_line_bytes, 128 << 10)
 }
 
 /// Builds the sources for opened inputs: threaded on a decode pool, or inline.

@@ -84,6 +84,7 @@ impl Reader {
             parser: Arc::from(parser),
             trusted: read.trusted.clone(),
             max_line_bytes: read.max_line_bytes,
+            source: Arc::from(self.name.as_str()),
         }));
         Ok(note)
     }
