@@ -44,7 +44,7 @@ fn replay(defs: &[DetectorDef], files: &[PathBuf], threads: usize) -> u64 {
         ..PipelineSettings::default()
     };
     let read = pipeline::read_spec(
-        Arc::new(|_: &[&[u8]]| Ok((preset("combined").unwrap(), "combined".into()))),
+        pipeline::preset_format("combined"),
         TrustedProxies::default(),
         pipeline::chunk_bytes_for(files.len(), settings.depth, DEFAULT_MAX_LINE),
         DEFAULT_MAX_LINE,

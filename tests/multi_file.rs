@@ -243,12 +243,7 @@ fn a_quiet_live_source_does_not_hold_the_others_back() {
         ..PipelineSettings::default()
     };
     let read = pipeline::read_spec(
-        std::sync::Arc::new(|_: &[&[u8]]| {
-            Ok((
-                gatewatch::parse::preset("combined").unwrap(),
-                "combined".into(),
-            ))
-        }),
+        pipeline::preset_format("combined"),
         Default::default(),
         64 << 10,
         1 << 16,

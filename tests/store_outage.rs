@@ -382,12 +382,7 @@ fn a_replay_through_an_outage_holds_its_offset_back_and_loses_nothing() {
     let pipeline = std::thread::spawn(move || {
         let settings = PipelineSettings::default();
         let read = pipeline::read_spec(
-            Arc::new(|_: &[&[u8]]| {
-                Ok((
-                    gatewatch::parse::preset("combined").unwrap(),
-                    "combined".into(),
-                ))
-            }),
+            pipeline::preset_format("combined"),
             Default::default(),
             64 << 10,
             1 << 16,

@@ -106,6 +106,15 @@ pub fn run(
     Ok(merge)
 }
 
+/// A format chooser that always picks the named preset (for callers that know the format).
+pub fn preset_format(name: &'static str) -> Arc<ChooseFormat> {
+    Arc::new(move |_: &[&[u8]]| {
+        crate::parse::preset(name)
+            .map(|parser| (parser, format!("{name} (fixed)")))
+            .ok_or_else(|| anyhow::anyhow!("no format preset named {name:?}"))
+    })
+}
+
 /// The shared pieces of the sources a caller needs to build them.
 pub fn read_spec(
     choose: Arc<ChooseFormat>,
