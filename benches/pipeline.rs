@@ -84,6 +84,7 @@ fn benches(c: &mut Criterion) {
         trusted: TrustedProxies::default(),
         max_line_bytes: DEFAULT_MAX_LINE,
         source: "bench".into(),
+        path_match: None,
     };
     let chunk_lines = chunk.bytes().iter().filter(|&&b| b == b'\n').count();
     group.throughput(Throughput::Elements(chunk_lines as u64));

@@ -153,12 +153,14 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     let progress = Progress::new(!args.no_progress && io::stderr().is_terminal(), &inputs);
     let names: Vec<String> = inputs.iter().map(|i| i.name.clone()).collect();
     let format = args.format.clone();
-    let read = pipeline::read_spec(
+    let mut read = pipeline::read_spec(
         Arc::new(move |sample: &[&[u8]]| format.choose(sample)),
         args.format.trusted_proxies(),
         pipeline::chunk_bytes_for(inputs.len(), settings.depth, args.max_line_bytes),
         args.max_line_bytes,
     );
+    // Path patterns are matched on the decode threads, off the engine's.
+    read.path_match = Some(engine.path_match());
     let streams = pipeline::sources(inputs, &read, &settings);
 
     let mut store = args

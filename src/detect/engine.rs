@@ -5,6 +5,7 @@
 
 use super::definition::{DetectorDef, KindParams};
 use super::incident::IncidentEvent;
+use super::path_match::PathMatch;
 use super::rate_spike::RateSpike;
 use super::signal_count::{SignalCount, SignalKind};
 use super::{Context, Detector, DetectorStats};
@@ -42,6 +43,7 @@ pub struct EngineStats {
 
 pub struct Engine {
     detectors: Vec<Box<dyn Detector>>,
+    path_match: std::sync::Arc<PathMatch>,
     settings: EngineSettings,
     first: Option<Timestamp>,
     watermark: Timestamp,
@@ -55,9 +57,11 @@ const TICK_NANOS: i64 = NANOS_PER_SEC;
 
 impl Engine {
     pub fn new(defs: &[DetectorDef], settings: EngineSettings) -> Self {
-        let detectors = defs.iter().map(build).collect();
+        let mut path_match = PathMatch::default();
+        let detectors = defs.iter().map(|def| build(def, &mut path_match)).collect();
         Engine {
             detectors,
+            path_match: std::sync::Arc::new(path_match),
             settings,
             first: None,
             watermark: Timestamp(i64::MIN),
@@ -70,6 +74,22 @@ impl Engine {
     /// Analyses one request. `line` is kept as evidence if the request joins an incident.
     /// A request older than the clock still counts (windows place it in its own bucket).
     pub fn observe(&mut self, req: &Request<'_>, line: &[u8]) -> Observed {
+        self.observe_matched(req, line, None)
+    }
+
+    /// The detectors' path pattern sets, for matching requests before they reach
+    /// `observe_matched` (on other threads).
+    pub fn path_match(&self) -> std::sync::Arc<PathMatch> {
+        self.path_match.clone()
+    }
+
+    /// `observe` with the request's `path_match()` bits computed already.
+    pub fn observe_matched(
+        &mut self,
+        req: &Request<'_>,
+        line: &[u8],
+        path_bits: Option<u32>,
+    ) -> Observed {
         let Some(ts) = req.ts else {
             self.stats.no_timestamp += 1;
             return Observed::NoTimestamp;
@@ -80,6 +100,7 @@ impl Engine {
         let ctx = Context {
             now: self.watermark,
             learning: self.watermark.nanos() - first.nanos() < self.settings.warmup_nanos,
+            path_bits,
         };
         for detector in &mut self.detectors {
             detector.observe(req, line, &ctx, &mut self.events);
@@ -128,12 +149,20 @@ impl Engine {
     }
 }
 
-fn build(def: &DetectorDef) -> Box<dyn Detector> {
+fn build(def: &DetectorDef, path_match: &mut PathMatch) -> Box<dyn Detector> {
     match &def.params {
         KindParams::RateSpike(params) => Box::new(RateSpike::new(def, params)),
-        KindParams::Scanner(params) => Box::new(SignalCount::new(def, SignalKind::Scanner, params)),
-        KindParams::BruteForce(params) => {
-            Box::new(SignalCount::new(def, SignalKind::BruteForce, params))
-        }
+        KindParams::Scanner(params) => Box::new(SignalCount::new(
+            def,
+            SignalKind::Scanner,
+            params,
+            path_match,
+        )),
+        KindParams::BruteForce(params) => Box::new(SignalCount::new(
+            def,
+            SignalKind::BruteForce,
+            params,
+            path_match,
+        )),
     }
 }

@@ -4,6 +4,7 @@ pub mod definition;
 mod engine;
 mod episodes;
 mod incident;
+mod path_match;
 mod rate_spike;
 mod signal_count;
 #[cfg(test)]
@@ -12,6 +13,7 @@ mod tests;
 pub use definition::{DefinitionErrors, DetectorDef, KindParams};
 pub use engine::{Engine, EngineSettings, EngineStats, Observed};
 pub use incident::{incident_id, Evidence, Incident, IncidentEvent, Score, Severity, Status};
+pub use path_match::PathMatch;
 
 use std::fmt::Display;
 use std::hash::Hash;
@@ -27,6 +29,8 @@ pub struct Context {
     pub now: Timestamp,
     /// Still inside the warm-up: baselines learn, baseline-driven detectors stay silent.
     pub learning: bool,
+    /// The request's `PathMatch` bits when they were matched ahead of the engine.
+    pub path_bits: Option<u32>,
 }
 
 /// Size and activity of one detector instance.

@@ -3,12 +3,14 @@
 //! failed-auth status *and* an auth route.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind};
 
 use super::definition::{DetectorDef, SignalParams};
 use super::episodes::{EpisodeSettings, Episodes, Opening};
 use super::incident::{IncidentEvent, Score, Severity};
+use super::path_match::{matches, PathMatch};
 use super::{Context, Detector, DetectorStats};
 use crate::event::{Request, Timestamp};
 use crate::window::{KeyTable, RateWindow};
@@ -47,32 +49,46 @@ pub struct SignalCount {
     severity: Severity,
     params: SignalParams,
     /// Status → counts as a signal, indexed by status code.
-    statuses: Box<[bool; 600]>,
-    paths: Option<AhoCorasick>,
+    statuses: Arc<[bool; 600]>,
+    paths: Option<Arc<AhoCorasick>>,
+    /// This detector's bit in the engine's `PathMatch`, when it has one.
+    path_bit: Option<u8>,
     keys: KeyTable<IpAddr, KeyState>,
     episodes: Episodes<IpAddr>,
 }
 
 impl SignalCount {
-    pub fn new(def: &DetectorDef, kind: SignalKind, params: &SignalParams) -> Self {
-        let mut statuses = Box::new([false; 600]);
+    pub fn new(
+        def: &DetectorDef,
+        kind: SignalKind,
+        params: &SignalParams,
+        path_match: &mut PathMatch,
+    ) -> Self {
+        let mut statuses = [false; 600];
         for &status in &params.statuses {
             statuses[status as usize] = true;
         }
+        let statuses = Arc::new(statuses);
         let paths = (!params.paths.is_empty()).then(|| {
             // A DFA: the pattern sets are small and every request's path is searched.
-            AhoCorasickBuilder::new()
-                .ascii_case_insensitive(true)
-                .kind(Some(AhoCorasickKind::DFA))
-                .build(&params.paths)
-                .expect("definition checked the patterns")
+            Arc::new(
+                AhoCorasickBuilder::new()
+                    .ascii_case_insensitive(true)
+                    .kind(Some(AhoCorasickKind::DFA))
+                    .build(&params.paths)
+                    .expect("definition checked the patterns"),
+            )
         });
+        // A brute force only asks about the path of a failed login: match no other.
+        let gate = (kind == SignalKind::BruteForce).then(|| statuses.clone());
+        let path_bit = paths.clone().and_then(|set| path_match.register(set, gate));
         SignalCount {
             id: def.id.clone(),
             kind,
             severity: def.severity,
             statuses,
             paths,
+            path_bit,
             keys: KeyTable::new(params.capacity),
             episodes: Episodes::new(EpisodeSettings {
                 detector: def.id.clone(),
@@ -84,20 +100,14 @@ impl SignalCount {
         }
     }
 
-    fn is_signal(&self, req: &Request<'_>) -> bool {
+    fn is_signal(&self, req: &Request<'_>, ctx: &Context) -> bool {
         let status = req
             .status
             .is_some_and(|s| self.statuses.get(s as usize).copied().unwrap_or(false));
-        let path = || {
-            self.paths.as_ref().is_some_and(|paths| {
-                req.path.as_deref().is_some_and(|p| paths.is_match(p))
-                    || req.query.as_deref().is_some_and(|q| paths.is_match(q))
-                    || (req.path.is_none()
-                        && req
-                            .request_line
-                            .as_deref()
-                            .is_some_and(|l| paths.is_match(l)))
-            })
+        let path = || match (ctx.path_bits, self.path_bit) {
+            // Matched already, on a decode thread.
+            (Some(bits), Some(bit)) => bits & (1 << bit) != 0,
+            _ => self.paths.as_ref().is_some_and(|set| matches(set, req)),
         };
         match self.kind {
             SignalKind::Scanner => status || path(),
@@ -115,7 +125,7 @@ impl Detector for SignalCount {
         &mut self,
         req: &Request<'_>,
         line: &[u8],
-        _ctx: &Context,
+        ctx: &Context,
         events: &mut Vec<IncidentEvent>,
     ) {
         let (Some(ip), Some(ts)) = (req.client_ip, req.ts) else {
@@ -123,7 +133,7 @@ impl Detector for SignalCount {
         };
         let spec = self.params.window;
         let bucket = spec.bucket_of(ts);
-        let signal = self.is_signal(req);
+        let signal = self.is_signal(req, ctx);
         // Keys are tracked from their first signal on; other keys cost one lookup.
         let state = if signal {
             self.keys.get_or_insert(ip, || KeyState {

@@ -76,10 +76,19 @@ impl Traffic {
     }
 
     fn run(self) -> Vec<Incident> {
+        self.run_matching(false)
+    }
+
+    /// With `prematch`, path patterns are matched ahead of the engine, as the pipeline's
+    /// decode threads do.
+    fn run_matching(self, prematch: bool) -> Vec<Incident> {
         let mut engine = Engine::new(&with_builtins(None).unwrap(), EngineSettings::default());
+        let path_match = engine.path_match();
         let mut closed = Vec::new();
         for (client, at, status, path) in self.requests() {
-            engine.observe(&request(client, at, status, path), b"line");
+            let req = request(client, at, status, path);
+            let bits = prematch.then(|| path_match.bits(&req));
+            engine.observe_matched(&req, b"line", bits);
             closed.extend(engine.drain_events().filter_map(closed_incident));
         }
         engine.finish();
@@ -226,6 +235,22 @@ fn scanners_need_volume_and_a_majority_of_probes() {
     traffic.steady(ip("198.51.100.2"), 500, 560, 15, 404, "/missing.png");
     let incidents = traffic.run();
     assert_eq!(of_kind(&incidents, "scanner"), vec!["203.0.113.9"]);
+}
+
+#[test]
+fn paths_matched_ahead_of_the_engine_give_the_same_incidents() {
+    let scenario = || {
+        let mut traffic = Traffic::default();
+        traffic.background(900);
+        traffic.steady(ip("203.0.113.9"), 400, 460, 120, 200, "/.env");
+        traffic.steady(ip("203.0.113.11"), 300, 420, 240, 401, "/api/v1/auth/login");
+        traffic.steady(ip("203.0.113.12"), 300, 420, 240, 200, "/api/v1/auth/login");
+        traffic
+    };
+    let direct = scenario().run_matching(false);
+    assert_eq!(of_kind(&direct, "scanner"), vec!["203.0.113.9"]);
+    assert_eq!(of_kind(&direct, "brute_force"), vec!["203.0.113.11"]);
+    assert_eq!(scenario().run_matching(true), direct);
 }
 
 #[test]

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use bumpalo::Bump;
 use self_cell::self_cell;
 
+use crate::detect::PathMatch;
 use crate::event::Request;
 use crate::input::{capped_lines, Chunk};
 use crate::parse::{Decoder, Parser, TrustedProxies};
@@ -26,10 +27,12 @@ pub struct Owner {
     source: Arc<str>,
 }
 
-/// A parsed line: the request and the record it came from (kept as evidence).
+/// A parsed line: the request, the record it came from (kept as evidence), and its
+/// detectors' path-pattern bits, matched here rather than on the engine thread.
 pub struct Record<'a> {
     pub request: Request<'a>,
     pub line: &'a [u8],
+    pub path_bits: Option<u32>,
 }
 
 impl Record<'_> {
@@ -73,6 +76,8 @@ pub struct DecodeSpec {
     pub max_line_bytes: usize,
     /// The source's name, as `Request::source`.
     pub source: Arc<str>,
+    /// The engine's path pattern sets (`Engine::path_match`), matched per request here.
+    pub path_match: Option<Arc<PathMatch>>,
 }
 
 /// A consumed batch's reusable allocations (a fresh ~1 MB per chunk would cost a page fault
@@ -81,6 +86,19 @@ pub struct DecodeSpec {
 pub struct Spare {
     pub data: Vec<u8>,
     arena: Bump,
+    /// An empty vector of records, kept for its allocation.
+    records: Vec<Record<'static>>,
+}
+
+/// An empty vector of another lifetime with the same allocation: the standard library
+/// collects an iterator over a vector in place when the element layouts match, so nothing
+/// is allocated (and, for an empty vector, nothing is copied).
+fn recycle<'b>(mut records: Vec<Record<'_>>) -> Vec<Record<'b>> {
+    records.clear();
+    records
+        .into_iter()
+        .map(|_| unreachable!("cleared"))
+        .collect()
 }
 
 impl Batch {
@@ -90,13 +108,17 @@ impl Batch {
     }
 
     /// The batch's buffers, for reuse once it is consumed (its requests are dropped here).
-    pub fn into_spare(self) -> Spare {
+    pub fn into_spare(mut self) -> Spare {
+        let records = self
+            .parsed
+            .with_dependent_mut(|_, records| recycle(std::mem::take(records)));
         let owner = self.parsed.into_owner();
         let mut arena = owner.arena;
         arena.reset();
         Spare {
             data: owner.data,
             arena,
+            records,
         }
     }
 }
@@ -127,8 +149,9 @@ pub fn decode(chunk: Chunk, spec: &DecodeSpec, spare: Spare) -> Batch {
         ..Counts::default()
     };
     let start_offset = chunk.start_offset;
+    let reused = spare.records;
     let parsed = Parsed::new(owner, |owner| {
-        decode_lines(owner, spec, start_offset, &mut counts)
+        decode_lines(owner, spec, start_offset, &mut counts, recycle(reused))
     });
     Batch {
         bytes: parsed.borrow_owner().len as u64,
@@ -147,13 +170,14 @@ fn decode_lines<'a>(
     spec: &DecodeSpec,
     start_offset: u64,
     counts: &mut Counts,
+    mut records: Records<'a>,
 ) -> Records<'a> {
     let mut decoder = Decoder::shared(spec.parser.clone())
         .with_trusted_proxies(spec.trusted.clone())
         .with_max_record_bytes(spec.max_line_bytes);
     let text = &owner.data[..owner.len];
     let base = text.as_ptr() as usize;
-    let mut records = Vec::with_capacity(owner.len / 160 + 1);
+    records.reserve(owner.len / 160 + 1);
     // Stream offset of the first fragment of a record still waiting for its last one.
     let mut pending_since: Option<u64> = None;
     let sample = |counts: &mut Counts, index: u64, why: String| {
@@ -189,9 +213,11 @@ fn decode_lines<'a>(
         match decoder.parse(record, wrapper_ts) {
             Ok(mut request) => {
                 request.source = Some(&owner.source);
+                let path_bits = spec.path_match.as_ref().map(|m| m.bits(&request));
                 records.push(Record {
                     request,
                     line: record,
+                    path_bits,
                 });
             }
             // Raw text: whoever shows it escapes it for its medium.
@@ -228,6 +254,7 @@ mod tests {
             trusted: TrustedProxies::default(),
             max_line_bytes: 1 << 16,
             source: "f.log".into(),
+            path_match: None,
         }
     }
 

@@ -251,7 +251,7 @@ impl Merge {
                 let batch = cursor.batch.as_ref().expect("a head is in a batch");
                 let records = batch.records();
                 let record = &records[cursor.next];
-                engine.observe(&record.request, record.line);
+                engine.observe_matched(&record.request, record.line, record.path_bits);
                 let ts = record.ts();
                 cursor.next += 1;
                 cursor.report.first = cursor.report.first.min(Some(ts)).or(Some(ts));

@@ -124,6 +124,7 @@ pub fn read_spec(
 ) -> ReadSpec {
     ReadSpec {
         choose,
+        path_match: None,
         trusted,
         chunk_bytes,
         max_line_bytes,

@@ -8,6 +8,7 @@ use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
 use std::sync::{Arc, Mutex};
 
 use super::batch::{decode, Batch, DecodeSpec, Spare};
+use crate::detect::PathMatch;
 use crate::input::{lines, Chunk, ChunkReader, Input};
 use crate::parse::{Parser, TrustedProxies};
 
@@ -21,6 +22,8 @@ pub type ChooseFormat = dyn Fn(&[&[u8]]) -> anyhow::Result<(Box<dyn Parser>, Str
 #[derive(Clone)]
 pub struct ReadSpec {
     pub choose: Arc<ChooseFormat>,
+    /// The engine's path pattern sets, matched while decoding (`Engine::path_match`).
+    pub path_match: Option<Arc<PathMatch>>,
     pub trusted: TrustedProxies,
     pub chunk_bytes: usize,
     pub max_line_bytes: usize,
@@ -85,6 +88,7 @@ impl Reader {
             trusted: read.trusted.clone(),
             max_line_bytes: read.max_line_bytes,
             source: Arc::from(self.name.as_str()),
+            path_match: read.path_match.clone(),
         }));
         Ok(note)
     }
