@@ -96,20 +96,27 @@ impl Decoder {
         record: &'r [u8],
         wrapper_ts: Option<Timestamp>,
     ) -> Result<Request<'r>, ParseError> {
-        // Fixed up in place: a `Request` is ~500 bytes, and every move of it is a copy.
-        let mut parsed = self.parser.parse(record);
-        let mut no_time = false;
-        if let Ok(req) = &mut parsed {
-            req.ts = req.ts.or(wrapper_ts);
-            no_time = req.ts.is_none();
-            if !no_time && (!self.trusted.is_empty() || req.client_ip.is_none()) {
-                self.trusted.resolve(req);
-            }
+        let mut req = Request::default();
+        self.parse_into(record, wrapper_ts, &mut req)?;
+        Ok(req)
+    }
+
+    /// `parse` into a request already in place (`out` starts as the default).
+    pub fn parse_into<'r>(
+        &self,
+        record: &'r [u8],
+        wrapper_ts: Option<Timestamp>,
+        out: &mut Request<'r>,
+    ) -> Result<(), ParseError> {
+        self.parser.parse_into(record, out)?;
+        out.ts = out.ts.or(wrapper_ts);
+        if out.ts.is_none() {
+            return Err(ParseError::NoTimestamp);
         }
-        if no_time {
-            parsed = Err(ParseError::NoTimestamp);
+        if !self.trusted.is_empty() || out.client_ip.is_none() {
+            self.trusted.resolve(out);
         }
-        parsed
+        Ok(())
     }
 }
 

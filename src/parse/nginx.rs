@@ -375,12 +375,16 @@ impl Parser for LogFormat {
     }
 
     fn parse<'a>(&self, line: &'a [u8]) -> Result<Request<'a>, ParseError> {
+        let mut req = Request::default();
+        self.parse_into(line, &mut req)?;
+        Ok(req)
+    }
+
+    fn parse_into<'a>(&self, line: &'a [u8], out: &mut Request<'a>) -> Result<(), ParseError> {
         if line.is_empty() {
             return Err(ParseError::Empty);
         }
-        let mut req = Request::default();
-        self.run(line, &mut req)?;
-        Ok(req)
+        self.run(line, out)
     }
 }
 

@@ -63,14 +63,23 @@ impl Parser for Variants {
     }
 
     fn parse<'a>(&self, line: &'a [u8]) -> Result<Request<'a>, ParseError> {
-        let first_error = match self.variants[0].parse(line) {
-            Ok(req) => return Ok(req),
+        let mut req = Request::default();
+        self.parse_into(line, &mut req)?;
+        Ok(req)
+    }
+
+    fn parse_into<'a>(&self, line: &'a [u8], out: &mut Request<'a>) -> Result<(), ParseError> {
+        let first_error = match self.variants[0].parse_into(line, out) {
+            Ok(()) => return Ok(()),
             Err(err) => err,
         };
-        self.variants[1..]
-            .iter()
-            .find_map(|variant| variant.parse(line).ok())
-            .ok_or(first_error)
+        for variant in &self.variants[1..] {
+            *out = Request::default();
+            if variant.parse_into(line, out).is_ok() {
+                return Ok(());
+            }
+        }
+        Err(first_error)
     }
 }
 

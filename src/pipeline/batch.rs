@@ -210,18 +210,23 @@ fn decode_lines<'a>(
             Cow::Borrowed(line) => line,
             Cow::Owned(joined) => owner.arena.alloc_slice_copy(&joined),
         };
-        match decoder.parse(record, wrapper_ts) {
-            Ok(mut request) => {
-                request.source = Some(&owner.source);
-                let path_bits = spec.path_match.as_ref().map(|m| m.bits(&request));
-                records.push(Record {
-                    request,
-                    line: record,
-                    path_bits,
-                });
+        // Parsed in place, in the vector: no copies of the ~500-byte request.
+        records.push(Record {
+            request: Request::default(),
+            line: record,
+            path_bits: None,
+        });
+        let slot = records.last_mut().expect("just pushed");
+        match decoder.parse_into(record, wrapper_ts, &mut slot.request) {
+            Ok(()) => {
+                slot.request.source = Some(&owner.source);
+                slot.path_bits = spec.path_match.as_ref().map(|m| m.bits(&slot.request));
             }
-            // Raw text: whoever shows it escapes it for its medium.
-            Err(err) => sample(counts, index as u64, format!("{err}: {}", shown(record))),
+            Err(err) => {
+                records.pop();
+                // Raw text: whoever shows it escapes it for its medium.
+                sample(counts, index as u64, format!("{err}: {}", shown(record)));
+            }
         }
     }
     if let Some(offset) = pending_since {
