@@ -8,7 +8,7 @@ use crate::parse::{
 };
 
 /// Lines sampled from the start of each input for `--format auto`.
-pub const SAMPLE_LINES: usize = 64;
+pub use crate::pipeline::SAMPLE_LINES;
 
 #[derive(Args, Debug, Clone)]
 pub struct FormatArgs {
