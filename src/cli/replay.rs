@@ -335,13 +335,24 @@ fn print_summary(merge: &Merge, engine: &Engine, incidents: u64, elapsed: Durati
     }
     let _ = writeln!(
         err,
-        "  parsed {}, unparsed {}, late {} (behind their file's newest time by more than the \
-         tolerance, not analysed), out of range {} (times far from their file's others, set aside)",
+        "  parsed {}, unparsed {}, late {}, out of range {}",
         total(|r| r.parsed),
         total(|r| r.unparsed),
         total(|r| r.late),
         total(|r| r.out_of_range)
     );
+    if total(|r| r.late) > 0 {
+        let _ = writeln!(
+            err,
+            "    late: more than --late-tolerance behind their file's newest time (not analysed)"
+        );
+    }
+    if total(|r| r.out_of_range) > 0 {
+        let _ = writeln!(
+            err,
+            "    out of range: times far from their file's others (set aside, see --max-time-jump)"
+        );
+    }
     let (cut, incomplete) = (total(|r| r.cut_lines), total(|r| r.incomplete));
     if cut > 0 || incomplete > 0 {
         let _ = writeln!(
