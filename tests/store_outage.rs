@@ -70,6 +70,29 @@ impl Proxy {
     }
 }
 
+/// A test database, a store connected to it directly, and one connected through a proxy
+/// the test can cut. `None` (after saying SKIPPED) without PostgreSQL.
+struct Rig {
+    /// Bind it (`_db`, not `_`) for as long as the test runs: dropping it drops the database.
+    _db: TestDb,
+    direct: Store,
+    proxy: Proxy,
+    through: Store,
+}
+
+async fn rig(test: &str) -> Option<Rig> {
+    let db = TestDb::postgres(test)?;
+    let direct = Store::open(&db.url).await.unwrap();
+    let proxy = Proxy::start(&db.url).await;
+    let through = Store::open(&proxy.url).await.unwrap();
+    Some(Rig {
+        _db: db,
+        direct,
+        proxy,
+        through,
+    })
+}
+
 /// Incident `n`, as the engine would send its `version`th update.
 fn incident(n: u32, version: u64) -> Incident {
     let start = Timestamp(1_795_000_000_000_000_000 + i64::from(n) * 1_000_000_000);
@@ -134,14 +157,15 @@ async fn wait_durable(durable: &mut watch::Receiver<u64>, seq: u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn incidents_wait_out_a_database_outage_and_are_all_stored() {
-    let Some(db) =
-        TestDb::postgres("store_outage::incidents_wait_out_a_database_outage_and_are_all_stored")
+    let Some(Rig {
+        direct,
+        proxy,
+        through,
+        _db,
+    }) = rig("store_outage::incidents_wait_out_a_database_outage_and_are_all_stored").await
     else {
         return;
     };
-    let direct = Store::open(&db.url).await.unwrap();
-    let proxy = Proxy::start(&db.url).await;
-    let through = Store::open(&proxy.url).await.unwrap();
     let writer = StoreWriter::spawn(through.clone(), fast_retries());
     let mut durable = writer.durable();
     let sender = writer.sender();
@@ -184,14 +208,15 @@ async fn incidents_wait_out_a_database_outage_and_are_all_stored() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_of_one_incident_coalesce_during_an_outage() {
-    let Some(db) =
-        TestDb::postgres("store_outage::events_of_one_incident_coalesce_during_an_outage")
+    let Some(Rig {
+        direct,
+        proxy,
+        through,
+        _db,
+    }) = rig("store_outage::events_of_one_incident_coalesce_during_an_outage").await
     else {
         return;
     };
-    let direct = Store::open(&db.url).await.unwrap();
-    let proxy = Proxy::start(&db.url).await;
-    let through = Store::open(&proxy.url).await.unwrap();
     let writer = StoreWriter::spawn(through.clone(), fast_retries());
     let mut durable = writer.durable();
     let sender = writer.sender();
@@ -224,14 +249,15 @@ async fn events_of_one_incident_coalesce_during_an_outage() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_queue_makes_producers_wait_and_loses_nothing() {
-    let Some(db) =
-        TestDb::postgres("store_outage::a_full_queue_makes_producers_wait_and_loses_nothing")
+    let Some(Rig {
+        direct,
+        proxy,
+        through: store,
+        _db,
+    }) = rig("store_outage::a_full_queue_makes_producers_wait_and_loses_nothing").await
     else {
         return;
     };
-    let direct = Store::open(&db.url).await.unwrap();
-    let proxy = Proxy::start(&db.url).await;
-    let store = Store::open(&proxy.url).await.unwrap();
     proxy.cut(&store).await;
     let settings = WriterSettings {
         queue_capacity: 4,
@@ -302,13 +328,15 @@ async fn a_full_queue_makes_producers_wait_and_loses_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_with_the_database_down_counts_what_is_unstored() {
-    let Some(db) =
-        TestDb::postgres("store_outage::shutdown_with_the_database_down_counts_what_is_unstored")
+    let Some(Rig {
+        proxy,
+        through: store,
+        _db,
+        ..
+    }) = rig("store_outage::shutdown_with_the_database_down_counts_what_is_unstored").await
     else {
         return;
     };
-    let proxy = Proxy::start(&db.url).await;
-    let store = Store::open(&proxy.url).await.unwrap();
     proxy.cut(&store).await;
     let settings = WriterSettings {
         queue_capacity: 4,
