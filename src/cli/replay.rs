@@ -198,11 +198,8 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     };
     let merged = match merged {
         Ok(merged) => merged,
-        Err(err) if printer.closed_stdout => {
-            // `| head` without a store: the reader has what it asked for.
-            let _ = err;
-            return Ok(ExitCode::SUCCESS);
-        }
+        // `| head` without a store: the reader has what it asked for.
+        Err(_) if printer.closed_stdout => return Ok(ExitCode::SUCCESS),
         Err(err) => return Err(err),
     };
     progress.finish();

@@ -55,6 +55,12 @@ self_cell!(
 /// Decoded lines of one chunk, in line order, with what went wrong on the others.
 pub struct Batch {
     parsed: Parsed,
+    pub counts: Counts,
+}
+
+/// What decoding a chunk found besides the requests.
+#[derive(Debug, Default)]
+pub struct Counts {
     /// Stream offset up to which every line of this batch is accounted for (a container
     /// record still waiting for fragments holds it at its first fragment).
     pub end_offset: u64,
@@ -123,17 +129,6 @@ impl Batch {
     }
 }
 
-/// What decoding found besides the requests.
-#[derive(Default)]
-struct Counts {
-    end_offset: u64,
-    lines: u64,
-    unparsed: u64,
-    samples: Vec<(u64, String)>,
-    cut_lines: u64,
-    incomplete: u64,
-}
-
 /// Decodes every line of `chunk`. Chunks end on record boundaries (the reader never splits
 /// a container record it can see the end of), so each gets a fresh decoder.
 pub fn decode(chunk: Chunk, spec: &DecodeSpec, spare: Spare) -> Batch {
@@ -145,6 +140,7 @@ pub fn decode(chunk: Chunk, spec: &DecodeSpec, spare: Spare) -> Batch {
     };
     let mut counts = Counts {
         end_offset: chunk.end_offset,
+        bytes: chunk.len as u64,
         cut_lines: chunk.cut_lines,
         ..Counts::default()
     };
@@ -153,16 +149,7 @@ pub fn decode(chunk: Chunk, spec: &DecodeSpec, spare: Spare) -> Batch {
     let parsed = Parsed::new(owner, |owner| {
         decode_lines(owner, spec, start_offset, &mut counts, recycle(reused))
     });
-    Batch {
-        bytes: parsed.borrow_owner().len as u64,
-        parsed,
-        end_offset: counts.end_offset,
-        lines: counts.lines,
-        unparsed: counts.unparsed,
-        samples: counts.samples,
-        cut_lines: counts.cut_lines,
-        incomplete: counts.incomplete,
-    }
+    Batch { parsed, counts }
 }
 
 fn decode_lines<'a>(
@@ -279,10 +266,14 @@ mod tests {
         let text = b"203.0.113.9 - alice [10/Mar/2025:14:02:11 +0000] \"GET /a?b=1 HTTP/1.1\" 404 12 \"-\" \"curl/8\"\nnot a log line\n";
         let batch = decode(chunk(text), &spec("combined"), Spare::default());
         assert_eq!(
-            (batch.lines, batch.unparsed, batch.records().len()),
+            (
+                batch.counts.lines,
+                batch.counts.unparsed,
+                batch.records().len()
+            ),
             (2, 1, 1)
         );
-        assert!(batch.samples[0].1.contains("not a log line"));
+        assert!(batch.counts.samples[0].1.contains("not a log line"));
         let record = &batch.records()[0];
         let req = &record.request;
         let direct = preset("combined")
@@ -308,7 +299,7 @@ mod tests {
         assert_eq!(batch.records().len(), 1);
         let req = &batch.records()[0].request;
         assert_eq!(req.path.as_deref(), Some(&b"/abc"[..]));
-        assert_eq!(batch.end_offset, 1000 + text.len() as u64);
+        assert_eq!(batch.counts.end_offset, 1000 + text.len() as u64);
     }
 
     #[test]
@@ -318,7 +309,7 @@ mod tests {
         let text = [&full[..], &partial[..]].concat();
         let batch = decode(chunk(&text), &spec("combined"), Spare::default());
         assert_eq!(batch.records().len(), 1);
-        assert_eq!((batch.incomplete, batch.unparsed), (1, 1));
-        assert_eq!(batch.end_offset, 1000 + full.len() as u64);
+        assert_eq!((batch.counts.incomplete, batch.counts.unparsed), (1, 1));
+        assert_eq!(batch.counts.end_offset, 1000 + full.len() as u64);
     }
 }

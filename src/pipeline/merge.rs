@@ -90,7 +90,7 @@ impl Cursor {
                     self.next += 1;
                 }
                 let done = self.batch.take().expect("checked");
-                offsets.processed(index, done.end_offset, events);
+                offsets.processed(index, done.counts.end_offset, events);
                 self.stream.recycle(done);
             }
             let event = match idle {
@@ -114,19 +114,19 @@ impl Cursor {
 
     fn start(&mut self, batch: Batch) {
         let report = &mut self.report;
-        for (index, sample) in &batch.samples {
+        for (index, sample) in &batch.counts.samples {
             if report.samples.len() < MAX_SAMPLES {
                 report
                     .samples
                     .push(format!("{}: {sample}", report.lines + index + 1));
             }
         }
-        report.lines += batch.lines;
-        report.bytes += batch.bytes;
+        report.lines += batch.counts.lines;
+        report.bytes += batch.counts.bytes;
         report.parsed += batch.records().len() as u64;
-        report.unparsed += batch.unparsed;
-        report.cut_lines += batch.cut_lines;
-        report.incomplete += batch.incomplete;
+        report.unparsed += batch.counts.unparsed;
+        report.cut_lines += batch.counts.cut_lines;
+        report.incomplete += batch.counts.incomplete;
         self.batch = Some(batch);
         self.next = 0;
     }
