@@ -41,6 +41,26 @@ pub struct Input {
     pub size: Option<u64>,
     pub raw_bytes: Arc<AtomicU64>,
     pub gzip: bool,
+    /// Stream offset of the reader's first byte (a followed file resumed at a checkpoint).
+    pub offset: u64,
+}
+
+/// What a live reader returns (as an `io::Error` of this payload) when told to stop: the
+/// chunk reader then ends without handing on the incomplete line it holds.
+#[derive(Debug)]
+pub struct Stopped;
+
+impl std::fmt::Display for Stopped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("stopped")
+    }
+}
+
+impl std::error::Error for Stopped {}
+
+/// True for the error a live reader returns when told to stop.
+pub fn is_stopped(err: &io::Error) -> bool {
+    err.get_ref().is_some_and(|inner| inner.is::<Stopped>())
 }
 
 /// Opens `-` (stdin) or a path; gzip content is decompressed whatever the file is called.
@@ -64,6 +84,7 @@ pub fn open(path: &str) -> io::Result<Input> {
         size,
         raw_bytes,
         gzip,
+        offset: 0,
     })
 }
 
@@ -136,6 +157,14 @@ impl<R: Read> ChunkReader<R> {
         }
     }
 
+    /// Offsets count from `offset` (the reader starts there in its stream, e.g. a file
+    /// resumed at a checkpoint: no byte order mark is looked for then).
+    pub fn starting_at(mut self, offset: u64) -> Self {
+        self.offset = offset;
+        self.at_start = offset == 0;
+        self
+    }
+
     /// The next chunk, `None` once the input is exhausted. `buf` is a recycled buffer
     /// (its contents are overwritten; keeping its length spares zeroing it again).
     pub fn next_chunk(&mut self, mut buf: Vec<u8>) -> io::Result<Option<Chunk>> {
@@ -157,7 +186,17 @@ impl<R: Read> ChunkReader<R> {
         // Where the line still open at the end of the filled part begins.
         let mut line_start = memchr::memrchr(b'\n', &buf[..filled]).map_or(0, |i| i + 1);
         while filled < self.chunk && !self.eof {
-            let n = self.read_at(&mut buf[filled..filled + READ])?;
+            let n = match self.read_at(&mut buf[filled..filled + READ]) {
+                Ok(n) => n,
+                // A live reader caught up: hand on the whole lines we have, or wait on.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if line_start > 0 {
+                        break;
+                    }
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             if n == 0 {
                 self.eof = true;
                 break;

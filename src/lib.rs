@@ -8,6 +8,7 @@
 pub mod api;
 pub mod cli;
 pub mod clock;
+pub mod config;
 pub mod detect;
 pub mod detectors_dir;
 pub mod event;
@@ -16,4 +17,5 @@ pub mod parse;
 pub mod pipeline;
 pub mod query_text;
 pub mod store;
+pub mod tail;
 pub mod window;

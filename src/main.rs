@@ -1,21 +1,16 @@
 //! The `gatewatch` binary: parses arguments, runs a command, maps errors to exit codes.
 
-use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser as _;
-use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
-    // Operational events (store retries, a full queue) go to stderr; GATEWATCH_LOG=debug etc.
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_env_filter(
-            EnvFilter::try_from_env("GATEWATCH_LOG").unwrap_or_else(|_| EnvFilter::new("warn")),
-        )
-        .init();
     let cli = gatewatch::cli::Cli::parse();
+    // Operational events (store retries, a full queue) go to stderr; GATEWATCH_LOG=debug etc.
+    // The daemon sets up its own from its config.
+    if !cli.configures_logging() {
+        gatewatch::cli::init_logging(gatewatch::config::LogFormat::Text, "warn");
+    }
     match gatewatch::cli::run(cli) {
         Ok(code) => code,
         Err(err) => {

@@ -111,8 +111,18 @@ pub(super) async fn resolve(
     set_triage(state, id, body, TriageState::Resolved).await
 }
 
-/// Ready when the store answers.
-pub(super) async fn ready(State(state): State<AppState>) -> Result<&'static str, ApiError> {
+/// Ready when the store answers and (in the daemon) the sources are open.
+pub(super) async fn ready(
+    State(state): State<AppState>,
+) -> Result<(axum::http::StatusCode, &'static str), ApiError> {
+    if let Some(open) = &state.sources_open {
+        if !open.load(std::sync::atomic::Ordering::Relaxed) {
+            return Ok((
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                "sources not open yet\n",
+            ));
+        }
+    }
     state.store.ping().await?;
-    Ok("ready\n")
+    Ok((axum::http::StatusCode::OK, "ready\n"))
 }

@@ -56,6 +56,16 @@ fn unwrapped_sample(lines: &[&[u8]]) -> Vec<Vec<u8>> {
 }
 
 impl FormatArgs {
+    /// The same choices from a config file's source section.
+    pub fn from_config(source: &crate::config::SourceConfig) -> FormatArgs {
+        FormatArgs {
+            format: source.format.clone(),
+            log_format: source.log_format.clone(),
+            json_fields: source.json_fields.clone(),
+            trusted_proxies: source.trusted_proxies.clone(),
+        }
+    }
+
     pub fn trusted_proxies(&self) -> TrustedProxies {
         self.trusted_proxies.clone()
     }

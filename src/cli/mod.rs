@@ -1,5 +1,6 @@
 //! Command-line interface: one file per subcommand.
 
+mod config_cmd;
 mod db;
 mod detectors;
 mod format;
@@ -8,6 +9,7 @@ mod migrate;
 mod output;
 mod parse;
 mod replay;
+mod run;
 mod serve;
 
 use std::process::ExitCode;
@@ -46,6 +48,11 @@ pub enum Command {
     Migrate(migrate::MigrateArgs),
     /// Serve the HTTP API (/healthz, /api/v1/incidents) over a store.
     Serve(serve::ServeArgs),
+    /// The daemon: follow live logs (rotation, restarts), detect, store, serve /metrics.
+    Run(run::RunArgs),
+    /// Check a daemon config file.
+    #[command(subcommand)]
+    Config(config_cmd::ConfigCommand),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -56,5 +63,31 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Incidents(command) => incidents::run(command),
         Command::Migrate(args) => migrate::run(args),
         Command::Serve(args) => serve::run(args),
+        Command::Run(args) => run::run(args),
+        Command::Config(command) => config_cmd::run(command),
+    }
+}
+
+/// Operational logs on stderr. `GATEWATCH_LOG` (a tracing filter) overrides `level`.
+pub fn init_logging(format: crate::config::LogFormat, level: &str) {
+    use std::io::IsTerminal;
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("GATEWATCH_LOG").unwrap_or_else(|_| EnvFilter::new(level));
+    let builder = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(filter);
+    // A second init (tests call commands in-process) keeps the first subscriber.
+    let _ = match format {
+        crate::config::LogFormat::Json => builder.json().try_init(),
+        crate::config::LogFormat::Text => builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init(),
+    };
+}
+
+impl Cli {
+    /// Whether the command sets up logging itself (from its config).
+    pub fn configures_logging(&self) -> bool {
+        matches!(self.command, Command::Run(_))
     }
 }

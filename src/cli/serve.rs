@@ -26,15 +26,23 @@ pub struct ServeArgs {
 }
 
 fn load_token(args: &ServeArgs) -> anyhow::Result<ApiToken> {
-    let (text, origin) = match &args.token_file {
+    read_token(args.token_file.as_deref(), &args.token_env)
+}
+
+/// The API token from a file, else from the environment variable `env_name`.
+pub(super) fn read_token(
+    file: Option<&std::path::Path>,
+    env_name: &str,
+) -> anyhow::Result<ApiToken> {
+    let (text, origin) = match file {
         Some(path) => (
             std::fs::read_to_string(path)
                 .with_context(|| format!("--token-file {}", path.display()))?,
             format!("--token-file {}", path.display()),
         ),
         None => (
-            std::env::var(&args.token_env).unwrap_or_default(),
-            format!("environment variable {}", args.token_env),
+            std::env::var(env_name).unwrap_or_default(),
+            format!("environment variable {env_name}"),
         ),
     };
     ApiToken::new(&text).with_context(|| {
@@ -63,7 +71,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Ctrl-C or SIGTERM (how Kubernetes stops a pod).
-async fn shutdown_signal() {
+pub(super) async fn shutdown_signal() {
     let interrupt = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {

@@ -16,6 +16,20 @@ use crate::event::Timestamp;
 
 /// Unparsed lines kept per source for the summary.
 const MAX_SAMPLES: usize = 5;
+/// Live and every source quiet: how long a round of looking at them takes before the hook
+/// runs again.
+const QUIET_WAIT: Duration = Duration::from_millis(100);
+
+/// Whether a live merge goes on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flow {
+    Continue,
+    /// Stop once every source has ended (the caller has told them to stop).
+    Stop,
+}
+
+/// The daemon's hook into a live merge (see `Merge::run_live`).
+pub type Hook<'a> = dyn FnMut(&mut Merge, &mut Engine) -> Flow + 'a;
 
 /// What one source did.
 #[derive(Clone, Debug, Default)]
@@ -200,6 +214,11 @@ impl Merge {
         self.offsets.committed(source)
     }
 
+    /// Offset up to which the engine has processed `source` (events maybe not yet durable).
+    pub fn processed_offset(&self, source: usize) -> u64 {
+        self.offsets.processed_to(source)
+    }
+
     /// Feeds every line of every source to `engine` in event-time order. With
     /// `idle_timeout` (live sources), a source silent for that long no longer holds the
     /// others back; it rejoins the merge when it has lines again.
@@ -209,6 +228,66 @@ impl Merge {
         sinks: &mut [&mut dyn Sink],
         idle_timeout: Option<Duration>,
         progress: &mut dyn FnMut(&Merge),
+    ) -> anyhow::Result<()> {
+        let mut hook = |merge: &mut Merge, _: &mut Engine| {
+            progress(merge);
+            Flow::Continue
+        };
+        self.drive(engine, sinks, idle_timeout, &mut hook, false)
+    }
+
+    /// The daemon's merge: runs until `hook` says stop and every source has ended. `hook` is
+    /// called after each batch and about every `QUIET_WAIT` while all sources are quiet; it
+    /// may add sources (`add`) and move the engine's clock (`Engine::advance_to`).
+    pub fn run_live(
+        &mut self,
+        engine: &mut Engine,
+        sinks: &mut [&mut dyn Sink],
+        idle_timeout: Duration,
+        hook: &mut Hook<'_>,
+    ) -> anyhow::Result<()> {
+        self.drive(engine, sinks, Some(idle_timeout), hook, true)
+    }
+
+    /// Adds a source (a file found while running); it joins the merge at the next batch.
+    pub fn add(&mut self, name: String, stream: Box<dyn BatchStream>) -> usize {
+        let index = self.cursors.len();
+        self.cursors.push(Cursor {
+            stream,
+            batch: None,
+            next: 0,
+            clock: SourceClock::default(),
+            report: SourceReport {
+                name,
+                ..SourceReport::default()
+            },
+            rank: index,
+        });
+        self.offsets.add();
+        index
+    }
+
+    /// Sources so far (given and added).
+    pub fn len(&self) -> usize {
+        self.cursors.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.cursors.is_empty()
+    }
+
+    /// What source `index` did so far (offsets are in `committed_offset`).
+    pub fn report(&self, index: usize) -> &SourceReport {
+        &self.cursors[index].report
+    }
+
+    fn drive(
+        &mut self,
+        engine: &mut Engine,
+        sinks: &mut [&mut dyn Sink],
+        idle_timeout: Option<Duration>,
+        hook: &mut Hook<'_>,
+        live: bool,
     ) -> anyhow::Result<()> {
         let clock = self.clock;
         let mut heads: Vec<(usize, Head)> = Vec::new();
@@ -235,13 +314,31 @@ impl Merge {
                 Head::Done => {}
             }
         }
+        let mut joined = self.cursors.len();
+        let mut stopping = false;
         loop {
             let Some(Reverse((_, rank, i))) = heap.pop() else {
-                if idle.is_empty() {
+                if !live {
+                    if idle.is_empty() {
+                        break;
+                    }
+                    // Every source is quiet: wait for whichever speaks first.
+                    self.wake(&mut idle, &mut heap, idle_timeout);
+                    continue;
+                }
+                if stopping && idle.is_empty() && joined == self.cursors.len() {
                     break;
                 }
-                // Every source is quiet: wait for whichever speaks first.
-                self.wake(&mut idle, &mut heap, idle_timeout);
+                // Live and quiet: look at each quiet source briefly, then let the hook run
+                // (new files, the clock, checkpoints, a stop).
+                let wait = QUIET_WAIT / (idle.len().max(1) as u32);
+                if idle.is_empty() {
+                    std::thread::sleep(QUIET_WAIT);
+                } else {
+                    self.wake(&mut idle, &mut heap, Some(wait));
+                }
+                stopping |= self.call(engine, sinks, hook)? == Flow::Stop;
+                self.join(&mut joined, &mut heap, &mut idle);
                 continue;
             };
             // Lines of this source go on while they are not after the next source's head.
@@ -258,10 +355,30 @@ impl Merge {
                 cursor.report.last = cursor.report.last.max(Some(ts));
                 self.events = deliver(engine, sinks, self.events)?;
                 let batch_done = cursor.next == records.len();
-                let head = cursor.head(i, &clock, &mut self.offsets, self.events, idle_timeout);
+                let head = if live && batch_done {
+                    // Wait for this source's next lines in slices, letting the hook run
+                    // (new files, checkpoints, metrics, a stop) while it holds the others.
+                    let limit = idle_timeout.unwrap_or(QUIET_WAIT);
+                    let slice = QUIET_WAIT.min(limit);
+                    let mut waited = Duration::ZERO;
+                    loop {
+                        let cursor = &mut self.cursors[i];
+                        let head =
+                            cursor.head(i, &clock, &mut self.offsets, self.events, Some(slice));
+                        waited += slice;
+                        if head != Head::Idle || waited >= limit {
+                            break head;
+                        }
+                        stopping |= self.call(engine, sinks, hook)? == Flow::Stop;
+                        self.join(&mut joined, &mut heap, &mut idle);
+                    }
+                } else {
+                    cursor.head(i, &clock, &mut self.offsets, self.events, idle_timeout)
+                };
                 if batch_done {
                     self.offsets.durable(durable(sinks, self.events));
-                    progress(self);
+                    stopping |= self.call(engine, sinks, hook)? == Flow::Stop;
+                    self.join(&mut joined, &mut heap, &mut idle);
                     if !idle.is_empty() {
                         // Quiet sources are checked between batches, without waiting.
                         self.wake(&mut idle, &mut heap, Some(Duration::ZERO));
@@ -274,6 +391,7 @@ impl Merge {
                         break;
                     }
                     Head::Idle => {
+                        tracing::debug!(source = i, "source idle");
                         idle.push(i);
                         break;
                     }
@@ -283,6 +401,38 @@ impl Merge {
         }
         self.offsets.durable(durable(sinks, self.events));
         Ok(())
+    }
+
+    /// Runs the hook and hands on the events it caused (closing quiet incidents).
+    fn call(
+        &mut self,
+        engine: &mut Engine,
+        sinks: &mut [&mut dyn Sink],
+        hook: &mut Hook<'_>,
+    ) -> anyhow::Result<Flow> {
+        let flow = hook(self, engine);
+        self.events = deliver(engine, sinks, self.events)?;
+        self.offsets.durable(durable(sinks, self.events));
+        Ok(flow)
+    }
+
+    /// Sources added since `joined` enter the merge as quiet ones: they join the heap once
+    /// their first lines are there.
+    fn join(
+        &mut self,
+        joined: &mut usize,
+        heap: &mut BinaryHeap<Reverse<(Timestamp, usize, usize)>>,
+        idle: &mut Vec<usize>,
+    ) {
+        let new = *joined..self.cursors.len();
+        if new.is_empty() {
+            return;
+        }
+        tracing::debug!(?new, "sources join");
+        idle.extend(new.clone());
+        self.order.extend(new);
+        *joined = self.cursors.len();
+        self.wake(idle, heap, Some(Duration::ZERO));
     }
 
     /// Asks each idle source for lines (waiting up to `wait` each); those that have some
@@ -298,6 +448,7 @@ impl Merge {
             let cursor = &mut self.cursors[i];
             match cursor.head(i, &clock, &mut self.offsets, self.events, wait) {
                 Head::At(ts) => {
+                    tracing::debug!(source = i, "source wakes");
                     heap.push(Reverse((ts, cursor.rank, i)));
                     false
                 }

@@ -19,14 +19,14 @@ mod store_sink;
 use std::sync::Arc;
 
 pub use batch::{decode, Batch, Counts, DecodeSpec, Record, Spare};
-pub use merge::{Merge, SourceReport};
+pub use merge::{Flow, Hook, Merge, SourceReport};
 pub use offsets::Offsets;
 pub use source::{
     BatchStream, ChooseFormat, DecodePool, InlineSource, ReadSpec, SourceEvent, ThreadedSource,
     SAMPLE_LINES,
 };
 pub use source_clock::{Admit, ClockSettings, SourceClock};
-pub use store_sink::StoreSink;
+pub use store_sink::{StoreProbe, StoreSink};
 
 use crate::detect::{Engine, IncidentEvent};
 use crate::input::Input;

@@ -23,6 +23,11 @@ impl Offsets {
         }
     }
 
+    /// One more source, numbered after the others.
+    pub fn add(&mut self) {
+        self.sources.push(SourceOffsets::default());
+    }
+
     /// The engine consumed `source` up to `offset` when `events` events had been emitted.
     pub fn processed(&mut self, source: usize, offset: u64, events: u64) {
         let waiting = &mut self.sources[source].waiting;

@@ -64,7 +64,8 @@ struct Reader {
 impl Reader {
     fn new(input: Input, read: &ReadSpec) -> Reader {
         Reader {
-            chunks: ChunkReader::new(input.reader, read.chunk_bytes, read.max_line_bytes),
+            chunks: ChunkReader::new(input.reader, read.chunk_bytes, read.max_line_bytes)
+                .starting_at(input.offset),
             first: None,
             spec: None,
             name: input.name,
@@ -73,10 +74,7 @@ impl Reader {
 
     /// Reads the first chunk and chooses the format from it.
     fn open(&mut self, read: &ReadSpec) -> Result<String, String> {
-        let first = self
-            .chunks
-            .next_chunk(Vec::new())
-            .map_err(|e| format!("{}: {e}", self.name))?;
+        let first = self.next_chunk(Vec::new())?;
         let sample: Vec<&[u8]> = first
             .as_ref()
             .map(|c| lines(c.bytes()).take(SAMPLE_LINES).collect())
@@ -97,9 +95,11 @@ impl Reader {
         if let Some(first) = self.first.take() {
             return Ok(Some(first));
         }
-        self.chunks
-            .next_chunk(buffer)
-            .map_err(|e| format!("{}: {e}", self.name))
+        match self.chunks.next_chunk(buffer) {
+            // Told to stop: the lines not handed on are read again after a restart.
+            Err(e) if crate::input::is_stopped(&e) => Ok(None),
+            other => other.map_err(|e| format!("{}: {e}", self.name)),
+        }
     }
 }
 

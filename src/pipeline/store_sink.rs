@@ -1,6 +1,9 @@
 //! The store as a sink: incident events go to the batching store task, numbered; what the
 //! task has committed is what is durable, which is what lets offsets be checkpointed.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
 use tokio::sync::{mpsc, watch};
 
 use super::Sink;
@@ -10,7 +13,9 @@ use crate::store::{redact_url, Sequenced, Store, StoreWriter, WriterReport, Writ
 /// A store task on a runtime of its own, fed from the (synchronous) pipeline thread.
 pub struct StoreSink {
     runtime: tokio::runtime::Runtime,
+    store: Store,
     writer: StoreWriter,
+    sent: Arc<AtomicU64>,
     sender: mpsc::Sender<Sequenced>,
     durable: watch::Receiver<u64>,
     shown_url: String,
@@ -23,11 +28,13 @@ impl StoreSink {
             .worker_threads(1)
             .enable_all()
             .build()?;
-        let writer = runtime.block_on(async {
+        let (store, writer) = runtime.block_on(async {
             let store = Store::open(url).await?;
-            anyhow::Ok(StoreWriter::spawn(store, settings))
+            anyhow::Ok((store.clone(), StoreWriter::spawn(store, settings)))
         })?;
         Ok(StoreSink {
+            store,
+            sent: Arc::default(),
             sender: writer.sender(),
             durable: writer.durable(),
             runtime,
@@ -41,6 +48,36 @@ impl StoreSink {
         &self.shown_url
     }
 
+    /// The store the events go to (for checkpoints and the API, on `handle`).
+    pub fn store(&self) -> Store {
+        self.store.clone()
+    }
+
+    /// The runtime the store task runs on.
+    pub fn handle(&self) -> tokio::runtime::Handle {
+        self.runtime.handle().clone()
+    }
+
+    /// A live view of the store task for metrics, usable from other threads.
+    pub fn probe(&self) -> StoreProbe {
+        StoreProbe {
+            sent: self.sent.clone(),
+            durable: self.durable.clone(),
+            errors: self.writer.errors(),
+        }
+    }
+
+    /// Waits up to `timeout` until every event sent is stored; false if it was not.
+    pub fn wait_stored(&mut self, timeout: std::time::Duration) -> bool {
+        let sent = self.sent.load(Ordering::SeqCst);
+        let mut durable = self.durable.clone();
+        self.runtime.block_on(async {
+            tokio::time::timeout(timeout, durable.wait_for(|d| *d >= sent))
+                .await
+                .is_ok_and(|r| r.is_ok())
+        })
+    }
+
     /// Waits until everything sent is stored (or the writer's shutdown grace ends).
     pub fn finish(self) -> WriterReport {
         drop(self.sender);
@@ -50,6 +87,7 @@ impl StoreSink {
 
 impl Sink for StoreSink {
     fn accept(&mut self, seq: u64, event: &IncidentEvent) -> anyhow::Result<()> {
+        self.sent.store(seq, Ordering::SeqCst);
         let sequenced = Sequenced {
             seq,
             event: event.clone(),
@@ -63,5 +101,27 @@ impl Sink for StoreSink {
 
     fn durable(&mut self) -> u64 {
         *self.durable.borrow()
+    }
+}
+
+/// The store task seen from outside: its queue and its errors.
+#[derive(Clone)]
+pub struct StoreProbe {
+    sent: Arc<AtomicU64>,
+    durable: watch::Receiver<u64>,
+    errors: Arc<AtomicU64>,
+}
+
+impl StoreProbe {
+    /// Events sent and not yet stored.
+    pub fn queued(&self) -> u64 {
+        self.sent
+            .load(Ordering::Relaxed)
+            .saturating_sub(*self.durable.borrow())
+    }
+
+    /// Failed write attempts so far.
+    pub fn errors(&self) -> u64 {
+        self.errors.load(Ordering::Relaxed)
     }
 }

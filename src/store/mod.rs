@@ -3,6 +3,7 @@
 //! `Store` is a cheap handle (a pool); `writer` batches incident upserts off the hot path and
 //! holds them through database outages; `query` answers the CLI and the HTTP API.
 
+mod checkpoints;
 mod connect;
 mod error;
 mod ip_key;
@@ -11,6 +12,7 @@ mod record;
 mod write;
 mod writer;
 
+pub use checkpoints::Checkpoint;
 pub use connect::{redact_url, Backend};
 pub use error::StoreError;
 pub use ip_key::EntityFilter;

@@ -6,6 +6,8 @@
 
 use std::collections::{hash_map, BTreeMap, BTreeSet, HashMap};
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
@@ -172,6 +174,7 @@ pub struct StoreWriter {
     sender: mpsc::Sender<Sequenced>,
     durable: watch::Receiver<u64>,
     task: JoinHandle<WriterReport>,
+    errors: Arc<AtomicU64>,
 }
 
 impl StoreWriter {
@@ -179,6 +182,7 @@ impl StoreWriter {
     pub fn spawn(store: Store, settings: WriterSettings) -> StoreWriter {
         let (sender, receiver) = mpsc::channel(settings.channel_capacity.max(1));
         let (durable_tx, durable) = watch::channel(0);
+        let errors = Arc::new(AtomicU64::new(0));
         let task = tokio::spawn(
             Task {
                 store,
@@ -187,6 +191,7 @@ impl StoreWriter {
                 pending: Pending::default(),
                 durable: durable_tx,
                 report: WriterReport::default(),
+                errors: errors.clone(),
             }
             .run(),
         );
@@ -194,6 +199,7 @@ impl StoreWriter {
             sender,
             durable,
             task,
+            errors,
         }
     }
 
@@ -207,6 +213,11 @@ impl StoreWriter {
     /// `seq <= *durable.borrow()` is stored (or was rejected for good). Starts at 0.
     pub fn durable(&self) -> watch::Receiver<u64> {
         self.durable.clone()
+    }
+
+    /// Failed write attempts so far (each retried or, for bad data, rejected), live.
+    pub fn errors(&self) -> Arc<AtomicU64> {
+        self.errors.clone()
     }
 
     /// Closes this handle's side of the channel and waits for the task to flush. The task
@@ -371,6 +382,7 @@ struct Task {
     pending: Pending,
     durable: watch::Sender<u64>,
     report: WriterReport,
+    errors: Arc<AtomicU64>,
 }
 
 impl Task {
@@ -514,6 +526,7 @@ impl Task {
     }
 
     fn note_error(&mut self, err: &StoreError, batch: usize) {
+        self.errors.fetch_add(1, Ordering::Relaxed);
         let message = err.to_string();
         if self.report.last_error.as_deref() != Some(message.as_str()) {
             tracing::warn!(

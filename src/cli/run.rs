@@ -1,0 +1,527 @@
+//! `gatewatch run --config FILE`: the daemon. Follows the configured log files through
+//! rotation and restarts, runs them through the same pipeline as `replay`, stores incidents,
+//! checkpoints what is processed, and serves the API, `/healthz`, `/readyz` and `/metrics`.
+//!
+//! Threads: a discovery thread finds files (globs, file-system events) and opens a source
+//! per file; sources read and decode on the pipeline's threads; this thread runs the merge
+//! and the engine; the store task, the API and the signal handler run on a small runtime.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use clap::Args;
+
+use super::format::FormatArgs;
+use crate::config::{Config, TokenSource, WatchMode};
+use crate::detect::{Engine, EngineSettings, IncidentEvent};
+use crate::event::Timestamp;
+use crate::pipeline::{
+    self, BatchStream, ClockSettings, DecodePool, Flow, Merge, ReadSpec, Sink, StoreSink,
+};
+use crate::store::{Checkpoint, WriterSettings};
+use crate::tail::{Checkpoints, Discovery, FollowSettings, GroupSpec, Wakeup};
+
+mod metrics;
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// The daemon's config file (see deploy/gatewatch.example.toml).
+    #[arg(long, value_name = "FILE", env = "GATEWATCH_CONFIG")]
+    config: PathBuf,
+}
+
+/// A file handed from the discovery to the merge.
+struct NewFile {
+    group: usize,
+    fingerprint: String,
+    path: String,
+    start: u64,
+    stream: Box<dyn BatchStream>,
+    tracked: Arc<crate::tail::Tracked>,
+}
+
+/// What the merge knows of each of its sources beyond the pipeline's report.
+struct LiveFile {
+    group: usize,
+    fingerprint: String,
+    path: String,
+    /// Where reading started (its checkpoint): the offset before any batch is processed.
+    start: u64,
+    /// The offset last saved.
+    saved: u64,
+    /// Whether it is still followed.
+    tracked: Arc<crate::tail::Tracked>,
+}
+
+/// Loads the config (every problem at once), or says what is wrong.
+pub fn load_config(path: &std::path::Path) -> anyhow::Result<Config> {
+    Config::load(path).map_err(|err| anyhow::anyhow!("invalid config:\n{err}"))
+}
+
+pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let config = load_config(&args.config)?;
+    super::init_logging(config.log_format, &config.log_level);
+    let token = match &config.api.token {
+        TokenSource::File(path) => super::serve::read_token(Some(path), ""),
+        TokenSource::Env(name) => super::serve::read_token(None, name),
+    }
+    .with_context(|| format!("{}: [api]", config.path.display()))?;
+    let defs = crate::detectors_dir::load(config.detectors_dir.as_deref())?;
+    let mut engine = Engine::new(
+        &defs,
+        EngineSettings {
+            warmup_nanos: nanos(config.warmup),
+        },
+    );
+    let mut store = StoreSink::open(&config.store_url, WriterSettings::default())
+        .with_context(|| format!("{}: [store]", config.path.display()))?;
+    let handle = store.handle();
+    let saved = handle
+        .block_on(store.store().load_checkpoints())
+        .context("loading checkpoints")?;
+    let checkpoints: Checkpoints = saved
+        .into_iter()
+        .map(|c| {
+            (
+                (c.source, crate::tail::Fingerprint(c.fingerprint)),
+                c.offset,
+            )
+        })
+        .collect();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let sources_open = Arc::new(AtomicBool::new(false));
+    let metrics = metrics::Metrics::install()?;
+    let listener = handle
+        .block_on(tokio::net::TcpListener::bind(config.api.listen))
+        .with_context(|| {
+            format!(
+                "{}: api.listen {}",
+                config.path.display(),
+                config.api.listen
+            )
+        })?;
+    let listen = listener.local_addr()?;
+    let router = crate::api::router_for(
+        store.store(),
+        token,
+        crate::api::Daemon {
+            sources_open: Some(sources_open.clone()),
+            metrics: Some(metrics.renderer()),
+        },
+    );
+    let server_stop = Arc::new(tokio::sync::Notify::new());
+    let server = {
+        let server_stop = server_stop.clone();
+        handle.spawn(async move {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(async move { server_stop.notified().await })
+                .await
+        })
+    };
+    {
+        let stop = stop.clone();
+        handle.spawn(async move {
+            super::serve::shutdown_signal().await;
+            tracing::info!("stopping: finishing what was read, then checkpointing");
+            stop.store(true, Ordering::SeqCst);
+        });
+    }
+    tracing::info!(
+        listen = %listen,
+        store = %store.url(),
+        sources = config.sources.len(),
+        checkpoints = checkpoints.len(),
+        "gatewatch run started"
+    );
+    eprintln!(
+        "gatewatch run: listening on http://{listen} (store {}, {} source groups)",
+        store.url(),
+        config.sources.len()
+    );
+
+    let (new_files, arrivals) = mpsc::channel::<NewFile>();
+    let discovery = spawn_discovery(
+        &config,
+        &engine,
+        checkpoints,
+        stop.clone(),
+        new_files,
+        sources_open.clone(),
+    )?;
+
+    let mut daemon = Daemon {
+        config: &config,
+        arrivals,
+        files: Vec::new(),
+        stop: stop.clone(),
+        handle: handle.clone(),
+        store: store.store(),
+        saving: Arc::new(AtomicBool::new(false)),
+        confirmed: Arc::default(),
+        last_checkpoint: now(),
+        last_metrics: now(),
+        idle: IdleClock::default(),
+        metrics,
+        store_probe: store.probe(),
+        tail_stats: discovery,
+    };
+    let mut counter = OpenedCounter::default();
+    let mut merge = Merge::new(
+        Vec::new(),
+        Vec::new(),
+        ClockSettings {
+            late_tolerance_nanos: nanos(config.late_tolerance),
+            max_jump_nanos: nanos(config.max_time_jump),
+        },
+    );
+    let result = {
+        let mut sinks: Vec<&mut dyn Sink> = vec![&mut counter, &mut store];
+        merge.run_live(
+            &mut engine,
+            &mut sinks,
+            config.tail.idle_timeout,
+            &mut |merge, engine| daemon.tick(merge, engine),
+        )
+    };
+    // Clean stop: what was processed is stored, then checkpointed; open incidents stay open
+    // (they go on after the restart).
+    let stored = store.wait_stored(Duration::from_secs(8));
+    {
+        let mut sinks: Vec<&mut dyn Sink> = vec![&mut counter, &mut store];
+        merge.refresh_durable(&mut sinks);
+    }
+    daemon.update_metrics(&merge, &engine);
+    let last: Vec<Checkpoint> = daemon
+        .due_checkpoints(&merge)
+        .into_iter()
+        .map(|(_, c)| c)
+        .collect();
+    let saved = handle.block_on(async {
+        tokio::time::timeout(
+            Duration::from_secs(5),
+            store.store().save_checkpoints(&last),
+        )
+        .await
+    });
+    server_stop.notify_waiters();
+    let _ = handle.block_on(async { tokio::time::timeout(Duration::from_secs(2), server).await });
+    let report = store.finish();
+    result?;
+    let mut status = ExitCode::SUCCESS;
+    match saved {
+        Ok(Ok(())) => {}
+        Ok(Err(err)) => {
+            tracing::error!(error = %err, "final checkpoints not saved; lines since the last save will be read again");
+            status = ExitCode::FAILURE;
+        }
+        Err(_) => {
+            tracing::error!(
+                "final checkpoints not saved in time; lines since the last save will be read again"
+            );
+            status = ExitCode::FAILURE;
+        }
+    }
+    if !stored || !report.complete() {
+        tracing::error!(
+            unstored = report.unstored,
+            rejected = report.rejected,
+            "not every incident event was stored before the stop"
+        );
+        status = ExitCode::FAILURE;
+    }
+    tracing::info!(
+        files = merge.len(),
+        events = merge.events(),
+        "gatewatch run stopped"
+    );
+    Ok(status)
+}
+
+fn nanos(duration: Duration) -> i64 {
+    duration.as_nanos().min(i64::MAX as u128) as i64
+}
+
+/// The wall clock, for intervals (checkpoints, metrics, how long the logs were quiet).
+#[allow(clippy::disallowed_methods)] // the daemon's timers are wall-clock by nature
+fn now() -> Instant {
+    Instant::now()
+}
+
+fn now_wall() -> Timestamp {
+    crate::clock::wall_clock()
+}
+
+/// Starts the discovery thread; returns the rotation counters it shares.
+fn spawn_discovery(
+    config: &Config,
+    engine: &Engine,
+    checkpoints: Checkpoints,
+    stop: Arc<AtomicBool>,
+    new_files: mpsc::Sender<NewFile>,
+    sources_open: Arc<AtomicBool>,
+) -> anyhow::Result<Arc<crate::tail::TailStats>> {
+    let groups: Vec<GroupSpec> = config
+        .sources
+        .iter()
+        .map(|s| GroupSpec {
+            name: s.name.clone(),
+            patterns: s.paths.clone(),
+            start_at: s.start_at,
+        })
+        .collect();
+    let depth = pipeline::PipelineSettings::default().depth;
+    let specs: Vec<ReadSpec> = config
+        .sources
+        .iter()
+        .map(|source| {
+            let format = FormatArgs::from_config(source);
+            let mut read = pipeline::read_spec(
+                Arc::new(move |sample: &[&[u8]]| format.choose(sample)),
+                source.trusted_proxies.clone(),
+                pipeline::chunk_bytes_for(8, depth, source.max_line_bytes),
+                source.max_line_bytes,
+            );
+            read.path_match = Some(engine.path_match());
+            read
+        })
+        .collect();
+    let poll = config.tail.poll_interval;
+    let follow = FollowSettings {
+        poll,
+        // About a second of quiet after a rotation before the old file is let go.
+        drain_polls: (Duration::from_secs(1).as_millis() / poll.as_millis().max(1)).max(2) as u32,
+    };
+    let mut discovery = Discovery::new(groups, checkpoints, stop.clone(), follow);
+    let stats = discovery.stats.clone();
+    let patterns: Vec<String> = config
+        .sources
+        .iter()
+        .flat_map(|s| s.paths.clone())
+        .collect();
+    let watch = config.tail.watch;
+    let interval = config.tail.discover_interval;
+    let threads = pipeline::PipelineSettings::default().threads;
+    std::thread::Builder::new()
+        .name("gatewatch-discover".into())
+        .spawn(move || {
+            let wakeup = match watch {
+                WatchMode::Auto => Wakeup::watch(&patterns),
+                WatchMode::Poll => Wakeup::poll(),
+            };
+            tracing::info!(events = wakeup.is_watching(), "discovering files");
+            let pool = DecodePool::new(threads);
+            loop {
+                for found in discovery.scan() {
+                    let start = found.input.offset;
+                    let stream = pool.source(found.input, specs[found.group].clone(), depth);
+                    let file = NewFile {
+                        group: found.group,
+                        fingerprint: found.fingerprint.0,
+                        path: found.path.display().to_string(),
+                        start,
+                        stream: Box::new(stream),
+                        tracked: found.tracked,
+                    };
+                    if new_files.send(file).is_err() {
+                        return;
+                    }
+                }
+                sources_open.store(true, Ordering::SeqCst);
+                if stop.load(Ordering::SeqCst) {
+                    return;
+                }
+                wakeup.wait(interval);
+            }
+        })
+        .context("starting the discovery thread")?;
+    Ok(stats)
+}
+
+/// Moves event time on while every log is quiet, so quiet incidents close without new
+/// lines: by the wall time elapsed since the last line, never past where the logs would
+/// be had they gone on (a replayed or delayed log stays consistent).
+#[derive(Default)]
+struct IdleClock {
+    /// The engine's clock when lines last moved it, and when that was.
+    base: Option<(Timestamp, Instant)>,
+    /// Where we moved it ourselves.
+    moved_to: Option<Timestamp>,
+}
+
+impl IdleClock {
+    fn tick(&mut self, engine: &mut Engine, at: Instant) {
+        let Some(clock) = engine.clock() else { return };
+        let lines_moved_it = match (self.base, self.moved_to) {
+            (None, _) => true,
+            (Some(_), Some(ours)) => clock > ours,
+            (Some((base, _)), None) => clock > base,
+        };
+        if lines_moved_it {
+            self.base = Some((clock, at));
+            self.moved_to = None;
+            return;
+        }
+        let (base, since) = self.base.expect("set above");
+        let quiet = at.saturating_duration_since(since);
+        if quiet >= Duration::from_secs(1) {
+            let to = Timestamp(base.nanos().saturating_add(nanos(quiet)));
+            engine.advance_to(to);
+            self.moved_to = Some(to);
+        }
+    }
+}
+
+struct Daemon<'a> {
+    config: &'a Config,
+    arrivals: mpsc::Receiver<NewFile>,
+    files: Vec<LiveFile>,
+    stop: Arc<AtomicBool>,
+    handle: tokio::runtime::Handle,
+    store: crate::store::Store,
+    /// A checkpoint save is in flight (one at a time; the next carries the newest offsets).
+    saving: Arc<AtomicBool>,
+    /// (file index, offset) of saves that succeeded.
+    confirmed: Arc<std::sync::Mutex<Vec<(usize, u64)>>>,
+    last_checkpoint: Instant,
+    last_metrics: Instant,
+    idle: IdleClock,
+    metrics: metrics::Metrics,
+    store_probe: pipeline::StoreProbe,
+    tail_stats: Arc<crate::tail::TailStats>,
+}
+
+impl Daemon<'_> {
+    /// Called by the merge after each batch and while the logs are quiet.
+    fn tick(&mut self, merge: &mut Merge, engine: &mut Engine) -> Flow {
+        while let Ok(file) = self.arrivals.try_recv() {
+            let index = merge.add(file.path.clone(), file.stream);
+            debug_assert_eq!(index, self.files.len());
+            self.files.push(LiveFile {
+                group: file.group,
+                fingerprint: file.fingerprint,
+                path: file.path,
+                start: file.start,
+                saved: file.start,
+                tracked: file.tracked,
+            });
+        }
+        let at = now();
+        self.idle.tick(engine, at);
+        if at.duration_since(self.last_checkpoint) >= self.config.tail.checkpoint_interval
+            && !self.saving.load(Ordering::SeqCst)
+        {
+            self.last_checkpoint = at;
+            let due = self.due_checkpoints(merge);
+            if !due.is_empty() {
+                self.save(due);
+            }
+        }
+        if at.duration_since(self.last_metrics) >= Duration::from_secs(1) {
+            self.last_metrics = at;
+            self.update_metrics(merge, engine);
+        }
+        if self.stop.load(Ordering::SeqCst) {
+            Flow::Stop
+        } else {
+            Flow::Continue
+        }
+    }
+
+    /// Checkpoints that moved since they were last saved, with their file's index.
+    fn due_checkpoints(&mut self, merge: &Merge) -> Vec<(usize, Checkpoint)> {
+        for (index, offset) in self.confirmed.lock().expect("not poisoned").drain(..) {
+            let file = &mut self.files[index];
+            file.saved = file.saved.max(offset);
+        }
+        let mut due = Vec::new();
+        for (i, file) in self.files.iter().enumerate() {
+            let offset = merge.committed_offset(i).max(file.start);
+            if offset > file.saved {
+                due.push((
+                    i,
+                    Checkpoint {
+                        source: self.config.sources[file.group].name.clone(),
+                        fingerprint: file.fingerprint.clone(),
+                        path: file.path.clone(),
+                        offset,
+                    },
+                ));
+            }
+        }
+        due
+    }
+
+    /// Saves in the background, one save at a time. A failed save is simply retried with
+    /// the next round's (newer) offsets: offsets only grow, so the newest save covers all.
+    fn save(&mut self, due: Vec<(usize, Checkpoint)>) {
+        self.saving.store(true, Ordering::SeqCst);
+        let store = self.store.clone();
+        let saving = self.saving.clone();
+        let confirmed = self.confirmed.clone();
+        let errors = self.metrics.checkpoint_errors();
+        self.handle.spawn(async move {
+            let (indexes, checkpoints): (Vec<usize>, Vec<Checkpoint>) = due.into_iter().unzip();
+            match store.save_checkpoints(&checkpoints).await {
+                Ok(()) => confirmed.lock().expect("not poisoned").extend(
+                    indexes
+                        .into_iter()
+                        .zip(checkpoints.iter().map(|c| c.offset)),
+                ),
+                Err(err) => {
+                    errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(error = %err, "saving checkpoints failed; will retry");
+                }
+            }
+            saving.store(false, Ordering::SeqCst);
+        });
+    }
+
+    fn update_metrics(&self, merge: &Merge, engine: &Engine) {
+        let files: Vec<metrics::FileView> = self
+            .files
+            .iter()
+            .enumerate()
+            .map(|(i, f)| metrics::FileView {
+                group: self.config.sources[f.group].name.as_str(),
+                path: &f.path,
+                active: f.tracked.active.load(Ordering::Relaxed),
+                processed: merge.processed_offset(i).max(f.start),
+            })
+            .collect();
+        self.metrics
+            .pipeline(merge, engine, &files, &self.tail_stats, now_wall());
+        self.metrics.store(&self.store_probe);
+    }
+}
+
+/// Counts incidents opened per detector (a metric) and logs each.
+#[derive(Default)]
+struct OpenedCounter {
+    accepted: u64,
+    opened: HashMap<String, u64>,
+}
+
+impl Sink for OpenedCounter {
+    fn accept(&mut self, seq: u64, event: &IncidentEvent) -> anyhow::Result<()> {
+        self.accepted = seq;
+        if let IncidentEvent::Opened(incident) = event {
+            *self.opened.entry(incident.detector.clone()).or_default() += 1;
+            ::metrics::counter!("gatewatch_incidents_opened_total", "detector" => incident.detector.clone())
+                .increment(1);
+            // Debug formatting escapes whatever the log put into the entity.
+            tracing::info!(id = %incident.id, detector = %incident.detector, severity = incident.severity.as_str(), entity = ?incident.entity, "incident opened");
+        }
+        Ok(())
+    }
+
+    fn durable(&mut self) -> u64 {
+        self.accepted
+    }
+}
