@@ -157,7 +157,7 @@ impl Discovery {
             gzip_input(file, path, start, tracked.clone())?
         } else {
             self.following.insert((group, id), tracked.clone());
-            self.follow_input(file, path, id, start, tracked.clone())?
+            self.follow_input(file, fingerprint.clone(), path, id, start, tracked.clone())?
         };
         tracing::info!(path = %path.display(), fingerprint = %fingerprint, offset = start, "following file");
         Ok(Some(Found {
@@ -188,7 +188,10 @@ impl Discovery {
             }
             return Ok(offset);
         }
-        if self.first_scan && spec.start_at == StartAt::End {
+        // "end" is for the very first start: a group with checkpoints has run before, and
+        // its files new since then are new lines.
+        let group_ran_before = self.checkpoints.keys().any(|(name, _)| *name == spec.name);
+        if self.first_scan && spec.start_at == StartAt::End && !group_ran_before {
             if gzip {
                 // Old rotated history: nothing of it is "new".
                 return Ok(u64::MAX);
@@ -201,6 +204,7 @@ impl Discovery {
     fn follow_input(
         &self,
         mut file: File,
+        fingerprint: Fingerprint,
         path: &Path,
         id: DevIno,
         start: u64,
@@ -210,6 +214,7 @@ impl Discovery {
         let raw_bytes = Arc::new(AtomicU64::new(0));
         let follow = Follow::new(
             file,
+            fingerprint,
             path.to_path_buf(),
             id,
             start,

@@ -52,8 +52,7 @@ pub fn of_head(head: &[u8]) -> Option<Fingerprint> {
     Some(Fingerprint(hex))
 }
 
-/// Reads the head of an open file (from its start, without moving a shared cursor: the
-/// file is reopened through /proc when possible, else read with positioned reads) and
+/// Reads the head of an open file (with positioned reads: its cursor stays put) and
 /// fingerprints it. Gzip content is fingerprinted decompressed, so a rotated file that the
 /// kubelet compressed keeps its identity.
 pub fn of_file(file: &File) -> io::Result<Option<Fingerprint>> {

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::fingerprint::DevIno;
+use super::fingerprint::{self, DevIno, Fingerprint};
 use crate::input::Stopped;
 
 /// Rotations seen, by kind (the `gatewatch_rotations_total{kind}` counters).
@@ -50,9 +50,12 @@ enum PathState {
 
 pub struct Follow {
     file: File,
+    fingerprint: Fingerprint,
     path: PathBuf,
     id: DevIno,
     position: u64,
+    /// Just past the last newline read.
+    line_end: u64,
     stop: Arc<AtomicBool>,
     settings: FollowSettings,
     stats: Arc<TailStats>,
@@ -64,10 +67,11 @@ pub struct Follow {
 }
 
 impl Follow {
-    /// Follows `file` (found at `path`), whose cursor is at `position`.
+    /// Follows `file` (named `fingerprint`, found at `path`), whose cursor is at `position`.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         file: File,
+        fingerprint: Fingerprint,
         path: PathBuf,
         id: DevIno,
         position: u64,
@@ -79,9 +83,11 @@ impl Follow {
         tracked.active.store(true, Ordering::SeqCst);
         Follow {
             file,
+            fingerprint,
             path,
             id,
             position,
+            line_end: position,
             stop,
             settings,
             stats,
@@ -99,7 +105,14 @@ impl Follow {
         }
     }
 
+    /// Shrunk (copytruncate), or cut and rewritten: the first line is not ours any more.
+    fn content_replaced(&self) -> io::Result<bool> {
+        Ok(self.file.metadata()?.len() < self.position
+            || fingerprint::of_file(&self.file)?.is_some_and(|f| f != self.fingerprint))
+    }
+
     fn end(&mut self) -> io::Result<usize> {
+        tracing::debug!(path = %self.path.display(), fingerprint = %self.fingerprint, position = self.position, "file ended");
         self.tracked.end.store(self.position, Ordering::SeqCst);
         self.tracked.active.store(false, Ordering::SeqCst);
         Ok(0)
@@ -114,8 +127,22 @@ impl Read for Follow {
                 self.tracked.active.store(false, Ordering::SeqCst);
                 return Err(io::Error::other(Stopped));
             }
+            // Checked before every read, not only at the end: a reader held back by the
+            // merge may find the file cut and already rewritten past its position.
+            if self.content_replaced()? {
+                self.stats.truncated.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(path = %self.path.display(), "file truncated; following its new content as a new file");
+                // A line we saw only the start of is not handed on as a line: ends at the
+                // last whole line, where a copy of the file (copytruncate) resumes.
+                self.position = self.line_end;
+                self.end()?;
+                return Err(io::Error::other(Stopped));
+            }
             let n = self.file.read(buf)?;
             if n > 0 {
+                if let Some(i) = memchr::memrchr(b'\n', &buf[..n]) {
+                    self.line_end = self.position + i as u64 + 1;
+                }
                 self.position += n as u64;
                 self.fresh = true;
                 if self.quiet_after_move.is_some() {
@@ -126,11 +153,6 @@ impl Read for Follow {
             if std::mem::take(&mut self.fresh) {
                 // Caught up: let the reader hand on the lines it has before we wait.
                 return Err(io::ErrorKind::WouldBlock.into());
-            }
-            if self.file.metadata()?.len() < self.position {
-                self.stats.truncated.fetch_add(1, Ordering::Relaxed);
-                tracing::info!(path = %self.path.display(), "file truncated; following its new content as a new file");
-                return self.end();
             }
             match (self.path_state(), self.quiet_after_move) {
                 (PathState::Same, _) => self.quiet_after_move = None,

@@ -1,0 +1,564 @@
+//! `gatewatch run` end to end: the real binary follows real files that the test writes,
+//! rotates (rename, the kubelet's rename + gzip, copytruncate), and restarts it over;
+//! counts come from its own `/metrics`, incidents from its SQLite store.
+
+use std::collections::BTreeSet;
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+const TOKEN: &str = "test-token-0123456789abcdef";
+/// Long enough for a slow CI machine; tests wait for a condition, not for a time.
+const PATIENCE: Duration = Duration::from_secs(90);
+
+struct Daemon {
+    child: Child,
+    port: u16,
+    log: PathBuf,
+}
+
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+/// A config for one source group over `paths`, storing in `dir/gw.db`.
+fn config(dir: &Path, paths: &[String], extra_source: &str, extra: &str) -> PathBuf {
+    let paths: Vec<String> = paths.iter().map(|p| format!("{p:?}")).collect();
+    let text = format!(
+        "warmup = \"1m\"\n\
+         [[sources]]\nname = \"web\"\npaths = [{}]\n{extra_source}\n\
+         [store]\nurl = \"sqlite://{}\"\n\
+         [api]\nlisten = \"127.0.0.1:{}\"\n\
+         [tail]\npoll_interval = \"50ms\"\ndiscover_interval = \"300ms\"\nidle_timeout = \"2s\"\n\
+         checkpoint_interval = \"200ms\"\n{extra}\n",
+        paths.join(", "),
+        dir.join("gw.db").display(),
+        free_port(),
+    );
+    let path = dir.join(format!("gw-{}.toml", free_port()));
+    fs::write(&path, text).unwrap();
+    path
+}
+
+impl Daemon {
+    fn start(config: &Path) -> Daemon {
+        let text = fs::read_to_string(config).unwrap();
+        let port: u16 = text
+            .split("listen = \"127.0.0.1:")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .and_then(|p| p.parse().ok())
+            .unwrap();
+        let log = config.with_extension(format!("{}.stderr", free_port()));
+        let child = Command::new(env!("CARGO_BIN_EXE_gatewatch"))
+            .args(["run", "--config"])
+            .arg(config)
+            .env("GATEWATCH_API_TOKEN", TOKEN)
+            .env("GATEWATCH_LOG", "info,sqlx=warn,gatewatch::tail=debug")
+            .stdout(Stdio::null())
+            .stderr(File::create(&log).unwrap())
+            .spawn()
+            .expect("start gatewatch run");
+        let daemon = Daemon { child, port, log };
+        daemon.eventually("/readyz answers 200", || {
+            daemon
+                .get("/readyz")
+                .is_some_and(|(status, _)| status == 200)
+        });
+        daemon
+    }
+
+    /// GET `path`: (status, body), or None when nothing answers.
+    fn get(&self, path: &str) -> Option<(u16, String)> {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .ok()?;
+        write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response).ok()?;
+        let status = response.split(' ').nth(1)?.parse().ok()?;
+        let body = response.split_once("\r\n\r\n")?.1.to_string();
+        Some((status, body))
+    }
+
+    fn metrics(&self) -> String {
+        self.get("/metrics")
+            .map(|(_, body)| body)
+            .unwrap_or_default()
+    }
+
+    /// A metric's value (summed over label sets when `name` has no labels of its own).
+    fn metric(&self, name: &str) -> f64 {
+        metric_in(&self.metrics(), name)
+    }
+
+    fn eventually(&self, what: &str, mut done: impl FnMut() -> bool) {
+        for _ in 0..(PATIENCE.as_millis() / 100) {
+            if done() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("{what}: not within {PATIENCE:?}\n{}", self.log_text());
+    }
+
+    /// Waits until `gatewatch_lines_read_total` reaches `lines`; then checks it stays there.
+    fn read_exactly(&self, lines: u64) {
+        self.eventually(&format!("{lines} lines read"), || {
+            self.metric("gatewatch_lines_read_total") as u64 >= lines
+        });
+        std::thread::sleep(Duration::from_millis(600));
+        assert_eq!(
+            self.metric("gatewatch_lines_read_total") as u64,
+            lines,
+            "{}",
+            self.log_text()
+        );
+    }
+
+    fn log_text(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGTERM and wait; returns the exit status's success.
+    fn stop(mut self) -> bool {
+        Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        let status = self.child.wait().unwrap();
+        if !status.success() {
+            eprintln!("{}", self.log_text());
+        }
+        status.success()
+    }
+
+    fn kill_hard(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn metric_in(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter(|line| {
+            line.strip_prefix(name).is_some_and(|rest| {
+                rest.starts_with(' ') || rest.starts_with('{') && !name.contains('{')
+            })
+        })
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// Combined-format line number `n`, `n` milliseconds after a fixed start, from one of 500
+/// clients: steady traffic no detector minds.
+fn line(n: u64) -> String {
+    let secs = n / 1000;
+    let (m, s) = (secs / 60 % 60, secs % 60);
+    let h = 10 + secs / 3600;
+    format!(
+        "10.1.{}.{} - - [01/Dec/2026:{h:02}:{m:02}:{s:02} +0000] \"GET /page/{n} HTTP/1.1\" 200 512 \"-\" \"test-agent\"\n",
+        n % 500 / 250,
+        n % 250 + 1
+    )
+}
+
+fn lines(range: std::ops::Range<u64>) -> String {
+    range.map(line).collect()
+}
+
+fn append(path: &Path, text: &str) {
+    let mut file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
+    file.write_all(text.as_bytes()).unwrap();
+}
+
+/// Writes lines `range` to `path` in batches at about `per_second`.
+fn write_paced(path: &Path, range: std::ops::Range<u64>, per_second: u64) {
+    let batch = (per_second / 50).max(1);
+    let mut n = range.start;
+    while n < range.end {
+        let end = (n + batch).min(range.end);
+        append(path, &lines(n..end));
+        n = end;
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn gzip(from: &Path, to: &Path) {
+    let data = fs::read(from).unwrap();
+    let mut encoder = flate2::write::GzEncoder::new(File::create(to).unwrap(), Default::default());
+    encoder.write_all(&data).unwrap();
+    encoder.finish().unwrap();
+    fs::remove_file(from).unwrap();
+}
+
+#[test]
+fn every_line_once_through_rename_rotations_and_a_copytruncate() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("access.log");
+    append(&log, &lines(0..1000));
+    let config = config(
+        dir.path(),
+        &[format!("{}/access.log*", dir.path().display())],
+        "format = \"combined\"",
+        "",
+    );
+    let daemon = Daemon::start(&config);
+    let total = 200_000;
+    let step = 40_000;
+    let mut written = 1000;
+    for round in 1..=5 {
+        let end = (round * step).min(total);
+        write_paced(&log, written..end, 100_000);
+        written = end;
+        if round == 3 {
+            // copytruncate: copy, then cut the file the writer keeps appending to.
+            fs::copy(&log, dir.path().join("access.log.copied")).unwrap();
+            OpenOptions::new()
+                .write(true)
+                .open(&log)
+                .unwrap()
+                .set_len(0)
+                .unwrap();
+        } else if round < 5 {
+            fs::rename(&log, dir.path().join(format!("access.log.{round}"))).unwrap();
+        }
+    }
+    write_paced(&log, written..total, 100_000);
+    daemon.read_exactly(total);
+    let text = daemon.metrics();
+    assert_eq!(metric_in(&text, "gatewatch_lines_late_total"), 0.0);
+    // A file first found under its rotated name is followed there (not counted as renamed).
+    assert!(
+        metric_in(&text, "gatewatch_rotations_total{kind=\"rename\"}") >= 1.0,
+        "{text}"
+    );
+    assert!(
+        metric_in(&text, "gatewatch_rotations_total{kind=\"truncate\"}") >= 1.0,
+        "{text}"
+    );
+    check_with_promtool(&text);
+    assert!(daemon.stop());
+}
+
+/// `promtool check metrics`, when the Prometheus tools are installed (.ci/run installs them).
+fn check_with_promtool(text: &str) {
+    let Ok(mut child) = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+    else {
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED: promtool check metrics (promtool is not installed; apt install prometheus)"
+        );
+        return;
+    };
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "promtool check metrics:\n{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// A CRI-wrapped line, as the kubelet's container runtime writes them.
+fn cri(range: std::ops::Range<u64>) -> String {
+    range
+        .map(|n| format!("2026-12-01T10:00:00.000000000Z stdout F {}", line(n)))
+        .collect()
+}
+
+#[test]
+fn kubelet_rotation_with_gzip_and_a_restart_across_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let pod = dir
+        .path()
+        .join("pods/ingress_controller-abc_uid/controller");
+    fs::create_dir_all(&pod).unwrap();
+    let current = pod.join("0.log");
+    let config = config(
+        dir.path(),
+        &[format!("{}/pods/*/controller/*.log*", dir.path().display())],
+        "format = \"combined\"",
+        "",
+    );
+    append(&current, &cri(0..5000));
+    let daemon = Daemon::start(&config);
+    // Rotation 1: renamed with a time suffix; the runtime reopens 0.log.
+    fs::rename(&current, pod.join("0.log.20261201-100000")).unwrap();
+    append(&current, &cri(5000..15_000));
+    // Rotation 2: the older rotated file is gzipped (plain one deleted), 0.log renamed again.
+    gzip(
+        &pod.join("0.log.20261201-100000"),
+        &pod.join("0.log.20261201-100000.gz"),
+    );
+    fs::rename(&current, pod.join("0.log.20261201-100100")).unwrap();
+    append(&current, &cri(15_000..20_000));
+    daemon.read_exactly(20_000);
+    assert!(daemon.stop(), "clean stop");
+
+    // While it is down: more lines, a rotation, and the gzip of the file it was reading
+    // (its unread lines now exist only compressed).
+    append(&current, &cri(20_000..25_000));
+    fs::rename(&current, pod.join("0.log.20261201-100200")).unwrap();
+    gzip(
+        &pod.join("0.log.20261201-100200"),
+        &pod.join("0.log.20261201-100200.gz"),
+    );
+    append(&current, &cri(25_000..30_000));
+    let daemon = Daemon::start(&config);
+    daemon.read_exactly(10_000);
+    assert_eq!(daemon.metric("gatewatch_lines_unparsed_total"), 0.0);
+    assert!(daemon.stop());
+}
+
+#[test]
+fn a_clean_stop_rereads_nothing_and_misses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("access.log");
+    let config = config(
+        dir.path(),
+        &[format!("{}/*.log", dir.path().display())],
+        "format = \"combined\"\nstart_at = \"end\"",
+        "",
+    );
+    // Present before the very first start, with start_at = "end": skipped.
+    append(&log, &lines(0..3000));
+    let daemon = Daemon::start(&config);
+    write_paced(&log, 3000..13_000, 50_000);
+    daemon.read_exactly(10_000);
+    assert!(daemon.stop(), "clean stop");
+    // Stopped in the middle of a line: the half line must be read once, whole.
+    let more = lines(13_000..23_000);
+    let (head, tail) = more.split_at(more.len() / 2 + 7);
+    append(&log, head);
+    let daemon = Daemon::start(&config);
+    append(&log, tail);
+    daemon.read_exactly(10_000);
+    assert_eq!(daemon.metric("gatewatch_lines_unparsed_total"), 0.0);
+    assert!(daemon.stop());
+}
+
+#[test]
+fn files_appearing_over_time_one_lagging_two_minutes_none_late_with_polling() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("pods");
+    fs::create_dir(&logs).unwrap();
+    let config = config(
+        dir.path(),
+        &[format!("{}/*.log", logs.display())],
+        "format = \"combined\"",
+        "watch = \"poll\"",
+    );
+    let daemon = Daemon::start(&config);
+    let per_file = 400;
+    for pod in 0..50u64 {
+        // Pod 7's clock (or its log shipping) is two minutes behind the others.
+        let shift = if pod == 7 { 0 } else { 120_000 };
+        let text: String = (0..per_file)
+            .map(|i| line(shift + pod * 2000 + i * 5))
+            .collect();
+        append(&logs.join(format!("pod-{pod:02}.log")), &text);
+        std::thread::sleep(Duration::from_millis(30));
+    }
+    daemon.read_exactly(50 * per_file);
+    assert_eq!(daemon.metric("gatewatch_lines_late_total"), 0.0);
+    assert_eq!(daemon.metric("gatewatch_files_tracked"), 50.0);
+    assert!(daemon.stop());
+}
+
+/// Incident ids in a SQLite store, through the CLI.
+fn stored_ids(db: &Path) -> BTreeSet<String> {
+    let output = Command::new(env!("CARGO_BIN_EXE_gatewatch"))
+        .args([
+            "incidents",
+            "list",
+            "--output",
+            "json",
+            "--limit",
+            "1000",
+            "--db",
+        ])
+        .arg(format!("sqlite://{}", db.display()))
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let list: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    list.as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn attacks_log() -> Vec<u8> {
+    let mut text = Vec::new();
+    flate2::read::GzDecoder::new(File::open("testdata/nginx-combined-attacks.log.gz").unwrap())
+        .read_to_end(&mut text)
+        .unwrap();
+    text
+}
+
+fn replay_ids(path: &Path) -> BTreeSet<String> {
+    let replayed = Command::new(env!("CARGO_BIN_EXE_gatewatch"))
+        .args(["replay", "--no-progress", "--output", "jsonl"])
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(replayed.status.success());
+    String::from_utf8_lossy(&replayed.stdout)
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect()
+}
+
+/// Writes `lines` to `path` 2,000 at a time: 25 minutes of traffic in about a second, far
+/// faster than 10x real time.
+fn write_fast(path: &Path, lines: &[&[u8]]) {
+    for chunk in lines.chunks(2000) {
+        append(path, &String::from_utf8_lossy(&chunk.concat()));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A daemon over `dir/live/*.log` with replay's default warm-up.
+fn live_config(dir: &Path) -> (PathBuf, PathBuf) {
+    let live = dir.join("live");
+    fs::create_dir(&live).unwrap();
+    let config = config(
+        dir,
+        &[format!("{}/*.log", live.display())],
+        "format = \"combined\"",
+        "",
+    );
+    let text = fs::read_to_string(&config)
+        .unwrap()
+        .replace("warmup = \"1m\"\n", "");
+    fs::write(&config, text).unwrap();
+    (config, live.join("access.log"))
+}
+
+#[test]
+fn live_equals_replay() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = attacks_log();
+    let whole = dir.path().join("whole.log");
+    fs::write(&whole, &text).unwrap();
+    let expected = replay_ids(&whole);
+    assert!(expected.len() >= 5, "the attacks log has incidents");
+
+    let (config, log) = live_config(dir.path());
+    let lines: Vec<&[u8]> = text.split_inclusive(|b| *b == b'\n').collect();
+    let daemon = Daemon::start(&config);
+    write_fast(&log, &lines);
+    daemon.read_exactly(lines.len() as u64);
+    assert!(daemon.stop());
+    let stored = stored_ids(&dir.path().join("gw.db"));
+    assert_eq!(stored, expected, "the daemon's incidents are replay's");
+}
+
+#[test]
+fn a_hard_kill_rereads_at_most_what_was_not_checkpointed() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = attacks_log();
+    let (config, log) = live_config(dir.path());
+    let lines: Vec<&[u8]> = text.split_inclusive(|b| *b == b'\n').collect();
+    let half = lines.len() / 2;
+    let daemon = Daemon::start(&config);
+    write_fast(&log, &lines[..half]);
+    daemon.read_exactly(half as u64);
+    let first = stored_ids(&dir.path().join("gw.db"));
+    daemon.kill_hard();
+
+    let daemon = Daemon::start(&config);
+    write_fast(&log, &lines[half..]);
+    let rest = (lines.len() - half) as u64;
+    daemon.eventually("the rest read", || {
+        daemon.metric("gatewatch_lines_read_total") as u64 >= rest
+    });
+    std::thread::sleep(Duration::from_millis(600));
+    let reread = daemon.metric("gatewatch_lines_read_total") as u64 - rest;
+    // Checkpoints are saved every 200 ms: a kill loses at most the lines since the last.
+    assert!(reread < half as u64, "{reread} lines read again");
+    assert!(daemon.stop());
+    let stored = stored_ids(&dir.path().join("gw.db"));
+    assert!(
+        stored.is_superset(&first),
+        "incidents stored before the kill stay"
+    );
+}
+
+#[test]
+fn config_check_names_the_file_and_every_bad_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    fs::write(
+        &path,
+        "[[sources]]\npaths = [\"/var/log/*.log\"]\nstart_at = \"middle\"\n[api]\nlisten = \"x\"\n",
+    )
+    .unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_gatewatch"))
+        .args(["config", "check"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    for key in ["sources[0].start_at", "api.listen"] {
+        assert!(
+            stderr.contains(&format!("{}: {key}", path.display())),
+            "{stderr}"
+        );
+    }
+    fs::write(
+        &path,
+        "[[sources]]\npaths = [\"/var/log/*.log\"]\nunknown = 1\n",
+    )
+    .unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_gatewatch"))
+        .args(["config", "check"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !output.status.success() && stderr.contains("unknown"),
+        "{stderr}"
+    );
+}
