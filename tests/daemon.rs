@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+mod common;
+
 const TOKEN: &str = "test-token-0123456789abcdef";
 /// Long enough for a slow CI machine; tests wait for a condition, not for a time.
 const PATIENCE: Duration = Duration::from_secs(90);
@@ -396,6 +398,10 @@ fn files_appearing_over_time_one_lagging_two_minutes_none_late_with_polling() {
 
 /// Incident ids in a SQLite store, through the CLI.
 fn stored_ids(db: &Path) -> BTreeSet<String> {
+    stored_ids_at(&format!("sqlite://{}", db.display()))
+}
+
+fn stored_ids_at(url: &str) -> BTreeSet<String> {
     let output = Command::new(env!("CARGO_BIN_EXE_gatewatch"))
         .args([
             "incidents",
@@ -405,8 +411,8 @@ fn stored_ids(db: &Path) -> BTreeSet<String> {
             "--limit",
             "1000",
             "--db",
+            url,
         ])
-        .arg(format!("sqlite://{}", db.display()))
         .output()
         .unwrap();
     assert!(
@@ -561,4 +567,141 @@ fn config_check_names_the_file_and_every_bad_key() {
         !output.status.success() && stderr.contains("unknown"),
         "{stderr}"
     );
+}
+
+/// A TCP proxy to the database that the test can cut (open connections killed, new ones
+/// refused), as a crashed or unreachable server would look.
+struct CuttableProxy {
+    port: u16,
+    up: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    open: std::sync::Arc<std::sync::Mutex<Vec<TcpStream>>>,
+}
+
+impl CuttableProxy {
+    fn start(target: &str) -> CuttableProxy {
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let proxy = CuttableProxy {
+            port,
+            up: std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true)),
+            open: std::sync::Arc::default(),
+        };
+        let (up, open, target) = (proxy.up.clone(), proxy.open.clone(), target.to_string());
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { continue };
+                if !up.load(Ordering::SeqCst) {
+                    continue; // dropped: the client sees the connection close
+                }
+                let Ok(server) = TcpStream::connect(&target) else {
+                    continue;
+                };
+                let mut open = open.lock().unwrap();
+                open.push(client.try_clone().unwrap());
+                open.push(server.try_clone().unwrap());
+                for (mut from, mut to) in [
+                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                    (server, client),
+                ] {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+            }
+        });
+        proxy
+    }
+
+    fn set_up(&self, up: bool) {
+        self.up.store(up, std::sync::atomic::Ordering::SeqCst);
+        if !up {
+            for stream in self.open.lock().unwrap().drain(..) {
+                let _ = stream.shutdown(std::net::Shutdown::Both);
+            }
+        }
+    }
+}
+
+fn checkpoints(url: &str) -> Vec<gatewatch::store::Checkpoint> {
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let store = gatewatch::store::Store::open(url).await.unwrap();
+        let saved = store.load_checkpoints().await.unwrap();
+        store.close().await;
+        saved
+    })
+}
+
+#[test]
+fn thirty_seconds_without_the_database_lose_nothing() {
+    let Some(db) = common::TestDb::postgres("daemon: thirty_seconds_without_the_database") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let text = attacks_log();
+    let whole = dir.path().join("whole.log");
+    fs::write(&whole, &text).unwrap();
+    let expected = replay_ids(&whole);
+
+    let (host_port, rest) = db.url.rsplit_once('@').unwrap().1.split_once('/').unwrap();
+    let proxy = CuttableProxy::start(host_port);
+    let via_proxy = db
+        .url
+        .replace(host_port, &format!("127.0.0.1:{}", proxy.port));
+    let _ = rest;
+    let (config, log) = live_config(dir.path());
+    let config_text = fs::read_to_string(&config).unwrap();
+    let sqlite_line = config_text
+        .lines()
+        .find(|l| l.starts_with("url = "))
+        .unwrap()
+        .to_string();
+    fs::write(
+        &config,
+        config_text.replace(&sqlite_line, &format!("url = {via_proxy:?}")),
+    )
+    .unwrap();
+
+    let lines: Vec<&[u8]> = text.split_inclusive(|b| *b == b'\n').collect();
+    let third = lines.len() / 3;
+    let daemon = Daemon::start(&config);
+    write_fast(&log, &lines[..third]);
+    daemon.read_exactly(third as u64);
+    daemon.eventually("first checkpoint", || !checkpoints(&db.url).is_empty());
+
+    proxy.set_up(false);
+    let before = checkpoints(&db.url)[0].offset;
+    write_fast(&log, &lines[third..]);
+    daemon.eventually("reading goes on during the outage", || {
+        daemon.metric("gatewatch_lines_read_total") as usize == lines.len()
+    });
+    for _ in 0..30 {
+        std::thread::sleep(Duration::from_secs(1));
+        let saved = checkpoints(&db.url)[0].offset;
+        assert_eq!(
+            saved, before,
+            "no checkpoint moves while incidents cannot be stored"
+        );
+    }
+    assert!(daemon.metric("gatewatch_store_errors_total") > 0.0);
+    assert!(
+        daemon.metric("gatewatch_store_queue_depth") > 0.0,
+        "{}",
+        daemon.metrics()
+    );
+
+    proxy.set_up(true);
+    daemon.eventually("the queue drains once the database is back", || {
+        daemon.metric("gatewatch_store_queue_depth") == 0.0
+    });
+    assert!(daemon.stop());
+    let saved = checkpoints(&db.url);
+    assert_eq!(
+        saved[0].offset,
+        fs::metadata(&log).unwrap().len(),
+        "checkpointed to the end"
+    );
+    let stored = stored_ids_at(&db.url);
+    assert_eq!(stored, expected, "every incident stored, none twice");
 }
