@@ -39,8 +39,16 @@ impl Wakeup {
         let (send, events) = mpsc::channel();
         let mut watcher =
             notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-                if event.is_ok() {
-                    let _ = send.send(());
+                // Only a file appearing or moving can mean a new file to follow; writes
+                // (and our own reads) are not the discovery's business.
+                use notify::event::{EventKind, ModifyKind};
+                if let Ok(event) = event {
+                    if matches!(
+                        event.kind,
+                        EventKind::Create(_) | EventKind::Modify(ModifyKind::Name(_))
+                    ) {
+                        let _ = send.send(());
+                    }
                 }
             })?;
         let mut roots: Vec<PathBuf> = patterns.iter().map(|p| static_root(p)).collect();
