@@ -7,7 +7,21 @@ use std::net::IpAddr;
 use chrono::{DateTime, SecondsFormat, Utc};
 
 /// Event time: nanoseconds since the Unix epoch, UTC. Taken from the log line, never a clock.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// Saved detector state holds it as its integer nanoseconds.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(transparent)]
 pub struct Timestamp(pub i64);
 
 pub const NANOS_PER_SEC: i64 = 1_000_000_000;

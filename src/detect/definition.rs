@@ -379,6 +379,9 @@ pub fn parse_definition(origin: &str, text: &str) -> Result<DetectorDef, Vec<Str
     };
     if raw.id.trim().is_empty() {
         checker.error("id", "must not be empty");
+    } else if raw.id.starts_with('_') {
+        // Saved state names the engine's own row `_engine` (see `Engine::snapshot`).
+        checker.error("id", "must not start with `_` (reserved)");
     }
     let params = match raw.kind.as_str() {
         "rate_spike" => checker
@@ -510,6 +513,16 @@ mod tests {
             "id = \"x\"\nkind = \"scanner\"\nentity = \"ip\"\nseverity = \"low\"\ncolour = 1\n";
         let errors = parse_definition("s.toml", text).unwrap_err();
         assert!(errors[0].contains("colour"), "{errors:?}");
+    }
+
+    #[test]
+    fn ids_starting_with_an_underscore_are_reserved() {
+        let text = "id = \"_engine\"\nkind = \"scanner\"\nentity = \"ip\"\nseverity = \"low\"\n";
+        let errors = parse_definition("s.toml", text).unwrap_err();
+        assert!(
+            errors.contains(&"s.toml: id: must not start with `_` (reserved)".to_owned()),
+            "{errors:?}"
+        );
     }
 
     #[test]

@@ -8,6 +8,7 @@ use super::incident::IncidentEvent;
 use super::path_match::PathMatch;
 use super::rate_spike::RateSpike;
 use super::signal_count::{SignalCount, SignalKind};
+use super::state::{self, RestoreReport, StateRow, ENGINE_ROW, STATE_VERSION};
 use super::{Context, Detector, DetectorStats};
 use crate::event::{Request, Timestamp, NANOS_PER_SEC};
 
@@ -54,6 +55,17 @@ pub struct Engine {
 
 /// Quiet incidents are closed once per second of event time.
 const TICK_NANOS: i64 = NANOS_PER_SEC;
+
+/// The engine's own saved row: its clock, so a restart neither re-applies the warm-up nor
+/// runs the clock backwards.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SavedEngine {
+    v: u32,
+    /// The first line's time (`None`: no line yet).
+    first: Option<Timestamp>,
+    watermark: Timestamp,
+    next_tick: i64,
+}
 
 impl Engine {
     pub fn new(defs: &[DetectorDef], settings: EngineSettings) -> Self {
@@ -146,6 +158,83 @@ impl Engine {
 
     pub fn detector_stats(&self) -> impl Iterator<Item = (&str, DetectorStats)> {
         self.detectors.iter().map(|d| (d.id(), d.stats()))
+    }
+
+    /// Everything learned, as rows: per detector and key, its baselines / rate windows /
+    /// burst memories / signal counts and its open episode (so an incident open at a stop
+    /// goes on after the restart with the same id instead of re-opening), plus per-detector
+    /// population state, plus one engine row (detector `_engine`, entity `""`) with the
+    /// engine's first-line time, watermark and tick (so warm-up is not re-applied after a
+    /// restart). Every state JSON carries a format version: `{"v":1, ...}`.
+    ///
+    /// Events not yet drained are not part of it: drain them (and make them durable) first.
+    /// Nothing here runs per observed line; the cost is all in this call.
+    pub fn snapshot(&self) -> Vec<StateRow> {
+        let now = self.clock().unwrap_or(Timestamp(0));
+        let engine = SavedEngine {
+            v: STATE_VERSION,
+            first: self.first,
+            watermark: self.watermark,
+            next_tick: self.next_tick,
+        };
+        let mut rows = vec![StateRow {
+            detector: ENGINE_ROW.to_owned(),
+            entity: String::new(),
+            state: state::to_json(&engine),
+            updated_at: now,
+        }];
+        for detector in &self.detectors {
+            detector.snapshot(now, &mut rows);
+        }
+        rows
+    }
+
+    /// Loads rows saved by `snapshot` (any order), into an engine that has seen no line
+    /// yet. Rows of unknown detectors, unknown or newer versions, or JSON that does not
+    /// parse are skipped and counted, never a panic or an error. Bounded by the same
+    /// capacities as live state (a table full of keys keeps the most recently updated ones,
+    /// by `updated_at`).
+    pub fn restore(&mut self, rows: impl IntoIterator<Item = StateRow>) -> RestoreReport {
+        let mut report = RestoreReport::default();
+        let mut per_detector: Vec<Vec<StateRow>> =
+            self.detectors.iter().map(|_| Vec::new()).collect();
+        for row in rows {
+            if row.detector == ENGINE_ROW {
+                if row.entity.is_empty() && self.restore_clock(&row.state) {
+                    report.restored += 1;
+                } else {
+                    report.skipped += 1;
+                }
+                continue;
+            }
+            match self.detectors.iter().position(|d| d.id() == row.detector) {
+                Some(i) => per_detector[i].push(row),
+                None => report.skipped += 1,
+            }
+        }
+        for (detector, rows) in self.detectors.iter_mut().zip(per_detector) {
+            if !rows.is_empty() {
+                report.add(detector.restore(rows));
+            }
+        }
+        report
+    }
+
+    /// The clock from the engine's row. Into an engine that has seen lines already, the
+    /// clock only moves forward.
+    fn restore_clock(&mut self, text: &str) -> bool {
+        let Ok(saved) = serde_json::from_str::<SavedEngine>(text) else {
+            return false;
+        };
+        if saved.v != STATE_VERSION {
+            return false;
+        }
+        if let Some(first) = saved.first {
+            self.first = Some(self.first.map_or(first, |own| own.min(first)));
+            self.watermark = self.watermark.max(saved.watermark);
+            self.next_tick = self.next_tick.max(saved.next_tick);
+        }
+        true
     }
 }
 

@@ -6,6 +6,7 @@ use std::fmt::Display;
 use std::hash::Hash;
 
 use foldhash::fast::RandomState;
+use serde::{Deserialize, Serialize};
 
 use super::incident::{incident_id, Evidence, Incident, IncidentEvent, Score, Severity, Status};
 use crate::event::{EntityKind, Timestamp};
@@ -35,6 +36,38 @@ pub struct Opening<'l> {
 struct Open {
     incident: Incident,
     last_anomalous: Timestamp,
+}
+
+/// An open episode as saved: its incident less what the detector and key give back (id,
+/// detector, kind, entity, status), with time in nanoseconds and floats bit for bit.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SavedEpisode {
+    severity: Severity,
+    started_at: Timestamp,
+    detected_at: Timestamp,
+    last_seen: Timestamp,
+    last_anomalous: Timestamp,
+    count: u64,
+    #[serde(with = "crate::window::exact")]
+    observed: f64,
+    #[serde(with = "crate::window::exact")]
+    expected: f64,
+    #[serde(
+        with = "crate::window::exact::option",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    p_value: Option<f64>,
+    summary: String,
+    /// `(time, line)` of each evidence line.
+    evidence: Vec<(Timestamp, String)>,
+}
+
+impl SavedEpisode {
+    /// The newest request the episode counted.
+    pub fn last_seen(&self) -> Timestamp {
+        self.last_seen
+    }
 }
 
 pub struct Episodes<K> {
@@ -128,6 +161,76 @@ impl<K: Hash + Eq + Clone + Display> Episodes<K> {
         }
     }
 
+    /// The key's open episode, as saved state.
+    pub fn saved(&self, key: &K) -> Option<SavedEpisode> {
+        if self.open.is_empty() {
+            return None;
+        }
+        let open = self.open.get(key)?;
+        let incident = &open.incident;
+        Some(SavedEpisode {
+            severity: incident.severity,
+            started_at: incident.started_at,
+            detected_at: incident.detected_at,
+            last_seen: incident.last_seen,
+            last_anomalous: open.last_anomalous,
+            count: incident.count,
+            observed: incident.score.observed,
+            expected: incident.score.expected,
+            p_value: incident.score.p_value,
+            summary: incident.summary.clone(),
+            evidence: incident
+                .evidence
+                .iter()
+                .map(|e| (e.ts, e.line.clone()))
+                .collect(),
+        })
+    }
+
+    /// Keys with an open episode.
+    pub fn open_keys(&self) -> impl Iterator<Item = &K> {
+        self.open.keys()
+    }
+
+    /// Reopens a saved episode as it was: same incident id, no new event (its `Opened`
+    /// went out before the state was saved). Replaces an episode open for the key.
+    pub fn restore(&mut self, key: K, saved: SavedEpisode) {
+        let entity = key.to_string();
+        let mut evidence: Vec<Evidence> = saved
+            .evidence
+            .into_iter()
+            .map(|(ts, line)| Evidence { ts, line })
+            .collect();
+        evidence.truncate(MAX_EVIDENCE);
+        let incident = Incident {
+            id: incident_id(&self.settings.detector, &entity, saved.started_at),
+            detector: self.settings.detector.clone(),
+            kind: self.settings.kind.to_owned(),
+            severity: saved.severity,
+            entity_kind: self.settings.entity_kind,
+            entity,
+            started_at: saved.started_at,
+            detected_at: saved.detected_at,
+            last_seen: saved.last_seen,
+            count: saved.count,
+            score: Score {
+                observed: saved.observed,
+                expected: saved.expected,
+                p_value: saved.p_value,
+            },
+            summary: saved.summary,
+            status: Status::Open,
+            evidence,
+        };
+        self.open.insert(
+            key,
+            Open {
+                incident,
+                last_anomalous: saved.last_anomalous,
+            },
+        );
+    }
+
     /// Closes episodes with no anomalous request for the quiet period before `now`.
     pub fn close_quiet(&mut self, now: Timestamp, events: &mut Vec<IncidentEvent>) {
         if self.open.is_empty() {
@@ -211,6 +314,23 @@ mod tests {
         assert_eq!(incident.last_seen, Timestamp(1120));
         assert_eq!(incident.status, Status::Closed);
         assert!(!eps.is_open(&7));
+    }
+
+    #[test]
+    fn a_saved_episode_reopens_as_it_was() {
+        let mut eps = episodes();
+        let mut events = Vec::new();
+        eps.open(7, opening(1000), &mut events);
+        eps.touch(&7, Timestamp(1050), b"x\"\n", 30.0, true);
+        let text = serde_json::to_string(&eps.saved(&7).unwrap()).unwrap();
+        assert_eq!(eps.saved(&8), None);
+        let mut back = episodes();
+        back.restore(7, serde_json::from_str(&text).unwrap());
+        assert_eq!(back.open_count(), 1);
+        assert_eq!(back.opened_total(), 0, "restoring opens nothing new");
+        eps.close_all(&mut events);
+        back.close_all(&mut events);
+        assert_eq!(events[1], events[2]);
     }
 
     #[test]

@@ -7,6 +7,9 @@ mod incident;
 mod path_match;
 mod rate_spike;
 mod signal_count;
+mod state;
+#[cfg(test)]
+mod state_tests;
 #[cfg(test)]
 mod tests;
 
@@ -14,6 +17,7 @@ pub use definition::{DefinitionErrors, DetectorDef, KindParams};
 pub use engine::{Engine, EngineSettings, EngineStats, Observed};
 pub use incident::{incident_id, Evidence, Incident, IncidentEvent, Score, Severity, Status};
 pub use path_match::PathMatch;
+pub use state::{RestoreReport, StateRow, ENGINE_ROW, STATE_VERSION};
 
 use std::fmt::Display;
 use std::hash::Hash;
@@ -72,4 +76,9 @@ pub trait Detector: Send {
     /// End of input: closes every open incident.
     fn close_all(&mut self, events: &mut Vec<IncidentEvent>);
     fn stats(&self) -> DetectorStats;
+    /// Appends what the detector learned as saved-state rows (see `Engine::snapshot`);
+    /// `now` is the engine's clock.
+    fn snapshot(&self, now: Timestamp, rows: &mut Vec<StateRow>);
+    /// Loads rows saved by `snapshot` (all of them name this detector).
+    fn restore(&mut self, rows: Vec<StateRow>) -> RestoreReport;
 }

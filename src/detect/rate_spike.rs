@@ -3,11 +3,13 @@
 
 use std::net::IpAddr;
 
+use serde::{Deserialize, Serialize};
 use statrs::distribution::{DiscreteCDF, Poisson};
 
 use super::definition::{DetectorDef, RateSpikeParams};
 use super::episodes::{EpisodeSettings, Episodes, Opening};
 use super::incident::{IncidentEvent, Score, Severity};
+use super::state::{self, RestoreReport, Shape, StateRow};
 use super::{Context, Detector, DetectorStats};
 use crate::event::{Request, Timestamp};
 use crate::window::{Ewma, KeyTable, PopulationHistogram, RateWindow};
@@ -15,13 +17,54 @@ use crate::window::{Ewma, KeyTable, PopulationHistogram, RateWindow};
 /// Fewest population samples before the population reference is trusted.
 const MIN_POPULATION_SAMPLES: u64 = 200;
 
+#[derive(Serialize, Deserialize)]
 struct KeyState {
     window: RateWindow,
     baseline: Ewma,
     first_bucket: i64,
     /// Peak window count of the key's last closed incident and when it ended: a key that
     /// bursts to the same level again (a cron job) is not a new anomaly.
+    #[serde(with = "saved_burst", default, skip_serializing_if = "Option::is_none")]
     last_burst: Option<(f32, Timestamp)>,
+}
+
+/// `last_burst` as `{"peak":..,"seen":..}`, the peak bit for bit.
+mod saved_burst {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use crate::event::Timestamp;
+
+    #[derive(Serialize, Deserialize)]
+    struct Burst {
+        #[serde(with = "crate::window::exact")]
+        peak: f32,
+        seen: Timestamp,
+    }
+
+    pub fn serialize<S: Serializer>(
+        burst: &Option<(f32, Timestamp)>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        burst
+            .map(|(peak, seen)| Burst { peak, seen })
+            .serialize(serializer)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<(f32, Timestamp)>, D::Error> {
+        Ok(Option::<Burst>::deserialize(deserializer)?.map(|b| (b.peak, b.seen)))
+    }
+}
+
+/// What a rate-spike detector learned across keys: the population of window counts.
+#[derive(Serialize, Deserialize)]
+struct SavedPopulation<P> {
+    population: P,
+    /// The population reference; `None` while it is not trusted (infinite).
+    #[serde(with = "crate::window::exact::option")]
+    reference: Option<f64>,
+    refreshed_bucket: i64,
 }
 
 pub struct RateSpike {
@@ -64,6 +107,13 @@ impl RateSpike {
     /// The count a window must reach before the key's own baseline is even consulted.
     fn entry_threshold(&self) -> f64 {
         (self.params.min_count as f64).max(self.params.population_ratio * self.population_reference)
+    }
+
+    fn shape(&self) -> Shape {
+        Shape {
+            kind: "rate_spike",
+            window: self.params.window,
+        }
     }
 
     fn refresh_population(&mut self, bucket: i64, now: Timestamp) {
@@ -224,5 +274,56 @@ impl Detector for RateSpike {
 
     fn stats(&self) -> DetectorStats {
         DetectorStats::of(&self.keys, &self.episodes)
+    }
+
+    fn snapshot(&self, now: Timestamp, rows: &mut Vec<StateRow>) {
+        let shape = self.shape();
+        let population = SavedPopulation {
+            population: &self.population,
+            reference: Some(self.population_reference).filter(|r| r.is_finite()),
+            refreshed_bucket: self.refreshed_bucket,
+        };
+        rows.push(state::detector_row(&self.id, &shape, now, &population));
+        let spec = self.params.window;
+        state::snapshot_keys(
+            &self.id,
+            &shape,
+            &self.keys,
+            &self.episodes,
+            |key: &KeyState| spec.bucket_start(key.window.head()),
+            rows,
+        );
+    }
+
+    fn restore(&mut self, rows: Vec<StateRow>) -> RestoreReport {
+        let shape = self.shape();
+        let spec = self.params.window;
+        let mut report = RestoreReport::default();
+        let (own, keyed): (Vec<StateRow>, Vec<StateRow>) =
+            rows.into_iter().partition(|row| row.entity.is_empty());
+        for row in &own {
+            let saved =
+                state::parse_detector_row::<SavedPopulation<PopulationHistogram>>(&shape, row)
+                    .filter(|saved| {
+                        saved.population.epoch_nanos() == self.population.epoch_nanos()
+                            && saved.reference.is_none_or(|r| r >= 0.0)
+                    });
+            let Some(saved) = saved else {
+                report.skipped += 1;
+                continue;
+            };
+            self.population = saved.population;
+            self.population_reference = saved.reference.unwrap_or(f64::INFINITY);
+            self.refreshed_bucket = saved.refreshed_bucket;
+            report.restored += 1;
+        }
+        report.add(state::restore_keys(
+            &shape,
+            &mut self.keys,
+            &mut self.episodes,
+            keyed,
+            |key: &KeyState| key.window.fits(&spec),
+        ));
+        report
     }
 }

@@ -6,11 +6,13 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind};
+use serde::{Deserialize, Serialize};
 
 use super::definition::{DetectorDef, SignalParams};
 use super::episodes::{EpisodeSettings, Episodes, Opening};
 use super::incident::{IncidentEvent, Score, Severity};
 use super::path_match::{matches, PathMatch};
+use super::state::{self, RestoreReport, Shape, StateRow};
 use super::{Context, Detector, DetectorStats};
 use crate::event::{Request, Timestamp};
 use crate::window::{KeyTable, RateWindow};
@@ -37,6 +39,7 @@ impl SignalKind {
     }
 }
 
+#[derive(Serialize, Deserialize)]
 struct KeyState {
     signals: RateWindow,
     total: RateWindow,
@@ -97,6 +100,13 @@ impl SignalCount {
                 quiet_nanos: params.quiet_nanos,
             }),
             params: params.clone(),
+        }
+    }
+
+    fn shape(&self) -> Shape {
+        Shape {
+            kind: self.kind.name(),
+            window: self.params.window,
         }
     }
 
@@ -199,5 +209,29 @@ impl Detector for SignalCount {
 
     fn stats(&self) -> DetectorStats {
         DetectorStats::of(&self.keys, &self.episodes)
+    }
+
+    /// Only per-key rows: a signal count learns nothing across keys.
+    fn snapshot(&self, _now: Timestamp, rows: &mut Vec<StateRow>) {
+        let spec = self.params.window;
+        state::snapshot_keys(
+            &self.id,
+            &self.shape(),
+            &self.keys,
+            &self.episodes,
+            |key: &KeyState| spec.bucket_start(key.total.head()),
+            rows,
+        );
+    }
+
+    fn restore(&mut self, rows: Vec<StateRow>) -> RestoreReport {
+        let spec = self.params.window;
+        state::restore_keys(
+            &self.shape(),
+            &mut self.keys,
+            &mut self.episodes,
+            rows,
+            |key: &KeyState| key.signals.fits(&spec) && key.total.fits(&spec),
+        )
     }
 }

@@ -2,9 +2,11 @@
 
 /// EWMA of a per-bucket count with its variance (West's incremental form). `f32` keeps
 /// per-key state small; the values are rates, not money.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Ewma {
+    #[serde(with = "super::exact")]
     mean: f32,
+    #[serde(with = "super::exact")]
     var: f32,
     /// Buckets observed (saturating): how much history backs the mean.
     observed: u32,

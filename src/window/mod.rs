@@ -2,6 +2,7 @@
 //! histograms and the LRU-bounded per-key state table. No clock, no I/O.
 
 mod baseline;
+pub(crate) mod exact;
 mod population;
 mod ring;
 mod table;

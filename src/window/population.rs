@@ -1,10 +1,14 @@
 //! Distribution of per-key window counts across all keys of a detector.
 
 use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize, Serializer};
 
 /// Per-key window counts of the last two epochs, for "how busy is a busy key here".
 /// Two histograms rotate so old traffic ages out without per-sample timestamps.
-#[derive(Debug)]
+/// Saved as each histogram's recorded `(value, count)` pairs, which give back the same
+/// buckets and so the same quantiles.
+#[derive(Debug, Deserialize)]
+#[serde(try_from = "SavedPopulation")]
 pub struct PopulationHistogram {
     current: Histogram<u32>,
     previous: Histogram<u32>,
@@ -14,13 +18,17 @@ pub struct PopulationHistogram {
 
 impl PopulationHistogram {
     pub fn new(epoch_nanos: i64) -> Self {
-        let new = || Histogram::<u32>::new_with_bounds(1, 1 << 30, 2).expect("valid bounds");
         PopulationHistogram {
-            current: new(),
-            previous: new(),
+            current: histogram(),
+            previous: histogram(),
             epoch: None,
             epoch_nanos: epoch_nanos.max(1),
         }
+    }
+
+    /// The epoch length it was made with (a restored one must match its detector's).
+    pub fn epoch_nanos(&self) -> i64 {
+        self.epoch_nanos
     }
 
     /// Rotates epochs as event time moves on.
@@ -62,6 +70,69 @@ impl PopulationHistogram {
     }
 }
 
+fn histogram() -> Histogram<u32> {
+    Histogram::<u32>::new_with_bounds(1, 1 << 30, 2).expect("valid bounds")
+}
+
+/// `(lowest value of the bucket, count)` for every non-empty bucket.
+fn recorded(histogram: &Histogram<u32>) -> Vec<(u64, u32)> {
+    histogram
+        .iter_recorded()
+        .map(|v| {
+            (
+                histogram.lowest_equivalent(v.value_iterated_to()),
+                v.count_at_value(),
+            )
+        })
+        .collect()
+}
+
+fn rebuilt(pairs: &[(u64, u32)]) -> Result<Histogram<u32>, String> {
+    let mut histogram = histogram();
+    for &(value, count) in pairs {
+        histogram
+            .record_n(value, count)
+            .map_err(|e| format!("value {value}: {e:?}"))?;
+    }
+    Ok(histogram)
+}
+
+#[derive(Serialize, Deserialize)]
+struct SavedPopulation {
+    epoch_nanos: i64,
+    epoch: Option<i64>,
+    current: Vec<(u64, u32)>,
+    previous: Vec<(u64, u32)>,
+}
+
+impl Serialize for PopulationHistogram {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        SavedPopulation {
+            epoch_nanos: self.epoch_nanos,
+            epoch: self.epoch,
+            current: recorded(&self.current),
+            previous: recorded(&self.previous),
+        }
+        .serialize(serializer)
+    }
+}
+
+impl TryFrom<SavedPopulation> for PopulationHistogram {
+    type Error = String;
+
+    fn try_from(saved: SavedPopulation) -> Result<Self, String> {
+        if saved.epoch_nanos < 1 {
+            return Err(format!("epoch of {} ns", saved.epoch_nanos));
+        }
+        Ok(PopulationHistogram {
+            current: rebuilt(&saved.current)?,
+            previous: rebuilt(&saved.previous)?,
+            epoch: saved.epoch,
+            epoch_nanos: saved.epoch_nanos,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -84,5 +155,30 @@ mod tests {
         pop.advance_to(250);
         pop.advance_to(350);
         assert_eq!(pop.samples(), 0);
+    }
+
+    #[test]
+    fn saved_populations_give_the_same_quantiles() {
+        let mut pop = PopulationHistogram::new(100);
+        pop.advance_to(0);
+        for v in 1..=3000 {
+            pop.record(v * 7 % 1013 + v);
+        }
+        pop.advance_to(150);
+        for v in 1..=500 {
+            pop.record(v * 131);
+        }
+        pop.record(u32::MAX);
+        let text = serde_json::to_string(&pop).unwrap();
+        let back: PopulationHistogram = serde_json::from_str(&text).unwrap();
+        assert_eq!(back.samples(), pop.samples());
+        assert_eq!(back.epoch, pop.epoch);
+        for q in [0.0, 0.1, 0.5, 0.9, 0.99, 0.999, 1.0] {
+            assert_eq!(back.quantile(q, 1), pop.quantile(q, 1), "q {q}");
+        }
+        assert_eq!(serde_json::to_string(&back).unwrap(), text);
+        let out_of_range =
+            r#"{"epoch_nanos":100,"epoch":1,"current":[[4294967296,1]],"previous":[]}"#;
+        assert!(serde_json::from_str::<PopulationHistogram>(out_of_range).is_err());
     }
 }

@@ -48,11 +48,55 @@ impl WindowSpec {
 }
 
 /// Counts per bucket over the last `spec.buckets()` buckets ending at `head`.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+#[serde(into = "SavedWindow", try_from = "SavedWindow")]
 pub struct RateWindow {
     counts: [u32; MAX_BUCKETS],
     head: i64,
     sum: u32,
+}
+
+/// A window as saved: its head and its slots' counts (slot = bucket mod the window's
+/// buckets), without the empty slots at the end. The sum is recomputed.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SavedWindow {
+    head: i64,
+    counts: Vec<u32>,
+}
+
+impl From<RateWindow> for SavedWindow {
+    fn from(window: RateWindow) -> Self {
+        let used = window
+            .counts
+            .iter()
+            .rposition(|&c| c != 0)
+            .map_or(0, |last| last + 1);
+        SavedWindow {
+            head: window.head,
+            counts: window.counts[..used].to_vec(),
+        }
+    }
+}
+
+impl TryFrom<SavedWindow> for RateWindow {
+    type Error = String;
+
+    fn try_from(saved: SavedWindow) -> Result<Self, String> {
+        if saved.counts.len() > MAX_BUCKETS {
+            return Err(format!(
+                "{} bucket counts, at most {MAX_BUCKETS}",
+                saved.counts.len()
+            ));
+        }
+        let mut counts = [0; MAX_BUCKETS];
+        counts[..saved.counts.len()].copy_from_slice(&saved.counts);
+        let sum = saved.counts.iter().map(|&c| c as u64).sum::<u64>();
+        Ok(RateWindow {
+            counts,
+            head: saved.head,
+            sum: sum.min(u32::MAX as u64) as u32,
+        })
+    }
 }
 
 /// Result of adding to a window.
@@ -71,6 +115,12 @@ impl RateWindow {
             head,
             sum: 0,
         }
+    }
+
+    /// Whether the window can belong to a window of `spec`'s geometry (a restored window
+    /// has no count outside `spec`'s slots).
+    pub fn fits(&self, spec: &WindowSpec) -> bool {
+        self.counts[spec.buckets..].iter().all(|&c| c == 0)
     }
 
     /// The newest bucket index.
@@ -182,6 +232,27 @@ mod tests {
         assert_eq!(seen, Some((2, 3)));
         window.advance(&spec, 100, |_, _| {});
         assert_eq!(window.sum(), 0);
+    }
+
+    #[test]
+    fn saved_windows_read_back_whole() {
+        let spec = spec();
+        let mut window = RateWindow::new(0);
+        for (bucket, n) in [(3, 2), (4, 1), (7, 5), (6, 1)] {
+            window.advance(&spec, bucket, |_, _| {});
+            window.add(&spec, bucket, n);
+        }
+        let text = serde_json::to_string(&window).unwrap();
+        assert_eq!(text, r#"{"head":7,"counts":[1,5,0,2,1]}"#);
+        let back: RateWindow = serde_json::from_str(&text).unwrap();
+        assert_eq!(
+            (back.head(), back.sum(), back.counts),
+            (7, 9, window.counts)
+        );
+        assert!(back.fits(&spec));
+        assert!(!back.fits(&WindowSpec::new(40 * SEC, 10 * SEC).unwrap()));
+        let too_long = format!(r#"{{"head":1,"counts":{:?}}}"#, [1; MAX_BUCKETS + 1]);
+        assert!(serde_json::from_str::<RateWindow>(&too_long).is_err());
     }
 
     proptest! {

@@ -1,0 +1,239 @@
+//! Saved detector state: what the engine learned, as rows a store keeps across restarts
+//! (`Engine::snapshot` / `Engine::restore`).
+//!
+//! Every row's state is JSON with a format version, `{"v":1, ...}`. A detector's rows also
+//! name its kind and window geometry (`"kind"`, `"window": [bucket_nanos, buckets]`): a
+//! definition whose kind or window changed under the same id re-learns instead of reading
+//! windows it would misplace. Per-key rows (entity = the key as text) hold the key's state
+//! (`"state"`), its rank in the table's recency order (`"rank"`, 0 = least recent) and its
+//! open episode (`"episode"`); a detector's own row (entity `""`) holds what it learned
+//! across keys.
+
+use std::borrow::Cow;
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+
+use super::episodes::{Episodes, SavedEpisode};
+use crate::event::Timestamp;
+use crate::window::{KeyTable, WindowSpec};
+
+/// The state format written by `Engine::snapshot`; rows of any other version are skipped.
+pub const STATE_VERSION: u32 = 1;
+
+/// The `detector` of the engine's own row.
+pub const ENGINE_ROW: &str = "_engine";
+
+/// One row of saved state: the daemon stores rows in the `baselines` table
+/// (detector TEXT, entity TEXT, state TEXT, updated_at_ns INTEGER, PRIMARY KEY (detector, entity)).
+#[derive(Clone, Debug, PartialEq)]
+pub struct StateRow {
+    pub detector: String,
+    /// The key as text (an IP address), or `""` for a detector's or the engine's own row.
+    pub entity: String,
+    /// JSON, `{"v":1, ...}`.
+    pub state: String,
+    /// Event time of the state. For keys: the key's last activity, raised to that of every
+    /// less recently seen key of its table, so that newer means more recently seen.
+    pub updated_at: Timestamp,
+}
+
+/// What `Engine::restore` made of the rows: `restored + skipped` is the number of rows.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RestoreReport {
+    /// Rows loaded (a row whose key state fell beyond its table's capacity still counts
+    /// when its open episode was loaded).
+    pub restored: u64,
+    /// Rows not loaded: unknown detector, other version or kind or window, JSON or entity
+    /// that does not parse, or a key beyond its table's capacity (the oldest go first).
+    pub skipped: u64,
+}
+
+impl RestoreReport {
+    pub(super) fn add(&mut self, other: RestoreReport) {
+        self.restored += other.restored;
+        self.skipped += other.skipped;
+    }
+}
+
+/// What a detector's rows must say to be its own.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Shape {
+    pub kind: &'static str,
+    pub window: WindowSpec,
+}
+
+impl Shape {
+    fn geometry(&self) -> (i64, usize) {
+        (self.window.bucket_nanos(), self.window.buckets())
+    }
+}
+
+/// A row's JSON: `S` is the key's (or the detector's) state.
+#[derive(Serialize, Deserialize)]
+struct Row<'a, S> {
+    v: u32,
+    #[serde(borrow)]
+    kind: Cow<'a, str>,
+    window: (i64, usize),
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    rank: Option<u64>,
+    #[serde(default = "none", skip_serializing_if = "Option::is_none")]
+    state: Option<S>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    episode: Option<SavedEpisode>,
+}
+
+fn none<S>() -> Option<S> {
+    None
+}
+
+pub(super) fn to_json<T: Serialize>(value: &T) -> String {
+    // Cannot fail: every map key is a string, and a non-finite float is written as null
+    // (the row is then skipped on restore).
+    serde_json::to_string(value).expect("state serializes to JSON")
+}
+
+fn row_json<S: Serialize>(
+    shape: &Shape,
+    rank: Option<u64>,
+    state: Option<&S>,
+    episode: Option<SavedEpisode>,
+) -> String {
+    to_json(&Row {
+        v: STATE_VERSION,
+        kind: Cow::Borrowed(shape.kind),
+        window: shape.geometry(),
+        rank,
+        state,
+        episode,
+    })
+}
+
+/// The row's JSON if it is of this version, kind and window.
+fn parse_row<'a, S: Deserialize<'a>>(shape: &Shape, text: &'a str) -> Option<Row<'a, S>> {
+    let row: Row<'a, S> = serde_json::from_str(text).ok()?;
+    (row.v == STATE_VERSION && row.kind == shape.kind && row.window == shape.geometry())
+        .then_some(row)
+}
+
+/// A detector's own row (entity `""`).
+pub(super) fn detector_row<S: Serialize>(
+    detector: &str,
+    shape: &Shape,
+    now: Timestamp,
+    state: &S,
+) -> StateRow {
+    StateRow {
+        detector: detector.to_owned(),
+        entity: String::new(),
+        state: row_json(shape, None, Some(state), None),
+        updated_at: now,
+    }
+}
+
+/// The state of a detector's own row, if it is one of `shape`.
+pub(super) fn parse_detector_row<S: for<'de> Deserialize<'de>>(
+    shape: &Shape,
+    row: &StateRow,
+) -> Option<S> {
+    parse_row::<S>(shape, &row.state)?.state
+}
+
+/// One row per key of `keys` and per open episode: see the module's doc.
+pub(super) fn snapshot_keys<S: Serialize>(
+    detector: &str,
+    shape: &Shape,
+    keys: &KeyTable<IpAddr, S>,
+    episodes: &Episodes<IpAddr>,
+    last_active: impl Fn(&S) -> Timestamp,
+    rows: &mut Vec<StateRow>,
+) {
+    let mut newest = Timestamp(i64::MIN);
+    for (rank, (key, state)) in keys.iter_oldest_first().enumerate() {
+        let episode = episodes.saved(key);
+        newest = newest.max(last_active(state));
+        if let Some(episode) = &episode {
+            newest = newest.max(episode.last_seen());
+        }
+        rows.push(StateRow {
+            detector: detector.to_owned(),
+            entity: key.to_string(),
+            state: row_json(shape, Some(rank as u64), Some(state), episode),
+            updated_at: newest,
+        });
+    }
+    // Episodes whose key the table has evicted.
+    let mut orphans: Vec<&IpAddr> = episodes
+        .open_keys()
+        .filter(|key| !keys.contains(key))
+        .collect();
+    orphans.sort();
+    for key in orphans {
+        let Some(episode) = episodes.saved(key) else {
+            continue;
+        };
+        rows.push(StateRow {
+            detector: detector.to_owned(),
+            entity: key.to_string(),
+            updated_at: episode.last_seen(),
+            state: row_json::<S>(shape, None, None, Some(episode)),
+        });
+    }
+}
+
+/// Loads per-key rows saved by `snapshot_keys`: open episodes all, key states up to the
+/// table's capacity, most recently seen first, in their saved recency order. `fits` says
+/// whether a key's state can be one of this detector's.
+pub(super) fn restore_keys<S: for<'de> Deserialize<'de>>(
+    shape: &Shape,
+    keys: &mut KeyTable<IpAddr, S>,
+    episodes: &mut Episodes<IpAddr>,
+    rows: impl IntoIterator<Item = StateRow>,
+    fits: impl Fn(&S) -> bool,
+) -> RestoreReport {
+    let mut report = RestoreReport::default();
+    // (updated_at, rank, key, state, the row's episode was loaded)
+    let mut states: Vec<(Timestamp, u64, IpAddr, S, bool)> = Vec::new();
+    for row in rows {
+        let parsed = row
+            .entity
+            .parse::<IpAddr>()
+            .ok()
+            .and_then(|key| Some((key, parse_row::<S>(shape, &row.state)?)))
+            .filter(|(_, parsed)| parsed.state.as_ref().is_none_or(&fits));
+        let Some((key, parsed)) = parsed else {
+            report.skipped += 1;
+            continue;
+        };
+        let has_episode = parsed.episode.is_some();
+        if let Some(episode) = parsed.episode {
+            episodes.restore(key, episode);
+        }
+        match parsed.state {
+            Some(state) => states.push((
+                row.updated_at,
+                parsed.rank.unwrap_or(0),
+                key,
+                state,
+                has_episode,
+            )),
+            None => report.restored += 1,
+        }
+    }
+    states.sort_by_key(|&(at, rank, ..)| (at, rank));
+    let beyond = states.len().saturating_sub(keys.capacity());
+    for (i, (_, _, key, state, has_episode)) in states.into_iter().enumerate() {
+        if i < beyond {
+            if has_episode {
+                report.restored += 1;
+            } else {
+                report.skipped += 1;
+            }
+            continue;
+        }
+        keys.restore(key, state);
+        report.restored += 1;
+    }
+    report
+}
