@@ -471,7 +471,7 @@ fn check_tail(raw: &RawTail, problems: &mut Problems) -> TailConfig {
         checkpoint_interval: problems.positive_duration(
             "tail.checkpoint_interval",
             raw.checkpoint_interval.as_deref(),
-            Duration::from_secs(1),
+            Duration::from_secs(10),
         ),
     }
 }

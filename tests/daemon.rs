@@ -528,6 +528,14 @@ fn a_hard_kill_rereads_at_most_what_was_not_checkpointed() {
         stored.is_superset(&first),
         "incidents stored before the kill stay"
     );
+    // The learned state saved with the checkpoint carries detection on as if never killed.
+    let whole = dir.path().join("whole.log");
+    fs::write(&whole, &text).unwrap();
+    assert_eq!(
+        stored,
+        replay_ids(&whole),
+        "the incidents of an uninterrupted replay"
+    );
 }
 
 #[test]

@@ -19,7 +19,7 @@ use clap::Args;
 
 use super::format::FormatArgs;
 use crate::config::{Config, TokenSource, WatchMode};
-use crate::detect::{Engine, EngineSettings, IncidentEvent};
+use crate::detect::{Engine, EngineSettings, IncidentEvent, StateRow};
 use crate::event::Timestamp;
 use crate::pipeline::{
     self, BatchStream, ClockSettings, DecodePool, Flow, Merge, ReadSpec, Sink, StoreSink,
@@ -85,6 +85,17 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let saved = handle
         .block_on(store.store().load_checkpoints())
         .context("loading checkpoints")?;
+    let rows = handle
+        .block_on(store.store().load_state())
+        .context("loading learned state")?;
+    if !rows.is_empty() {
+        let restored = engine.restore(rows);
+        if restored.skipped > 0 {
+            tracing::warn!(restored = restored.restored, skipped = restored.skipped, "learned state partly restored (rows of another version or of changed detectors re-learn)");
+        } else {
+            tracing::info!(restored = restored.restored, "learned state restored");
+        }
+    }
     let checkpoints: Checkpoints = saved
         .into_iter()
         .map(|c| {
@@ -166,6 +177,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         saving: Arc::new(AtomicBool::new(false)),
         confirmed: Arc::default(),
         last_checkpoint: now(),
+        saved_events: 0,
         last_metrics: now(),
         idle: IdleClock::default(),
         metrics,
@@ -198,6 +210,15 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         merge.refresh_durable(&mut sinks);
     }
     daemon.update_metrics(&merge, &engine);
+    // Every source ended between batches and its events are stored: the state and the
+    // offsets agree exactly. (A periodic save still under way finishes first.)
+    for _ in 0..400 {
+        if !daemon.saving.load(Ordering::SeqCst) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let rows = engine.snapshot();
     let last: Vec<Checkpoint> = daemon
         .due_checkpoints(&merge)
         .into_iter()
@@ -205,8 +226,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         .collect();
     let saved = handle.block_on(async {
         tokio::time::timeout(
-            Duration::from_secs(5),
-            store.store().save_checkpoints(&last),
+            Duration::from_secs(8),
+            store.store().save_state(&rows, &last),
         )
         .await
     });
@@ -390,6 +411,8 @@ struct Daemon<'a> {
     /// (file index, offset) of saves that succeeded.
     confirmed: Arc<std::sync::Mutex<Vec<(usize, u64)>>>,
     last_checkpoint: Instant,
+    /// Incident events when state was last saved.
+    saved_events: u64,
     last_metrics: Instant,
     idle: IdleClock,
     metrics: metrics::Metrics,
@@ -414,13 +437,19 @@ impl Daemon<'_> {
         }
         let at = now();
         self.idle.tick(engine, at);
-        if at.duration_since(self.last_checkpoint) >= self.config.tail.checkpoint_interval
+        let since = at.duration_since(self.last_checkpoint);
+        let interval = self.config.tail.checkpoint_interval;
+        // Saved where no source is part-way through a batch, so the state matches the
+        // offsets exactly; under traffic that never pauses, after a while anyway.
+        if since >= interval
             && !self.saving.load(Ordering::SeqCst)
+            && (merge.at_rest() || since >= interval * 5)
         {
             self.last_checkpoint = at;
             let due = self.due_checkpoints(merge);
-            if !due.is_empty() {
-                self.save(due);
+            if !due.is_empty() || merge.events() != self.saved_events {
+                self.saved_events = merge.events();
+                self.save(engine.snapshot(), due, merge.events());
             }
         }
         if at.duration_since(self.last_metrics) >= Duration::from_secs(1) {
@@ -442,7 +471,9 @@ impl Daemon<'_> {
         }
         let mut due = Vec::new();
         for (i, file) in self.files.iter().enumerate() {
-            let offset = merge.committed_offset(i).max(file.start);
+            // Processed, not committed: the state saved with these offsets has seen exactly
+            // these lines, and the save waits for their events to be stored.
+            let offset = merge.processed_offset(i).max(file.start);
             if offset > file.saved {
                 due.push((
                     i,
@@ -458,17 +489,20 @@ impl Daemon<'_> {
         due
     }
 
-    /// Saves in the background, one save at a time. A failed save is simply retried with
-    /// the next round's (newer) offsets: offsets only grow, so the newest save covers all.
-    fn save(&mut self, due: Vec<(usize, Checkpoint)>) {
+    /// Saves learned state with the offsets it matches, in the background, once the
+    /// events up to `events` are stored; one save at a time. A failed save is retried with
+    /// the next round's state and offsets (offsets only grow).
+    fn save(&mut self, rows: Vec<StateRow>, due: Vec<(usize, Checkpoint)>, events: u64) {
         self.saving.store(true, Ordering::SeqCst);
         let store = self.store.clone();
         let saving = self.saving.clone();
         let confirmed = self.confirmed.clone();
         let errors = self.metrics.checkpoint_errors();
+        let probe = self.store_probe.clone();
         self.handle.spawn(async move {
+            probe.stored(events).await;
             let (indexes, checkpoints): (Vec<usize>, Vec<Checkpoint>) = due.into_iter().unzip();
-            match store.save_checkpoints(&checkpoints).await {
+            match store.save_state(&rows, &checkpoints).await {
                 Ok(()) => confirmed.lock().expect("not poisoned").extend(
                     indexes
                         .into_iter()
@@ -476,7 +510,7 @@ impl Daemon<'_> {
                 ),
                 Err(err) => {
                     errors.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(error = %err, "saving checkpoints failed; will retry");
+                    tracing::warn!(error = %err, "saving checkpoints and learned state failed; will retry");
                 }
             }
             saving.store(false, Ordering::SeqCst);

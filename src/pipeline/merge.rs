@@ -276,6 +276,14 @@ impl Merge {
         self.cursors.is_empty()
     }
 
+    /// No source is part-way through a batch: the engine has seen exactly the lines up to
+    /// every source's processed offset (a consistent point to save state with offsets).
+    pub fn at_rest(&self) -> bool {
+        self.cursors
+            .iter()
+            .all(|c| c.batch.is_none() || c.next == 0)
+    }
+
     /// What source `index` did so far (offsets are in `committed_offset`).
     pub fn report(&self, index: usize) -> &SourceReport {
         &self.cursors[index].report

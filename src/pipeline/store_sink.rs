@@ -120,6 +120,12 @@ impl StoreProbe {
             .saturating_sub(*self.durable.borrow())
     }
 
+    /// Waits until every event up to `seq` is stored.
+    pub async fn stored(&self, seq: u64) {
+        let mut durable = self.durable.clone();
+        let _ = durable.wait_for(|d| *d >= seq).await;
+    }
+
     /// Failed write attempts so far.
     pub fn errors(&self) -> u64 {
         self.errors.load(Ordering::Relaxed)

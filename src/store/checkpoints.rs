@@ -16,29 +16,37 @@ pub struct Checkpoint {
     pub offset: u64,
 }
 
+async fn upsert_checkpoints(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    checkpoints: &[Checkpoint],
+) -> Result<(), StoreError> {
+    let now = wall_clock().nanos();
+    for c in checkpoints {
+        sqlx::query(
+            "INSERT INTO checkpoints (source, fingerprint, path, byte_offset, updated_at_wall_ns) \
+             VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (source, fingerprint) DO UPDATE SET \
+             path = excluded.path, updated_at_wall_ns = excluded.updated_at_wall_ns, \
+             byte_offset = CASE WHEN excluded.byte_offset > checkpoints.byte_offset \
+                 THEN excluded.byte_offset ELSE checkpoints.byte_offset END",
+        )
+        .bind(c.source.as_str())
+        .bind(c.fingerprint.as_str())
+        .bind(c.path.as_str())
+        .bind(i64::try_from(c.offset).unwrap_or(i64::MAX))
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
 impl Store {
     /// Saves checkpoints in one transaction. An offset never moves back: an older writer's
     /// late save cannot undo a newer one.
     pub async fn save_checkpoints(&self, checkpoints: &[Checkpoint]) -> Result<(), StoreError> {
-        let now = wall_clock().nanos();
         let mut tx = self.pool.begin().await?;
-        for c in checkpoints {
-            sqlx::query(
-                "INSERT INTO checkpoints (source, fingerprint, path, byte_offset, updated_at_wall_ns) \
-                 VALUES ($1, $2, $3, $4, $5) \
-                 ON CONFLICT (source, fingerprint) DO UPDATE SET \
-                 path = excluded.path, updated_at_wall_ns = excluded.updated_at_wall_ns, \
-                 byte_offset = CASE WHEN excluded.byte_offset > checkpoints.byte_offset \
-                     THEN excluded.byte_offset ELSE checkpoints.byte_offset END",
-            )
-            .bind(c.source.as_str())
-            .bind(c.fingerprint.as_str())
-            .bind(c.path.as_str())
-            .bind(i64::try_from(c.offset).unwrap_or(i64::MAX))
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        }
+        upsert_checkpoints(&mut tx, checkpoints).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -55,6 +63,59 @@ impl Store {
                     fingerprint: row.try_get("fingerprint")?,
                     path: row.try_get("path")?,
                     offset: row.try_get::<i64, _>("byte_offset")?.max(0) as u64,
+                })
+            })
+            .collect()
+    }
+}
+
+/// Rows per INSERT statement when saving learned state (4 parameters each: well under
+/// SQLite's and PostgreSQL's limits).
+const STATE_ROWS_PER_INSERT: usize = 1000;
+
+impl Store {
+    /// Saves the engine's learned state and the checkpoints it corresponds to, in one
+    /// transaction: a restart resumes every file exactly where the restored state left it.
+    /// The state replaces what was saved before (an incident closed since must not reopen).
+    pub async fn save_state(
+        &self,
+        rows: &[crate::detect::StateRow],
+        checkpoints: &[Checkpoint],
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM baselines")
+            .execute(&mut *tx)
+            .await?;
+        for chunk in rows.chunks(STATE_ROWS_PER_INSERT) {
+            let mut insert = sqlx::QueryBuilder::<sqlx::Any>::new(
+                "INSERT INTO baselines (detector, entity, state, updated_at_ns) ",
+            );
+            insert.push_values(chunk, |mut values, row| {
+                values
+                    .push_bind(row.detector.clone())
+                    .push_bind(row.entity.clone())
+                    .push_bind(row.state.clone())
+                    .push_bind(row.updated_at.nanos());
+            });
+            insert.build().execute(&mut *tx).await?;
+        }
+        upsert_checkpoints(&mut tx, checkpoints).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The learned state saved last (empty before the first save).
+    pub async fn load_state(&self) -> Result<Vec<crate::detect::StateRow>, StoreError> {
+        let rows = sqlx::query("SELECT detector, entity, state, updated_at_ns FROM baselines")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(crate::detect::StateRow {
+                    detector: row.try_get("detector")?,
+                    entity: row.try_get("entity")?,
+                    state: row.try_get("state")?,
+                    updated_at: crate::event::Timestamp(row.try_get("updated_at_ns")?),
                 })
             })
             .collect()
