@@ -538,43 +538,41 @@ fn a_hard_kill_rereads_at_most_what_was_not_checkpointed() {
     );
 }
 
-#[test]
-fn config_check_names_the_file_and_every_bad_key() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("bad.toml");
-    fs::write(
-        &path,
-        "[[sources]]\npaths = [\"/var/log/*.log\"]\nstart_at = \"middle\"\n[api]\nlisten = \"x\"\n",
-    )
-    .unwrap();
+/// `gatewatch config check` over `text`: (success, stderr, the file's path).
+fn config_check(dir: &Path, text: &str) -> (bool, String, PathBuf) {
+    let path = dir.join("bad.toml");
+    fs::write(&path, text).unwrap();
     let output = Command::new(env!("CARGO_BIN_EXE_gatewatch"))
         .args(["config", "check"])
         .arg(&path)
         .output()
         .unwrap();
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    (output.status.success(), stderr, path)
+}
+
+#[test]
+fn config_check_names_the_file_and_every_bad_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, stderr, path) = config_check(
+        dir.path(),
+        "[[sources]]\npaths = [\"/var/log/*.log\"]\nstart_at = \"middle\"\n[api]\nlisten = \"x\"\n",
+    );
+    assert!(!ok);
     for key in ["sources[0].start_at", "api.listen"] {
         assert!(
             stderr.contains(&format!("{}: {key}", path.display())),
             "{stderr}"
         );
     }
-    fs::write(
-        &path,
+    let (ok, stderr, _) = config_check(
+        dir.path(),
         "[[sources]]\npaths = [\"/var/log/*.log\"]\nunknown = 1\n",
-    )
-    .unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_gatewatch"))
-        .args(["config", "check"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        !output.status.success() && stderr.contains("unknown"),
-        "{stderr}"
     );
+    assert!(!ok && stderr.contains("unknown"), "{stderr}");
+    let (ok, stdout_or_err, _) =
+        config_check(dir.path(), "[[sources]]\npaths = [\"/var/log/*.log\"]\n");
+    assert!(ok, "{stdout_or_err}");
 }
 
 /// A TCP proxy to the database that the test can cut (open connections killed, new ones
@@ -712,4 +710,29 @@ fn thirty_seconds_without_the_database_lose_nothing() {
     );
     let stored = stored_ids_at(&db.url);
     assert_eq!(stored, expected, "every incident stored, none twice");
+}
+
+#[test]
+fn symlinked_logs_are_followed_to_the_real_file_through_rotation() {
+    let dir = tempfile::tempdir().unwrap();
+    let pod = dir.path().join("pods/ns_web-1_uid/controller");
+    let links = dir.path().join("containers");
+    fs::create_dir_all(&pod).unwrap();
+    fs::create_dir_all(&links).unwrap();
+    let real = pod.join("0.log");
+    append(&real, &cri(0..2000));
+    // As /var/log/containers/<pod>_<ns>_<container>-<id>.log points into /var/log/pods.
+    std::os::unix::fs::symlink(&real, links.join("web-1_ns_controller-abc.log")).unwrap();
+    let config = config(
+        dir.path(),
+        &[format!("{}/*.log", links.display())],
+        "format = \"combined\"",
+        "",
+    );
+    let daemon = Daemon::start(&config);
+    append(&real, &cri(2000..4000));
+    fs::rename(&real, pod.join("0.log.20261201-100000")).unwrap();
+    append(&real, &cri(4000..6000));
+    daemon.read_exactly(6000);
+    assert!(daemon.stop());
 }

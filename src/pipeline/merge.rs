@@ -81,6 +81,20 @@ struct Cursor {
 }
 
 impl Cursor {
+    fn new(name: String, stream: Box<dyn BatchStream>, rank: usize) -> Cursor {
+        Cursor {
+            stream,
+            batch: None,
+            next: 0,
+            clock: SourceClock::default(),
+            report: SourceReport {
+                name,
+                ..SourceReport::default()
+            },
+            rank,
+        }
+    }
+
     /// Pulls until a batch with records or the end; finishes consumed batches on the way.
     /// With `idle` set, a source with nothing new for that long is reported idle.
     fn head(
@@ -166,17 +180,7 @@ impl Merge {
         let cursors: Vec<Cursor> = names
             .into_iter()
             .zip(streams)
-            .map(|(name, stream)| Cursor {
-                stream,
-                batch: None,
-                next: 0,
-                clock: SourceClock::default(),
-                report: SourceReport {
-                    name,
-                    ..SourceReport::default()
-                },
-                rank: 0,
-            })
+            .map(|(name, stream)| Cursor::new(name, stream, 0))
             .collect();
         Merge {
             offsets: Offsets::new(cursors.len()),
@@ -252,17 +256,7 @@ impl Merge {
     /// Adds a source (a file found while running); it joins the merge at the next batch.
     pub fn add(&mut self, name: String, stream: Box<dyn BatchStream>) -> usize {
         let index = self.cursors.len();
-        self.cursors.push(Cursor {
-            stream,
-            batch: None,
-            next: 0,
-            clock: SourceClock::default(),
-            report: SourceReport {
-                name,
-                ..SourceReport::default()
-            },
-            rank: index,
-        });
+        self.cursors.push(Cursor::new(name, stream, index));
         self.offsets.add();
         index
     }
