@@ -75,7 +75,43 @@ on_both_backends!(
     writer_counts_a_rejected_incident_and_moves_on,
     hostile_text_round_trips_without_nul,
     wide_and_narrow_address_ranges_match_a_model,
+    learned_state_and_checkpoints_are_saved_together_and_replaced,
 );
+
+async fn learned_state_and_checkpoints_are_saved_together_and_replaced(db: &TestDb) {
+    use gatewatch::detect::StateRow;
+    use gatewatch::store::Checkpoint;
+    let store = Store::open(&db.url).await.unwrap();
+    let row = |n: usize| StateRow {
+        detector: "rate-spike-ip".into(),
+        entity: format!("198.18.{}.{}", n / 250, n % 250),
+        state: format!("{{\"v\":1,\"n\":{n},\"text\":\"it's \\\"quoted\\\"\"}}"),
+        updated_at: Timestamp(n as i64 * 1_000_000_007),
+    };
+    let checkpoint = |offset: u64| Checkpoint {
+        source: "web".into(),
+        fingerprint: "00112233aabbccdd".into(),
+        path: "/var/log/pods/x/0.log".into(),
+        offset,
+    };
+    // More rows than one INSERT carries.
+    let rows: Vec<StateRow> = (0..2500).map(row).collect();
+    store.save_state(&rows, &[checkpoint(4096)]).await.unwrap();
+    let mut loaded = store.load_state().await.unwrap();
+    loaded.sort_by_key(|r| r.updated_at);
+    assert_eq!(loaded, rows);
+    assert_eq!(store.load_checkpoints().await.unwrap(), [checkpoint(4096)]);
+
+    // A later save replaces the state; an offset never moves back.
+    store
+        .save_state(&rows[..10], &[checkpoint(100)])
+        .await
+        .unwrap();
+    let mut loaded = store.load_state().await.unwrap();
+    loaded.sort_by_key(|r| r.updated_at);
+    assert_eq!(loaded, rows[..10]);
+    assert_eq!(store.load_checkpoints().await.unwrap()[0].offset, 4096);
+}
 
 async fn migrations_create_every_table_once(db: &TestDb) {
     let store = Store::open(&db.url).await.unwrap();

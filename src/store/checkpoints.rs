@@ -87,17 +87,31 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         for chunk in rows.chunks(STATE_ROWS_PER_INSERT) {
-            let mut insert = sqlx::QueryBuilder::<sqlx::Any>::new(
-                "INSERT INTO baselines (detector, entity, state, updated_at_ns) ",
+            // `$n` placeholders, which both backends read through the Any driver.
+            let values: Vec<String> = (0..chunk.len())
+                .map(|i| {
+                    format!(
+                        "(${}, ${}, ${}, ${})",
+                        4 * i + 1,
+                        4 * i + 2,
+                        4 * i + 3,
+                        4 * i + 4
+                    )
+                })
+                .collect();
+            let sql = format!(
+                "INSERT INTO baselines (detector, entity, state, updated_at_ns) VALUES {}",
+                values.join(", ")
             );
-            insert.push_values(chunk, |mut values, row| {
-                values
-                    .push_bind(row.detector.clone())
-                    .push_bind(row.entity.clone())
-                    .push_bind(row.state.clone())
-                    .push_bind(row.updated_at.nanos());
-            });
-            insert.build().execute(&mut *tx).await?;
+            let mut insert = sqlx::query(&sql);
+            for row in chunk {
+                insert = insert
+                    .bind(row.detector.as_str())
+                    .bind(row.entity.as_str())
+                    .bind(row.state.as_str())
+                    .bind(row.updated_at.nanos());
+            }
+            insert.execute(&mut *tx).await?;
         }
         upsert_checkpoints(&mut tx, checkpoints).await?;
         tx.commit().await?;
