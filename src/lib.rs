@@ -5,6 +5,7 @@
 //! clock: it is driven by the logs' own timestamps, so replaying a file and tailing it live
 //! give the same incidents.
 
+pub mod alert;
 pub mod api;
 pub mod cli;
 pub mod clock;
