@@ -86,7 +86,7 @@ mod tests {
         // The example of the Standard Webhooks specification (and of its reference libraries).
         let secret = Secret::parse(SECRET).unwrap();
         let header = signature_header(
-            &[secret.clone()],
+            std::slice::from_ref(&secret),
             "msg_p5jXN8AQM9LWM0D4loKWxJek",
             1614265330,
             br#"{"test": 2432232314}"#,
