@@ -38,12 +38,8 @@ pub struct RunArgs {
 
 /// A file handed from the discovery to the merge.
 struct NewFile {
-    group: usize,
-    fingerprint: String,
-    path: String,
-    start: u64,
+    file: LiveFile,
     stream: Box<dyn BatchStream>,
-    tracked: Arc<crate::tail::Tracked>,
 }
 
 /// What the merge knows of each of its sources beyond the pipeline's report.
@@ -343,12 +339,15 @@ fn spawn_discovery(
                     let start = found.input.offset;
                     let stream = pool.source(found.input, specs[found.group].clone(), depth);
                     let file = NewFile {
-                        group: found.group,
-                        fingerprint: found.fingerprint.0,
-                        path: found.path.display().to_string(),
-                        start,
+                        file: LiveFile {
+                            group: found.group,
+                            fingerprint: found.fingerprint.0,
+                            path: found.path.display().to_string(),
+                            start,
+                            saved: start,
+                            tracked: found.tracked,
+                        },
                         stream: Box::new(stream),
-                        tracked: found.tracked,
                     };
                     if new_files.send(file).is_err() {
                         return;
@@ -423,17 +422,10 @@ struct Daemon<'a> {
 impl Daemon<'_> {
     /// Called by the merge after each batch and while the logs are quiet.
     fn tick(&mut self, merge: &mut Merge, engine: &mut Engine) -> Flow {
-        while let Ok(file) = self.arrivals.try_recv() {
-            let index = merge.add(file.path.clone(), file.stream);
+        while let Ok(NewFile { file, stream }) = self.arrivals.try_recv() {
+            let index = merge.add(file.path.clone(), stream);
             debug_assert_eq!(index, self.files.len());
-            self.files.push(LiveFile {
-                group: file.group,
-                fingerprint: file.fingerprint,
-                path: file.path,
-                start: file.start,
-                saved: file.start,
-                tracked: file.tracked,
-            });
+            self.files.push(file);
         }
         let at = now();
         self.idle.tick(engine, at);

@@ -73,14 +73,6 @@ impl Discovery {
         }
     }
 
-    /// Files being followed now.
-    pub fn tracked(&self) -> usize {
-        self.known
-            .values()
-            .filter(|t| t.active.load(Ordering::Relaxed))
-            .count()
-    }
-
     /// Evaluates every glob once; returns the files to start reading.
     pub fn scan(&mut self) -> Vec<Found> {
         self.following
@@ -149,9 +141,7 @@ impl Discovery {
             }
             None => self.start_offset(group, &fingerprint, &file, &meta, gzip)?,
         };
-        let tracked = Arc::new(Tracked::default());
-        tracked.active.store(true, Ordering::SeqCst);
-        tracked.end.store(start, Ordering::SeqCst);
+        let tracked = Tracked::started(start);
         self.known.insert(key, tracked.clone());
         let input = if gzip {
             gzip_input(file, path, start, tracked.clone())?
@@ -285,8 +275,7 @@ impl<R: Read> Read for ToEnd<R> {
         let n = self.inner.read(buf)?;
         self.position += n as u64;
         if n == 0 {
-            self.tracked.end.store(self.position, Ordering::SeqCst);
-            self.tracked.active.store(false, Ordering::SeqCst);
+            self.tracked.finish(self.position);
         }
         Ok(n)
     }

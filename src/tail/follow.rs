@@ -32,6 +32,22 @@ pub struct Tracked {
     pub end: AtomicU64,
 }
 
+impl Tracked {
+    /// A file being read from `offset`.
+    pub fn started(offset: u64) -> Arc<Tracked> {
+        Arc::new(Tracked {
+            active: AtomicBool::new(true),
+            end: AtomicU64::new(offset),
+        })
+    }
+
+    /// Reading it ended at `position`.
+    pub fn finish(&self, position: u64) {
+        self.end.store(position, Ordering::SeqCst);
+        self.active.store(false, Ordering::SeqCst);
+    }
+}
+
 #[derive(Clone, Copy, Debug)]
 pub struct FollowSettings {
     /// How often a file at its end is checked for new lines, rotation and truncation.
@@ -80,7 +96,6 @@ impl Follow {
         stats: Arc<TailStats>,
         tracked: Arc<Tracked>,
     ) -> Follow {
-        tracked.active.store(true, Ordering::SeqCst);
         Follow {
             file,
             fingerprint,
@@ -113,8 +128,7 @@ impl Follow {
 
     fn end(&mut self) -> io::Result<usize> {
         tracing::debug!(path = %self.path.display(), fingerprint = %self.fingerprint, position = self.position, "file ended");
-        self.tracked.end.store(self.position, Ordering::SeqCst);
-        self.tracked.active.store(false, Ordering::SeqCst);
+        self.tracked.finish(self.position);
         Ok(0)
     }
 }
@@ -123,8 +137,7 @@ impl Read for Follow {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         loop {
             if self.stop.load(Ordering::Relaxed) {
-                self.tracked.end.store(self.position, Ordering::SeqCst);
-                self.tracked.active.store(false, Ordering::SeqCst);
+                self.tracked.finish(self.position);
                 return Err(io::Error::other(Stopped));
             }
             // Checked before every read, not only at the end: a reader held back by the
