@@ -1,6 +1,18 @@
-//! Alerting: what goes to webhooks and Slack. So far the pure parts: Standard Webhooks
-//! signatures and Slack's Block Kit messages with log text escaped. (The outbox, delivery
-//! worker, grouping and the `alerts` CLI are issue 10's remaining work.)
+//! Alerting: incident events go to webhooks and Slack through the store's outbox.
+//!
+//! `route` decides, inside the incident's transaction, which channels get an event;
+//! `worker` delivers from the outbox (`send` makes one signed attempt, `timing` says when to
+//! try again and when a group's digest is due, `digest` builds it); `slack` and `signing`
+//! are the two receivers' formats.
 
+pub mod digest;
+pub mod notice;
+pub mod route;
+pub mod send;
 pub mod signing;
 pub mod slack;
+pub mod timing;
+pub mod worker;
+
+pub use route::Routes;
+pub use worker::{Alerter, WorkerSettings};

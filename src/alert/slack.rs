@@ -5,7 +5,7 @@
 
 use serde_json::{json, Value};
 
-use crate::detect::{Incident, IncidentEvent};
+use super::notice::Notice;
 
 /// Slack's limit on a section's text.
 pub const MAX_SECTION_CHARS: usize = 3000;
@@ -57,38 +57,31 @@ pub fn code_block(lines: &[&str], max_chars: usize) -> String {
     format!("{fence}\n{body}\n{fence}")
 }
 
-fn event_name(event: &IncidentEvent) -> (&'static str, &Incident) {
-    match event {
-        IncidentEvent::Opened(i) => ("opened", i),
-        IncidentEvent::Escalated(i) => ("escalated", i),
-        IncidentEvent::Closed(i) => ("closed", i),
-    }
-}
-
 fn section(text: String) -> Value {
     json!({"type": "section", "text": {"type": "mrkdwn", "text": truncate(&text, MAX_SECTION_CHARS)}})
 }
 
 /// The Block Kit message for one incident event; `public_url` links to the incident.
-pub fn message(event: &IncidentEvent, public_url: Option<&str>) -> Value {
-    let (name, incident) = event_name(event);
+pub fn message(notice: &Notice, public_url: Option<&str>) -> Value {
     let title = format!(
-        "{} incident {name}: {} on {} {}",
-        incident.severity.as_str().to_uppercase(),
-        incident.detector,
-        incident.entity_kind.as_str(),
-        escape(&incident.entity)
+        "{} incident {}: {} on {} {}",
+        escape(&notice.severity.to_uppercase()),
+        escape(&notice.event),
+        escape(&notice.detector),
+        escape(&notice.entity_kind),
+        escape(&notice.entity)
     );
+    let incident = notice;
     let mut blocks = vec![
         section(format!("*{}*", truncate(&title, 300))),
         section(escape(&incident.summary)),
         json!({"type": "section", "fields": [
             {"type": "mrkdwn", "text": format!("*Observed*\n{:.1}", incident.score.observed)},
             {"type": "mrkdwn", "text": format!("*Expected*\n{:.1}", incident.score.expected)},
-            {"type": "mrkdwn", "text": format!("*First seen*\n{}", incident.started_at)},
-            {"type": "mrkdwn", "text": format!("*Last seen*\n{}", incident.last_seen)},
+            {"type": "mrkdwn", "text": format!("*First seen*\n{}", escape(&incident.started_at))},
+            {"type": "mrkdwn", "text": format!("*Last seen*\n{}", escape(&incident.last_seen))},
             {"type": "mrkdwn", "text": format!("*Requests*\n{}", incident.count)},
-            {"type": "mrkdwn", "text": format!("*Id*\n`{}`", incident.id)},
+            {"type": "mrkdwn", "text": format!("*Id*\n`{}`", escape(&incident.id))},
         ]}),
     ];
     if !incident.evidence.is_empty() {
@@ -106,24 +99,31 @@ pub fn message(event: &IncidentEvent, public_url: Option<&str>) -> Value {
         blocks.push(section(text));
     }
     if let Some(base) = public_url {
-        let link = format!(
-            "{}/ui/incidents/{}",
-            base.trim_end_matches('/'),
-            incident.id
-        );
         blocks.push(json!({"type": "context", "elements": [
-            {"type": "mrkdwn", "text": format!("<{}|Open in gatewatch>", escape(&link))}
+            {"type": "mrkdwn", "text": incident_link(base, &incident.id, "Open in gatewatch")}
         ]}));
     }
     blocks.truncate(MAX_BLOCKS);
     json!({"text": truncate(&title, 300), "blocks": blocks})
 }
 
+/// A mrkdwn link to an incident's console page.
+pub fn incident_link(base: &str, id: &str, label: &str) -> String {
+    let link = format!("{}/ui/incidents/{}", base.trim_end_matches('/'), id);
+    format!("<{}|{}>", escape(&link), escape(label))
+}
+
+/// Slack's plain-text fallback (notifications): the title without markup.
+pub fn fallback(text: &str) -> String {
+    truncate(text, 300)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::detect::{incident_id, Evidence, Score, Severity, Status};
+    use crate::detect::{incident_id, Evidence, Incident, Score, Severity, Status};
     use crate::event::{EntityKind, Timestamp};
+    use crate::store::EventKind;
 
     fn hostile_incident(lines: usize) -> Incident {
         let start = Timestamp(1_700_000_000_000_000_000);
@@ -171,7 +171,7 @@ mod tests {
 
     #[test]
     fn log_text_cannot_mention_link_or_close_the_code_block() {
-        let message = message(&IncidentEvent::Opened(hostile_incident(3)), None);
+        let message = message(&Notice::of(&hostile_incident(3), EventKind::Opened), None);
         for text in texts(&message) {
             assert!(!text.contains("<!channel>"), "{text}");
             assert!(!text.contains("<@U123>"), "{text}");
@@ -189,7 +189,7 @@ mod tests {
     #[test]
     fn a_thousand_evidence_lines_stay_within_block_kit_limits() {
         let message = message(
-            &IncidentEvent::Escalated(hostile_incident(1000)),
+            &Notice::of(&hostile_incident(1000), EventKind::Escalated),
             Some("https://gw.example/"),
         );
         let blocks = message["blocks"].as_array().unwrap();

@@ -7,6 +7,7 @@ mod checkpoints;
 mod connect;
 mod error;
 mod ip_key;
+mod outbox;
 mod query;
 mod record;
 mod write;
@@ -16,6 +17,10 @@ pub use checkpoints::Checkpoint;
 pub use connect::{redact_url, Backend};
 pub use error::StoreError;
 pub use ip_key::EntityFilter;
+pub use outbox::{
+    state as alert_state, AlertQuery, AlertRecord, AlertRouter, Attempt, Delivery, Digest,
+    HeldAlert, HeldGroup, NewAlert, Router,
+};
 pub use query::{Cursor, IncidentQuery, Page, StatusFilter, MAX_PAGE};
 pub use record::{StoredIncident, Triage, TriageState};
 pub use writer::{EventKind, EventKinds, Sequenced, StoreWriter, WriterReport, WriterSettings};

@@ -3,6 +3,7 @@
 use sqlx::{Any, Transaction};
 
 use super::ip_key::entity_range;
+use super::outbox::{insert_alerts, NewAlert};
 use super::record::TriageState;
 use super::{Store, StoreError};
 use crate::clock::wall_clock;
@@ -105,12 +106,23 @@ async fn upsert_one(
 impl Store {
     /// Upserts incidents in one transaction: all of them or none.
     pub async fn upsert_incidents(&self, incidents: &[Incident]) -> Result<(), StoreError> {
+        self.write_incidents(incidents, &[]).await
+    }
+
+    /// Upserts incidents and queues their alerts in one transaction: no alert for an
+    /// incident that was not stored, no stored event without its alerts.
+    pub async fn write_incidents(
+        &self,
+        incidents: &[Incident],
+        alerts: &[NewAlert],
+    ) -> Result<(), StoreError> {
         // Bookkeeping time for `*_wall_ns`; the incident's own times are event time.
         let now = wall_clock().nanos();
         let mut tx = self.pool.begin().await?;
         for incident in incidents {
             upsert_one(&mut tx, incident, now).await?;
         }
+        insert_alerts(&mut tx, alerts, now).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -150,7 +162,8 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         sqlx::query(&format!(
-            "DELETE FROM alert_outbox WHERE state <> 'pending' AND incident_id IN ({old})"
+            "DELETE FROM alert_outbox WHERE state NOT IN ('pending', 'held') \
+             AND incident_id IN ({old})"
         ))
         .bind(before.nanos())
         .execute(&mut *tx)

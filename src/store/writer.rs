@@ -14,7 +14,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::{sleep_until, Instant};
 
-use super::{Store, StoreError};
+use super::{NewAlert, Router, Store, StoreError};
 use crate::detect::{Incident, IncidentEvent};
 
 /// One engine event, numbered by its producer. Sequence numbers start at 1 and strictly
@@ -129,6 +129,8 @@ pub struct WriterSettings {
     pub retry_max: Duration,
     /// After the channel closes, how long to keep retrying what is still queued.
     pub shutdown_grace: Duration,
+    /// Where incident events are alerted: their outbox rows go in with them.
+    pub alerts: Option<Router>,
 }
 
 impl Default for WriterSettings {
@@ -140,6 +142,7 @@ impl Default for WriterSettings {
             retry_min: Duration::from_millis(100),
             retry_max: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(30),
+            alerts: None,
         }
     }
 }
@@ -398,7 +401,8 @@ impl Task {
             }
             self.receive_ready();
             let batch = self.pending.take(self.settings.batch_size.max(1));
-            match self.store.upsert_incidents(&batch.incidents).await {
+            let alerts = self.alerts_for(&batch.incidents, &batch.meta);
+            match self.store.write_incidents(&batch.incidents, &alerts).await {
                 Ok(()) => {
                     self.report.written += batch.len() as u64;
                     batch.meta.iter().for_each(|m| self.pending.settle(m));
@@ -441,6 +445,23 @@ impl Task {
             );
         }
         self.report
+    }
+
+    /// The outbox rows for every kind of event each incident went through while queued
+    /// (coalesced versions share the newest incident's content).
+    fn alerts_for(&self, incidents: &[Incident], meta: &[Meta]) -> Vec<NewAlert> {
+        let Some(router) = &self.settings.alerts else {
+            return Vec::new();
+        };
+        incidents
+            .iter()
+            .zip(meta)
+            .flat_map(|(incident, meta)| {
+                meta.kinds
+                    .iter()
+                    .flat_map(|kind| router.0.route(incident, kind))
+            })
+            .collect()
     }
 
     fn has_room(&self) -> bool {
@@ -490,9 +511,10 @@ impl Task {
     /// A batch failed on bad data, not an outage: store what can be stored, log the rest.
     async fn write_one_by_one(&mut self, batch: Batch) {
         for (incident, meta) in batch.incidents.into_iter().zip(batch.meta) {
+            let alerts = self.alerts_for(std::slice::from_ref(&incident), &[meta]);
             match self
                 .store
-                .upsert_incidents(std::slice::from_ref(&incident))
+                .write_incidents(std::slice::from_ref(&incident), &alerts)
                 .await
             {
                 Ok(()) => {

@@ -10,6 +10,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+mod alerts;
+pub use alerts::{AlertChannel, ChannelKind, ChannelUrl, GroupBy};
+
 use crate::input::DEFAULT_MAX_LINE;
 use crate::parse::{JsonFields, TrustedProxies, PRESET_NAMES};
 
@@ -43,6 +46,8 @@ struct RawConfig {
     api: RawApi,
     #[serde(default)]
     log: RawLog,
+    #[serde(default)]
+    alerts: Vec<alerts::RawAlert>,
 }
 
 #[derive(Deserialize, Debug, Default)]
@@ -175,6 +180,7 @@ pub struct Config {
     pub api: ApiConfig,
     pub log_format: LogFormat,
     pub log_level: String,
+    pub alerts: Vec<AlertChannel>,
 }
 
 /// Every problem found in a config file, one per line: `FILE: KEY: reason`.
@@ -332,6 +338,7 @@ fn check(
             LogFormat::Text
         }
     };
+    let alerts = alerts::check_alerts(raw.alerts, env, problems);
     let log_level = raw.log.level.unwrap_or_else(|| "info".into());
     if let Err(err) = tracing_subscriber::EnvFilter::try_new(&log_level) {
         problems.add("log.level", format!("{log_level:?}: {err}"));
@@ -348,6 +355,7 @@ fn check(
         api,
         log_format,
         log_level,
+        alerts,
     }
 }
 

@@ -1,0 +1,253 @@
+//! The delivery worker: per channel, flushes due digest groups, claims due rows from the
+//! outbox and sends them one at a time (Slack at most one message per second), recording
+//! every attempt. Several workers (instances) can share one outbox: claims are exclusive
+//! and lapse if their worker dies, so a pending delivery is never lost and never sent twice
+//! while its worker lives.
+
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use super::digest;
+use super::send::{judge, webhook_id, Sender};
+use super::timing;
+use crate::clock::wall_clock;
+use crate::config::{AlertChannel, ChannelKind};
+use crate::store::{Attempt, Delivery, Store};
+
+/// How the worker paces itself.
+#[derive(Clone, Debug)]
+pub struct WorkerSettings {
+    /// How often an idle channel looks for due rows.
+    pub poll: Duration,
+    /// Rows claimed at once.
+    pub batch: i64,
+    /// The most members one digest carries (the rest go in the next).
+    pub max_digest: i64,
+}
+
+impl Default for WorkerSettings {
+    fn default() -> Self {
+        WorkerSettings {
+            poll: Duration::from_millis(500),
+            batch: 16,
+            max_digest: 1000,
+        }
+    }
+}
+
+/// Slack's incoming webhooks accept about one message per second.
+const SLACK_SPACING: Duration = Duration::from_secs(1);
+
+/// Who holds a claim: unique per process start.
+pub fn claimer_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "host".into());
+    format!("{host}/{}/{:08x}", std::process::id(), fastrand::u32(..))
+}
+
+/// Delivers from the outbox until `stop` turns true.
+pub struct Alerter {
+    store: Store,
+    channels: Vec<AlertChannel>,
+    settings: WorkerSettings,
+    claimer: String,
+}
+
+impl Alerter {
+    pub fn new(store: Store, channels: Vec<AlertChannel>, settings: WorkerSettings) -> Alerter {
+        Alerter {
+            store,
+            channels,
+            settings,
+            claimer: claimer_name(),
+        }
+    }
+
+    /// Runs one task per channel; returns when `stop` is set. Sends under way are cut off:
+    /// their claims are released, so the rows go out again (same `webhook-id`) soon after.
+    pub async fn run(self, mut stop: watch::Receiver<bool>) -> anyhow::Result<()> {
+        let mut tasks = JoinSet::new();
+        for channel in self.channels {
+            let worker = ChannelWorker {
+                store: self.store.clone(),
+                sender: Sender::new(channel)?,
+                settings: self.settings.clone(),
+                claimer: self.claimer.clone(),
+                last_send: None,
+                last_error: None,
+            };
+            tasks.spawn(worker.run());
+        }
+        let _ = stop.wait_for(|s| *s).await;
+        tasks.abort_all();
+        while tasks.join_next().await.is_some() {}
+        if let Err(err) = self.store.release_claims(&self.claimer).await {
+            tracing::warn!(error = %err, "could not release alert claims; they lapse on their own");
+        }
+        Ok(())
+    }
+}
+
+struct ChannelWorker {
+    store: Store,
+    sender: Sender,
+    settings: WorkerSettings,
+    claimer: String,
+    last_send: Option<tokio::time::Instant>,
+    last_error: Option<String>,
+}
+
+impl ChannelWorker {
+    fn channel(&self) -> &AlertChannel {
+        self.sender.channel()
+    }
+
+    async fn run(mut self) {
+        loop {
+            match self.round().await {
+                Ok(true) => continue,
+                Ok(false) => {}
+                Err(err) => {
+                    let text = err.to_string();
+                    if self.last_error.as_deref() != Some(&text) {
+                        tracing::warn!(channel = %self.channel().name, error = %text, "alert outbox unreachable; will retry");
+                        self.last_error = Some(text);
+                    }
+                }
+            }
+            tokio::time::sleep(self.settings.poll).await;
+        }
+    }
+
+    /// One pass; true when it sent something (so look again at once).
+    async fn round(&mut self) -> anyhow::Result<bool> {
+        if self.channel().digest {
+            self.flush_due_groups().await?;
+        }
+        let now = wall_clock().nanos();
+        let lease = timing::nanos(self.channel().timeout + self.channel().connect_timeout)
+            + timing::nanos(Duration::from_secs(5));
+        let claimed = self
+            .store
+            .claim_alerts(
+                &self.channel().name,
+                &self.claimer,
+                now,
+                now.saturating_add(lease),
+                self.settings.batch,
+            )
+            .await?;
+        self.last_error = None;
+        let any = !claimed.is_empty();
+        for delivery in claimed {
+            self.deliver(delivery).await?;
+        }
+        Ok(any)
+    }
+
+    async fn flush_due_groups(&mut self) -> anyhow::Result<()> {
+        let channel = self.channel().clone();
+        for group in self.store.held_groups(&channel.name).await? {
+            let now = wall_clock().nanos();
+            let due = timing::flush_at(
+                group.oldest_created_wall_ns,
+                group.last_sent_wall_ns.filter(|t| *t > 0),
+                channel.group_wait,
+                channel.group_interval,
+            );
+            if due > now {
+                continue;
+            }
+            let key = group.group_key.clone();
+            let flushed = self
+                .store
+                .flush_group(
+                    &channel.name,
+                    &key,
+                    group.last_sent_wall_ns,
+                    now,
+                    self.settings.max_digest,
+                    |held| digest::build(&channel, &key, held),
+                )
+                .await?;
+            if let Some((id, members)) = flushed {
+                tracing::debug!(channel = %channel.name, group = %key, digest = id, members, "group flushed");
+            }
+        }
+        Ok(())
+    }
+
+    async fn deliver(&mut self, delivery: Delivery) -> anyhow::Result<()> {
+        if self.channel().kind == ChannelKind::Slack {
+            if let Some(last) = self.last_send {
+                tokio::time::sleep_until(last + SLACK_SPACING).await;
+            }
+        }
+        let id = webhook_id(&delivery.channel, &delivery.dedup_key);
+        let sent_at = wall_clock();
+        self.last_send = Some(tokio::time::Instant::now());
+        let answer = self
+            .sender
+            .post(
+                &id,
+                &delivery.payload,
+                sent_at.nanos() / 1_000_000_000,
+                sent_at.nanos(),
+            )
+            .await;
+        let now = wall_clock().nanos();
+        let attempt = judge(
+            answer,
+            delivery.attempts,
+            delivery.created_at_wall_ns,
+            now,
+            self.channel(),
+            fastrand::f64(),
+        );
+        let channel = self.channel().name.clone();
+        let result = match &attempt {
+            Attempt::Sent { .. } => "sent",
+            Attempt::Retry { .. } => "retry",
+            Attempt::Failed { .. } => "failed",
+            Attempt::Dead { .. } => "dead",
+        };
+        metrics::counter!("gatewatch_alert_attempts_total", "channel" => channel.clone(), "result" => result)
+            .increment(1);
+        match &attempt {
+            Attempt::Sent { .. } => {
+                tracing::debug!(channel = %channel, alert = delivery.id, event = %delivery.event, "alert delivered")
+            }
+            Attempt::Retry { error, at, .. } => tracing::info!(
+                channel = %channel,
+                alert = delivery.id,
+                attempts = delivery.attempts,
+                error = %error,
+                retry_in_ms = (at - now) / 1_000_000,
+                "alert not delivered; will retry"
+            ),
+            Attempt::Failed { status, .. } => tracing::warn!(
+                channel = %channel,
+                alert = delivery.id,
+                status,
+                "receiver refused the alert; kept as failed (alerts retry ID sends it again)"
+            ),
+            Attempt::Dead { error, .. } => tracing::error!(
+                channel = %channel,
+                alert = delivery.id,
+                error = %error,
+                "alert undeliverable for max_age; kept as dead (alerts retry --dead)"
+            ),
+        }
+        let recorded = self
+            .store
+            .record_attempt(delivery.id, &self.claimer, &attempt, now)
+            .await?;
+        if !recorded {
+            tracing::warn!(channel = %channel, alert = delivery.id, "claim lapsed before the attempt was recorded");
+        }
+        Ok(())
+    }
+}
