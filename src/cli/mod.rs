@@ -1,5 +1,6 @@
 //! Command-line interface: one file per subcommand.
 
+mod alerts;
 mod config_cmd;
 mod db;
 mod detectors;
@@ -53,6 +54,9 @@ pub enum Command {
     /// Check a daemon config file.
     #[command(subcommand)]
     Config(config_cmd::ConfigCommand),
+    /// Alert deliveries: list, show, retry, and test a channel.
+    #[command(subcommand)]
+    Alerts(alerts::AlertsCommand),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -65,6 +69,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve(args) => serve::run(args),
         Command::Run(args) => run::run(args),
         Command::Config(command) => config_cmd::run(command),
+        Command::Alerts(command) => alerts::run(command),
     }
 }
 

@@ -18,13 +18,14 @@ use anyhow::Context as _;
 use clap::Args;
 
 use super::format::FormatArgs;
+use crate::alert::{Alerter, Routes, WorkerSettings};
 use crate::config::{Config, TokenSource, WatchMode};
 use crate::detect::{Engine, EngineSettings, IncidentEvent, StateRow};
 use crate::event::Timestamp;
 use crate::pipeline::{
     self, BatchStream, ClockSettings, DecodePool, Flow, Merge, ReadSpec, Sink, StoreSink,
 };
-use crate::store::{Checkpoint, WriterSettings};
+use crate::store::{Checkpoint, Router, WriterSettings};
 use crate::tail::{Checkpoints, Discovery, FollowSettings, GroupSpec, Wakeup};
 
 mod metrics;
@@ -75,9 +76,24 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             warmup_nanos: nanos(config.warmup),
         },
     );
-    let mut store = StoreSink::open(&config.store_url, WriterSettings::default())
+    let writer = WriterSettings {
+        alerts: (!config.alerts.is_empty())
+            .then(|| Router(Arc::new(Routes::new(config.alerts.clone())))),
+        ..WriterSettings::default()
+    };
+    let mut store = StoreSink::open(&config.store_url, writer)
         .with_context(|| format!("{}: [store]", config.path.display()))?;
     let handle = store.handle();
+    // Deliveries left pending by an earlier run go out from the start.
+    let (alerts_stop, alerts_stopping) = tokio::sync::watch::channel(false);
+    let alerter = (!config.alerts.is_empty()).then(|| {
+        let alerter = Alerter::new(
+            store.store(),
+            config.alerts.clone(),
+            WorkerSettings::default(),
+        );
+        handle.spawn(alerter.run(alerts_stopping))
+    });
     let saved = handle
         .block_on(store.store().load_checkpoints())
         .context("loading checkpoints")?;
@@ -227,6 +243,15 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         )
         .await
     });
+    let _ = alerts_stop.send(true);
+    if let Some(alerter) = alerter {
+        match handle.block_on(async { tokio::time::timeout(Duration::from_secs(2), alerter).await })
+        {
+            Ok(Ok(Err(err))) => tracing::error!(error = %err, "alert delivery failed"),
+            Err(_) => tracing::warn!("alert delivery did not stop in time; its claims lapse"),
+            _ => {}
+        }
+    }
     server_stop.notify_waiters();
     let _ = handle.block_on(async { tokio::time::timeout(Duration::from_secs(2), server).await });
     let report = store.finish();

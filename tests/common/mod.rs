@@ -11,6 +11,8 @@ use gatewatch::detect::{incident_id, Evidence, Incident, Score, Severity, Status
 use gatewatch::event::{EntityKind, Timestamp};
 use sqlx::Connection as _;
 
+pub mod receiver;
+
 pub const POSTGRES_ENV: &str = "GATEWATCH_TEST_POSTGRES_URL";
 
 pub struct TestDb {
