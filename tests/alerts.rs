@@ -493,3 +493,42 @@ fn two_alerters_sharing_one_postgres_outbox_send_each_alert_once() {
     assert!(twice.is_empty(), "delivered twice: {twice:?}");
     assert_eq!(receiver.received().len(), 225, "no request was repeated");
 }
+
+#[test]
+fn an_incident_still_open_after_repeat_interval_is_mentioned_again_until_it_closes() {
+    let db = TestDb::sqlite();
+    let slack = Receiver::start(Vec::new());
+    let mut chat = channel("chat", ChannelKind::Slack, &slack.url());
+    chat.repeat_interval = Duration::from_secs(1);
+    chat.group_interval = Duration::from_millis(500);
+    let running = Running::start(&db.url, vec![chat]);
+    let mut found = incidents(1, "scanner-ip");
+    running.queue(&found, EventKind::Opened);
+    eventually("a reminder", PATIENCE, || slack.delivered().len() >= 2);
+    let reminder: serde_json::Value =
+        serde_json::from_str(&slack.delivered()[1].body).unwrap();
+    assert!(
+        reminder["text"].as_str().unwrap().contains("ongoing"),
+        "{reminder}"
+    );
+    // Closed: no more reminders.
+    found[0].status = Status::Closed;
+    running
+        .runtime
+        .block_on(running.store.upsert_incidents(&found))
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let settled = slack.delivered().len();
+    std::thread::sleep(Duration::from_secs(3));
+    running.stop();
+    assert!(
+        slack.delivered().len() <= settled + 1,
+        "reminders went on after the close"
+    );
+    let gaps: Vec<Duration> = slack
+        .delivered()
+        .windows(2)
+        .map(|w| w[1].at - w[0].at)
+        .collect();
+    assert!(gaps.iter().all(|g| *g >= Duration::from_millis(990)), "{gaps:?}");
+}

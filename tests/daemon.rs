@@ -736,3 +736,132 @@ fn symlinked_logs_are_followed_to_the_real_file_through_rotation() {
     daemon.read_exactly(6000);
     assert!(daemon.stop());
 }
+
+/// Every outbox row, as `gatewatch alerts list --output json` prints them.
+fn outbox_rows(url: &str) -> Vec<serde_json::Value> {
+    let output = Command::new(env!("CARGO_BIN_EXE_gatewatch"))
+        .args(["alerts", "list", "--output", "json", "--limit", "100000", "--db", url])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn in_state(rows: &[serde_json::Value], state: &str) -> usize {
+    rows.iter().filter(|r| r["state"] == state).count()
+}
+
+/// A webhook channel to `port` with test-sized timings, added to a config.
+fn with_webhook(config: &Path, port: u16) {
+    let mut text = fs::read_to_string(config).unwrap();
+    text.push_str(&format!(
+        "\n[[alerts]]\nname = \"soc\"\nkind = \"webhook\"\n\
+         url = \"http://127.0.0.1:{port}/hook\"\n\
+         timeout = \"1s\"\nconnect_timeout = \"500ms\"\nbackoff_max = \"1s\"\n"
+    ));
+    fs::write(config, text).unwrap();
+}
+
+#[test]
+fn deliveries_pending_at_a_hard_kill_go_out_after_the_restart() {
+    use common::receiver::{free_port, Receiver};
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("gw.db").display());
+    let text = attacks_log();
+    let lines: Vec<&[u8]> = text.split_inclusive(|b| *b == b'\n').collect();
+    let (config, log) = live_config(dir.path());
+    let port = free_port(); // nothing listens yet: every attempt is refused
+    with_webhook(&config, port);
+
+    let daemon = Daemon::start(&config);
+    write_fast(&log, &lines);
+    daemon.read_exactly(lines.len() as u64);
+    daemon.eventually("alerts queued and tried", || {
+        let rows = outbox_rows(&db);
+        rows.len() >= 5 && rows.iter().all(|r| r["attempts"].as_i64() >= Some(1))
+    });
+    daemon.eventually("attempts and the outbox in /metrics", || {
+        let text = daemon.metrics();
+        metric_in(&text, "gatewatch_alert_attempts_total") > 0.0
+            && metric_in(&text, "gatewatch_alert_outbox") > 0.0
+    });
+    check_with_promtool(&daemon.metrics());
+    daemon.kill_hard();
+    let queued = outbox_rows(&db);
+    assert_eq!(in_state(&queued, "pending"), queued.len(), "none delivered");
+
+    let receiver = Receiver::start_on(port, Vec::new());
+    let daemon = Daemon::start(&config);
+    daemon.eventually("every pending delivery sent after the restart", || {
+        let rows = outbox_rows(&db);
+        in_state(&rows, "sent") == rows.len()
+    });
+    assert!(daemon.stop());
+    let rows = outbox_rows(&db);
+    assert!(rows.len() >= queued.len(), "re-read lines queued nothing twice");
+    let delivered = receiver.delivered();
+    let ids: BTreeSet<String> = delivered.iter().map(|r| r.id.clone()).collect();
+    assert_eq!(ids.len(), delivered.len(), "no webhook-id delivered twice");
+    assert_eq!(ids.len(), rows.len(), "every row delivered");
+}
+
+#[test]
+fn two_daemons_on_one_postgres_outbox_deliver_each_alert_once() {
+    use common::receiver::Receiver;
+    let Some(db) = common::TestDb::postgres("daemon: two_daemons_on_one_postgres_outbox") else {
+        return;
+    };
+    let receiver = Receiver::start(Vec::new());
+    let text = attacks_log();
+    let lines: Vec<&[u8]> = text.split_inclusive(|b| *b == b'\n').collect();
+    let mut daemons = Vec::new();
+    let mut dirs = Vec::new();
+    for _ in 0..2 {
+        let dir = tempfile::tempdir().unwrap();
+        let (config, log) = live_config(dir.path());
+        let config_text = fs::read_to_string(&config).unwrap();
+        let sqlite_line = config_text
+            .lines()
+            .find(|l| l.starts_with("url = "))
+            .unwrap()
+            .to_string();
+        fs::write(
+            &config,
+            config_text.replace(&sqlite_line, &format!("url = {:?}", db.url)),
+        )
+        .unwrap();
+        with_webhook(&config, receiver.port);
+        daemons.push((Daemon::start(&config), log));
+        dirs.push(dir);
+    }
+    // Both read the same traffic (two replicas of one view): the same incidents, the same
+    // alerts, one outbox.
+    for (_, log) in &daemons {
+        write_fast(log, &lines);
+    }
+    for (daemon, _) in &daemons {
+        daemon.read_exactly(lines.len() as u64);
+    }
+    let (first, _) = &daemons[0];
+    first.eventually("every alert sent", || {
+        let rows = outbox_rows(&db.url);
+        !rows.is_empty() && in_state(&rows, "sent") == rows.len()
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    for (daemon, _) in daemons {
+        assert!(daemon.stop());
+    }
+    let rows = outbox_rows(&db.url);
+    let delivered = receiver.delivered();
+    let ids: BTreeSet<String> = delivered.iter().map(|r| r.id.clone()).collect();
+    assert_eq!(ids.len(), delivered.len(), "no webhook-id delivered twice");
+    assert_eq!(ids.len(), rows.len());
+    assert_eq!(receiver.received().len(), rows.len(), "nothing sent twice");
+}

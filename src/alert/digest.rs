@@ -35,6 +35,7 @@ fn headline(notices: &[Notice], group_key: &str) -> String {
         ("opened", "new"),
         ("escalated", "escalated"),
         ("closed", "closed"),
+        (super::worker::ONGOING, "still open"),
     ] {
         let n = count(event);
         if n > 0 {

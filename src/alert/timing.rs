@@ -72,6 +72,38 @@ pub fn next_attempt(now_ns: i64, backoff: Duration, retry_after: Option<Duration
     now_ns.saturating_add(nanos(wait))
 }
 
+/// The messages a channel sends for events arriving at `times` (ns, ascending) in one
+/// group, by the rules above: each entry is (send time, events carried). What the worker does
+/// live, replayed on paper (for measuring noise on recorded traffic).
+pub fn plan_digests(times: &[i64], group_wait: Duration, group_interval: Duration) -> Vec<(i64, usize)> {
+    let mut sent = Vec::new();
+    let mut last_sent: Option<i64> = None;
+    let mut held: Vec<i64> = Vec::new();
+    let mut next = times.iter().peekable();
+    loop {
+        let due = held
+            .first()
+            .map(|oldest| flush_at(*oldest, last_sent, group_wait, group_interval));
+        match (due, next.peek()) {
+            (Some(due), Some(&&t)) if t > due => {
+                sent.push((due, held.len()));
+                held.clear();
+                last_sent = Some(due);
+            }
+            (_, Some(&&t)) => {
+                held.push(t);
+                next.next();
+            }
+            (Some(due), None) => {
+                sent.push((due, held.len()));
+                held.clear();
+                last_sent = Some(due);
+            }
+            (None, None) => return sent,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -91,6 +123,26 @@ mod tests {
             flush_at(10_000 * S, Some(90 * S), wait, interval),
             10_030 * S
         );
+    }
+
+    #[test]
+    fn a_burst_is_one_message_and_an_ongoing_attack_one_per_interval() {
+        let wait = Duration::from_secs(30);
+        let interval = Duration::from_secs(300);
+        // 37 incidents within a minute: one message after group_wait, the rest of the
+        // burst (after the first 30 s) one group_interval later.
+        let burst: Vec<i64> = (0..37).map(|i| 1_000 * S + i * S).collect();
+        assert_eq!(
+            plan_digests(&burst, wait, interval),
+            [(1_030 * S, 31), (1_330 * S, 6)]
+        );
+        // One incident every minute for an hour: at most one message per interval.
+        let steady: Vec<i64> = (0..60).map(|i| i * 60 * S).collect();
+        let plan = plan_digests(&steady, wait, interval);
+        assert_eq!(plan.iter().map(|(_, n)| n).sum::<usize>(), 60);
+        assert!(plan.len() <= 13, "{plan:?}");
+        assert!(plan.windows(2).all(|w| w[1].0 - w[0].0 >= 300 * S));
+        assert!(plan_digests(&[], wait, interval).is_empty());
     }
 
     #[test]

@@ -14,7 +14,10 @@ use super::send::{judge, webhook_id, Sender};
 use super::timing;
 use crate::clock::wall_clock;
 use crate::config::{AlertChannel, ChannelKind};
-use crate::store::{Attempt, Delivery, Store};
+use crate::store::{alert_state, Attempt, Delivery, NewAlert, Store};
+
+/// The event of a reminder about an incident still open after `repeat_interval`.
+pub const ONGOING: &str = "ongoing";
 
 /// How the worker paces itself.
 #[derive(Clone, Debug)]
@@ -70,6 +73,7 @@ impl Alerter {
     /// their claims are released, so the rows go out again (same `webhook-id`) soon after.
     pub async fn run(self, mut stop: watch::Receiver<bool>) -> anyhow::Result<()> {
         let mut tasks = JoinSet::new();
+        let channels_names: Vec<String> = self.channels.iter().map(|c| c.name.clone()).collect();
         for channel in self.channels {
             let worker = ChannelWorker {
                 store: self.store.clone(),
@@ -81,6 +85,10 @@ impl Alerter {
             };
             tasks.spawn(worker.run());
         }
+        tasks.spawn(report_outbox(
+            self.store.clone(),
+            channels_names,
+        ));
         let _ = stop.wait_for(|s| *s).await;
         tasks.abort_all();
         while tasks.join_next().await.is_some() {}
@@ -88,6 +96,29 @@ impl Alerter {
             tracing::warn!(error = %err, "could not release alert claims; they lapse on their own");
         }
         Ok(())
+    }
+}
+
+/// How often the outbox's per-state counts are refreshed for /metrics.
+const OUTBOX_REPORT_EVERY: Duration = Duration::from_secs(5);
+
+/// Keeps `gatewatch_alert_outbox{channel,state}` current (zero for states a channel has no
+/// rows in, so a drained queue reads 0 rather than its last value).
+async fn report_outbox(store: Store, channels: Vec<String>) {
+    loop {
+        if let Ok(counts) = store.alert_counts().await {
+            for channel in &channels {
+                for state in alert_state::ALL {
+                    let n = counts
+                        .iter()
+                        .find(|(c, s, _)| c == channel && s == state)
+                        .map_or(0, |(_, _, n)| *n);
+                    metrics::gauge!("gatewatch_alert_outbox", "channel" => channel.clone(), "state" => state)
+                        .set(n as f64);
+                }
+            }
+        }
+        tokio::time::sleep(OUTBOX_REPORT_EVERY).await;
     }
 }
 
@@ -125,6 +156,7 @@ impl ChannelWorker {
     /// One pass; true when it sent something (so look again at once).
     async fn round(&mut self) -> anyhow::Result<bool> {
         if self.channel().digest {
+            self.queue_reminders().await?;
             self.flush_due_groups().await?;
         }
         let now = wall_clock().nanos();
@@ -146,6 +178,40 @@ impl ChannelWorker {
             self.deliver(delivery).await?;
         }
         Ok(any)
+    }
+
+    /// Alertmanager's `repeat_interval`: an incident still open that long after its last
+    /// message is mentioned again ("still open") in its group's next digest. Digest channels
+    /// only: a webhook receiver that takes every event keeps the state itself.
+    async fn queue_reminders(&mut self) -> anyhow::Result<()> {
+        let channel = self.channel();
+        let now = wall_clock().nanos();
+        let before = now.saturating_sub(timing::nanos(channel.repeat_interval));
+        let due = self.store.due_reminders(&channel.name, before, 100).await?;
+        let reminders: Vec<NewAlert> = due
+            .into_iter()
+            .filter_map(|last| {
+                let mut payload: serde_json::Value =
+                    serde_json::from_str(last.payload.as_deref()?).ok()?;
+                payload["event"] = ONGOING.into();
+                Some(NewAlert {
+                    channel: last.channel,
+                    // Keyed to the message it repeats: instances sharing the outbox queue
+                    // one reminder, and the reminder is the next one's starting point.
+                    dedup_key: format!("{}/{ONGOING}/{}", last.incident_id.as_deref()?, last.id),
+                    incident_id: last.incident_id,
+                    event: ONGOING.into(),
+                    severity: last.severity,
+                    group_key: last.group_key,
+                    payload: payload.to_string(),
+                    held: true,
+                })
+            })
+            .collect();
+        if !reminders.is_empty() {
+            self.store.insert_alerts(&reminders, now).await?;
+        }
+        Ok(())
     }
 
     async fn flush_due_groups(&mut self) -> anyhow::Result<()> {

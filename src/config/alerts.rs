@@ -391,3 +391,101 @@ fn check_alert(
     }
     channel
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::config::Config;
+
+    const SOURCES: &str = "[[sources]]\npaths = [\"/var/log/*.log\"]\n";
+
+    fn load(alerts: &str) -> Result<Config, crate::config::ConfigError> {
+        Config::from_text(
+            Path::new("gw.toml"),
+            &format!("{SOURCES}{alerts}"),
+            &|name| match name {
+                "SLACK_URL" => Some("https://hooks.slack.com/services/T0/B0/secret".into()),
+                // Two secrets during a rotation.
+                "GW_SECRET" => Some(
+                    "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw whsec_c2VjcmV0LXRoYXQtaXMtbm90LXRoZS1yaWdodC1vbmU="
+                        .into(),
+                ),
+                _ => None,
+            },
+        )
+    }
+
+    #[test]
+    fn channels_get_their_keys_and_defaults() {
+        let config = load(
+            "[[alerts]]\nname = \"soc\"\nkind = \"webhook\"\nurl = \"https://soar.example/hooks/gw\"\n\
+             secret_env = \"GW_SECRET\"\nmin_severity = \"medium\"\ndetectors = [\"scanner-*\"]\n\
+             [[alerts]]\nname = \"chat\"\nkind = \"slack\"\nurl_env = \"SLACK_URL\"\ngroup_wait = \"10s\"\n",
+        )
+        .unwrap();
+        let soc = &config.alerts[0];
+        assert_eq!(soc.kind, ChannelKind::Webhook);
+        assert_eq!(soc.secrets.len(), 2);
+        assert_eq!(soc.min_severity, Severity::Medium);
+        assert!(soc.detectors[0].matches("scanner-ip"));
+        assert!(!soc.digest, "webhooks get every event by default");
+        assert_eq!(soc.events, EventKind::ALL.into_iter().collect());
+        assert_eq!(soc.max_age, Duration::from_secs(24 * 3600));
+        let chat = &config.alerts[1];
+        assert!(chat.digest);
+        assert!(!chat.events.contains(EventKind::Closed));
+        assert_eq!(chat.group_wait, Duration::from_secs(10));
+        assert_eq!(chat.group_interval, Duration::from_secs(300));
+        assert_eq!(chat.group_by, [GroupBy::Detector]);
+        // The URL is a secret: Debug shows the host only.
+        let shown = format!("{chat:?}");
+        assert!(!shown.contains("/services/"), "{shown}");
+        assert!(shown.contains("hooks.slack.com"), "{shown}");
+    }
+
+    #[test]
+    fn every_bad_key_is_named() {
+        let err = load(
+            "[[alerts]]\nname = \"a\"\nkind = \"pager\"\nurl = \"ftp://x\"\nmin_severity = \"urgent\"\n\
+             group_wait = \"later\"\nevents = [\"opened\", \"reopened\"]\n\
+             [[alerts]]\nname = \"a\"\nkind = \"slack\"\nurl = \"https://hooks.slack.com/services/x\"\n\
+             secret_env = \"MISSING\"\ngroup_by = [\"colour\"]\n",
+        )
+        .unwrap_err();
+        let text = err.to_string();
+        for key in [
+            "alerts[0].kind",
+            "alerts[0].url",
+            "alerts[0].min_severity",
+            "alerts[0].group_wait",
+            "alerts[0].events",
+            "alerts[1].url: a Slack webhook URL is a secret",
+            "alerts[1].secret_env: environment variable MISSING is not set",
+            "alerts[1].group_by",
+            "alerts.name",
+        ] {
+            assert!(text.contains(&format!("gw.toml: {key}")), "{key} in:\n{text}");
+        }
+        assert!(!text.contains("services/x"), "the secret URL is not echoed: {text}");
+    }
+
+    #[test]
+    fn unknown_alert_keys_and_bad_secrets_are_errors() {
+        let err = load("[[alerts]]\nkind = \"webhook\"\nurl = \"https://a.example\"\nretries = 3\n")
+            .unwrap_err();
+        assert!(err.to_string().contains("retries"), "{err}");
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("secret");
+        std::fs::write(&file, "not-a-secret\n").unwrap();
+        let err = load(&format!(
+            "[[alerts]]\nkind = \"webhook\"\nurl = \"https://a.example\"\nsecret_file = {:?}\n",
+            file.display().to_string()
+        ))
+        .unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("alerts[0].secret: secret 1: a webhook secret must start with whsec_"), "{text}");
+        assert!(!text.contains("not-a-secret"), "{text}");
+    }
+}

@@ -345,6 +345,35 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
+    /// Incidents still open whose newest message on `channel` went out before `before`
+    /// (the repeat interval's start): that message, to be repeated.
+    pub async fn due_reminders(
+        &self,
+        channel: &str,
+        before: i64,
+        limit: i64,
+    ) -> Result<Vec<AlertRecord>, StoreError> {
+        let sql = format!(
+            "SELECT {RECORD_COLUMNS}, payload FROM alert_outbox o \
+             WHERE o.channel = $1 AND o.state IN ('sent', 'digested') \
+             AND o.created_at_wall_ns < $2 \
+             AND EXISTS (SELECT 1 FROM incidents i WHERE i.id = o.incident_id AND i.status = 'open') \
+             AND NOT EXISTS (SELECT 1 FROM alert_outbox n WHERE n.channel = o.channel \
+                 AND n.incident_id = o.incident_id AND n.created_at_wall_ns > o.created_at_wall_ns) \
+             ORDER BY o.id LIMIT $3"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(channel)
+            .bind(before)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|row| record(row, true))
+            .collect::<Result<Vec<_>, sqlx::Error>>()?)
+    }
+
     /// Gives back a stopping worker's claims: its rows are due again now.
     pub async fn release_claims(&self, claimer: &str) -> Result<u64, StoreError> {
         let done = sqlx::query(

@@ -192,6 +192,14 @@ fn describe() {
         "gatewatch_incidents_opened_total",
         "Incidents opened, by detector."
     );
+    describe_counter!(
+        "gatewatch_alert_attempts_total",
+        "Alert delivery attempts, by channel and result (sent, retry, failed, dead)."
+    );
+    describe_gauge!(
+        "gatewatch_alert_outbox",
+        "Alert outbox rows by channel and state (held, pending, sent, failed, dead, digested)."
+    );
     describe_gauge!(
         "gatewatch_store_queue_depth",
         "Incident events sent to the store and not yet stored."
