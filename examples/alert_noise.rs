@@ -13,7 +13,9 @@ use gatewatch::alert::timing::plan_digests;
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let path = args.first().ok_or_else(|| anyhow::anyhow!("usage: alert_noise INCIDENTS.jsonl [WAIT INTERVAL]"))?;
+    let path = args
+        .first()
+        .ok_or_else(|| anyhow::anyhow!("usage: alert_noise INCIDENTS.jsonl [WAIT INTERVAL]"))?;
     let wait = humantime::parse_duration(args.get(1).map_or("30s", String::as_str))?;
     let interval = humantime::parse_duration(args.get(2).map_or("5m", String::as_str))?;
     let mut groups: BTreeMap<String, Vec<i64>> = BTreeMap::new();

@@ -505,8 +505,7 @@ fn an_incident_still_open_after_repeat_interval_is_mentioned_again_until_it_clos
     let mut found = incidents(1, "scanner-ip");
     running.queue(&found, EventKind::Opened);
     eventually("a reminder", PATIENCE, || slack.delivered().len() >= 2);
-    let reminder: serde_json::Value =
-        serde_json::from_str(&slack.delivered()[1].body).unwrap();
+    let reminder: serde_json::Value = serde_json::from_str(&slack.delivered()[1].body).unwrap();
     assert!(
         reminder["text"].as_str().unwrap().contains("ongoing"),
         "{reminder}"
@@ -530,5 +529,27 @@ fn an_incident_still_open_after_repeat_interval_is_mentioned_again_until_it_clos
         .windows(2)
         .map(|w| w[1].at - w[0].at)
         .collect();
-    assert!(gaps.iter().all(|g| *g >= Duration::from_millis(990)), "{gaps:?}");
+    assert!(
+        gaps.iter().all(|g| *g >= Duration::from_millis(990)),
+        "{gaps:?}"
+    );
+}
+
+#[test]
+fn slack_without_digests_gets_one_block_kit_message_per_event() {
+    let db = TestDb::sqlite();
+    let slack = Receiver::start(Vec::new());
+    let mut chat = channel("chat", ChannelKind::Slack, &slack.url());
+    chat.digest = false;
+    let running = Running::start(&db.url, vec![chat]);
+    running.queue(&hostile(2, 3), EventKind::Opened);
+    eventually("two messages", PATIENCE, || slack.delivered().len() == 2);
+    running.stop();
+    for message in slack.delivered() {
+        let body: serde_json::Value = serde_json::from_str(&message.body).unwrap();
+        assert!(body["blocks"].as_array().unwrap().len() >= 3, "{body}");
+        assert!(body["text"].as_str().unwrap().contains("opened"), "{body}");
+        assert!(!message.body.contains("<!channel>"));
+        assert!(message.signature.is_none(), "Slack is not signed");
+    }
 }

@@ -740,7 +740,9 @@ fn symlinked_logs_are_followed_to_the_real_file_through_rotation() {
 /// Every outbox row, as `gatewatch alerts list --output json` prints them.
 fn outbox_rows(url: &str) -> Vec<serde_json::Value> {
     let output = Command::new(env!("CARGO_BIN_EXE_gatewatch"))
-        .args(["alerts", "list", "--output", "json", "--limit", "100000", "--db", url])
+        .args([
+            "alerts", "list", "--output", "json", "--limit", "100000", "--db", url,
+        ])
         .output()
         .unwrap();
     assert!(
@@ -805,7 +807,10 @@ fn deliveries_pending_at_a_hard_kill_go_out_after_the_restart() {
     });
     assert!(daemon.stop());
     let rows = outbox_rows(&db);
-    assert!(rows.len() >= queued.len(), "re-read lines queued nothing twice");
+    assert!(
+        rows.len() >= queued.len(),
+        "re-read lines queued nothing twice"
+    );
     let delivered = receiver.delivered();
     let ids: BTreeSet<String> = delivered.iter().map(|r| r.id.clone()).collect();
     assert_eq!(ids.len(), delivered.len(), "no webhook-id delivered twice");

@@ -75,7 +75,11 @@ pub fn next_attempt(now_ns: i64, backoff: Duration, retry_after: Option<Duration
 /// The messages a channel sends for events arriving at `times` (ns, ascending) in one
 /// group, by the rules above: each entry is (send time, events carried). What the worker does
 /// live, replayed on paper (for measuring noise on recorded traffic).
-pub fn plan_digests(times: &[i64], group_wait: Duration, group_interval: Duration) -> Vec<(i64, usize)> {
+pub fn plan_digests(
+    times: &[i64],
+    group_wait: Duration,
+    group_interval: Duration,
+) -> Vec<(i64, usize)> {
     let mut sent = Vec::new();
     let mut last_sent: Option<i64> = None;
     let mut held: Vec<i64> = Vec::new();

@@ -10,7 +10,9 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use super::digest;
+use super::notice::Notice;
 use super::send::{judge, webhook_id, Sender};
+use super::slack;
 use super::timing;
 use crate::clock::wall_clock;
 use crate::config::{AlertChannel, ChannelKind};
@@ -39,6 +41,9 @@ impl Default for WorkerSettings {
         }
     }
 }
+
+/// The longest gap between two looks for incidents due a reminder.
+const REMINDER_CHECK_MAX: Duration = Duration::from_secs(10);
 
 /// Slack's incoming webhooks accept about one message per second.
 const SLACK_SPACING: Duration = Duration::from_secs(1);
@@ -81,14 +86,12 @@ impl Alerter {
                 settings: self.settings.clone(),
                 claimer: self.claimer.clone(),
                 last_send: None,
+                last_reminders: None,
                 last_error: None,
             };
             tasks.spawn(worker.run());
         }
-        tasks.spawn(report_outbox(
-            self.store.clone(),
-            channels_names,
-        ));
+        tasks.spawn(report_outbox(self.store.clone(), channels_names));
         let _ = stop.wait_for(|s| *s).await;
         tasks.abort_all();
         while tasks.join_next().await.is_some() {}
@@ -128,6 +131,7 @@ struct ChannelWorker {
     settings: WorkerSettings,
     claimer: String,
     last_send: Option<tokio::time::Instant>,
+    last_reminders: Option<tokio::time::Instant>,
     last_error: Option<String>,
 }
 
@@ -156,7 +160,11 @@ impl ChannelWorker {
     /// One pass; true when it sent something (so look again at once).
     async fn round(&mut self) -> anyhow::Result<bool> {
         if self.channel().digest {
-            self.queue_reminders().await?;
+            let every = (self.channel().repeat_interval / 4).min(REMINDER_CHECK_MAX);
+            if self.last_reminders.is_none_or(|at| at.elapsed() >= every) {
+                self.queue_reminders().await?;
+                self.last_reminders = Some(tokio::time::Instant::now());
+            }
             self.flush_due_groups().await?;
         }
         let now = wall_clock().nanos();
@@ -246,23 +254,32 @@ impl ChannelWorker {
         Ok(())
     }
 
+    /// What goes on the wire: digests are built ready to send; a single event to Slack (a
+    /// channel with `digest = false`) becomes its Block Kit message here.
+    fn body(&self, delivery: &Delivery) -> String {
+        let channel = self.channel();
+        if channel.kind != ChannelKind::Slack || delivery.event == "digest" {
+            return delivery.payload.clone();
+        }
+        match Notice::from_payload(&delivery.payload) {
+            Ok(notice) => slack::message(&notice, channel.public_url.as_deref()).to_string(),
+            Err(_) => delivery.payload.clone(),
+        }
+    }
+
     async fn deliver(&mut self, delivery: Delivery) -> anyhow::Result<()> {
         if self.channel().kind == ChannelKind::Slack {
             if let Some(last) = self.last_send {
                 tokio::time::sleep_until(last + SLACK_SPACING).await;
             }
         }
+        let body = self.body(&delivery);
         let id = webhook_id(&delivery.channel, &delivery.dedup_key);
         let sent_at = wall_clock();
         self.last_send = Some(tokio::time::Instant::now());
         let answer = self
             .sender
-            .post(
-                &id,
-                &delivery.payload,
-                sent_at.nanos() / 1_000_000_000,
-                sent_at.nanos(),
-            )
+            .post(&id, &body, sent_at.nanos() / 1_000_000_000, sent_at.nanos())
             .await;
         let now = wall_clock().nanos();
         let attempt = judge(

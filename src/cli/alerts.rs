@@ -149,6 +149,7 @@ fn when(ns: i64) -> String {
 fn subject(record: &AlertRecord) -> String {
     match &record.incident_id {
         Some(id) => id.clone(),
+        None if record.members == 1 => "1 incident".into(),
         None => format!("{} incidents", record.members),
     }
 }
@@ -171,18 +172,40 @@ async fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
             limit: i64::from(args.limit),
         })
         .await?;
-    if args.output == Output::Json {
-        for record in &records {
-            println!("{}", serde_json::to_string(record)?);
-        }
-        return Ok(ExitCode::SUCCESS);
+    match print_list(&args, &records) {
+        Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => return Ok(ExitCode::SUCCESS),
+        other => other?,
     }
-    println!(
+    let counts = store.alert_counts().await?;
+    let summary: Vec<String> = counts
+        .iter()
+        .filter(|(channel, _, _)| args.channel.as_ref().is_none_or(|c| c == channel))
+        .map(|(channel, state, n)| format!("{}: {n} {state}", escape_for_terminal(channel)))
+        .collect();
+    if !summary.is_empty() && args.output == Output::Table {
+        eprintln!("{}", summary.join(", "));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The rows on stdout; a closed pipe (`| head`) ends it quietly.
+fn print_list(args: &ListArgs, records: &[AlertRecord]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    if args.output == Output::Json {
+        for record in records {
+            writeln!(out, "{}", serde_json::to_string(record)?)?;
+        }
+        return out.flush();
+    }
+    writeln!(
+        out,
         "{:>6}  {:<12} {:<9} {:<10} {:<16} {:>4} {:>6}  {:<19}  LAST ERROR",
         "ID", "CHANNEL", "STATE", "EVENT", "INCIDENT", "TRY", "STATUS", "CREATED"
-    );
-    for r in &records {
-        println!(
+    )?;
+    for r in records {
+        writeln!(
+            out,
             "{:>6}  {:<12} {:<9} {:<10} {:<16} {:>4} {:>6}  {:<19}  {}",
             r.id,
             escape_for_terminal(&r.channel),
@@ -195,18 +218,9 @@ async fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
                 .unwrap_or_else(|| "-".into()),
             when(r.created_at_wall_ns),
             escape_for_terminal(r.last_error.as_deref().unwrap_or("")),
-        );
+        )?;
     }
-    let counts = store.alert_counts().await?;
-    let summary: Vec<String> = counts
-        .iter()
-        .filter(|(channel, _, _)| args.channel.as_ref().is_none_or(|c| c == channel))
-        .map(|(channel, state, n)| format!("{}: {n} {state}", escape_for_terminal(channel)))
-        .collect();
-    if !summary.is_empty() {
-        eprintln!("{}", summary.join(", "));
-    }
-    Ok(ExitCode::SUCCESS)
+    out.flush()
 }
 
 async fn show(args: ShowArgs) -> anyhow::Result<ExitCode> {

@@ -79,7 +79,14 @@ impl ChannelUrl {
     /// `https://hooks.slack.com/…`: enough to recognise it, nothing secret.
     pub fn shown(&self) -> String {
         match reqwest::Url::parse(&self.0) {
-            Ok(url) => format!("{}://{}/…", url.scheme(), url.host_str().unwrap_or("")),
+            Ok(url) => match url.port() {
+                Some(port) => format!(
+                    "{}://{}:{port}/…",
+                    url.scheme(),
+                    url.host_str().unwrap_or("")
+                ),
+                None => format!("{}://{}/…", url.scheme(), url.host_str().unwrap_or("")),
+            },
             Err(_) => "(unparsable url)".into(),
         }
     }
@@ -405,7 +412,8 @@ mod tests {
         Config::from_text(
             Path::new("gw.toml"),
             &format!("{SOURCES}{alerts}"),
-            &|name| match name {
+            &|name| {
+                match name {
                 "SLACK_URL" => Some("https://hooks.slack.com/services/T0/B0/secret".into()),
                 // Two secrets during a rotation.
                 "GW_SECRET" => Some(
@@ -413,6 +421,7 @@ mod tests {
                         .into(),
                 ),
                 _ => None,
+            }
             },
         )
     }
@@ -466,15 +475,22 @@ mod tests {
             "alerts[1].group_by",
             "alerts.name",
         ] {
-            assert!(text.contains(&format!("gw.toml: {key}")), "{key} in:\n{text}");
+            assert!(
+                text.contains(&format!("gw.toml: {key}")),
+                "{key} in:\n{text}"
+            );
         }
-        assert!(!text.contains("services/x"), "the secret URL is not echoed: {text}");
+        assert!(
+            !text.contains("services/x"),
+            "the secret URL is not echoed: {text}"
+        );
     }
 
     #[test]
     fn unknown_alert_keys_and_bad_secrets_are_errors() {
-        let err = load("[[alerts]]\nkind = \"webhook\"\nurl = \"https://a.example\"\nretries = 3\n")
-            .unwrap_err();
+        let err =
+            load("[[alerts]]\nkind = \"webhook\"\nurl = \"https://a.example\"\nretries = 3\n")
+                .unwrap_err();
         assert!(err.to_string().contains("retries"), "{err}");
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("secret");
@@ -485,7 +501,10 @@ mod tests {
         ))
         .unwrap_err();
         let text = err.to_string();
-        assert!(text.contains("alerts[0].secret: secret 1: a webhook secret must start with whsec_"), "{text}");
+        assert!(
+            text.contains("alerts[0].secret: secret 1: a webhook secret must start with whsec_"),
+            "{text}"
+        );
         assert!(!text.contains("not-a-secret"), "{text}");
     }
 }
