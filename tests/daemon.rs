@@ -639,6 +639,21 @@ fn checkpoints(url: &str) -> Vec<gatewatch::store::Checkpoint> {
     })
 }
 
+/// Points a config's `[store]` at `url` instead of its SQLite file.
+fn use_store(config: &Path, url: &str) {
+    let text = fs::read_to_string(config).unwrap();
+    let sqlite_line = text
+        .lines()
+        .find(|l| l.starts_with("url = "))
+        .unwrap()
+        .to_string();
+    fs::write(
+        config,
+        text.replace(&sqlite_line, &format!("url = {url:?}")),
+    )
+    .unwrap();
+}
+
 #[test]
 fn thirty_seconds_without_the_database_lose_nothing() {
     let Some(db) = common::TestDb::postgres("daemon: thirty_seconds_without_the_database") else {
@@ -657,17 +672,7 @@ fn thirty_seconds_without_the_database_lose_nothing() {
         .replace(host_port, &format!("127.0.0.1:{}", proxy.port));
     let _ = rest;
     let (config, log) = live_config(dir.path());
-    let config_text = fs::read_to_string(&config).unwrap();
-    let sqlite_line = config_text
-        .lines()
-        .find(|l| l.starts_with("url = "))
-        .unwrap()
-        .to_string();
-    fs::write(
-        &config,
-        config_text.replace(&sqlite_line, &format!("url = {via_proxy:?}")),
-    )
-    .unwrap();
+    use_store(&config, &via_proxy);
 
     let lines: Vec<&[u8]> = text.split_inclusive(|b| *b == b'\n').collect();
     let third = lines.len() / 3;
@@ -831,17 +836,7 @@ fn two_daemons_on_one_postgres_outbox_deliver_each_alert_once() {
     for _ in 0..2 {
         let dir = tempfile::tempdir().unwrap();
         let (config, log) = live_config(dir.path());
-        let config_text = fs::read_to_string(&config).unwrap();
-        let sqlite_line = config_text
-            .lines()
-            .find(|l| l.starts_with("url = "))
-            .unwrap()
-            .to_string();
-        fs::write(
-            &config,
-            config_text.replace(&sqlite_line, &format!("url = {:?}", db.url)),
-        )
-        .unwrap();
+        use_store(&config, &db.url);
         with_webhook(&config, receiver.port);
         daemons.push((Daemon::start(&config), log));
         dirs.push(dir);

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::Problems;
+use super::{count_given, Problems};
 use crate::alert::signing::Secret;
 use crate::detect::Severity;
 use crate::store::{EventKind, EventKinds};
@@ -245,14 +245,11 @@ fn check_alert(
     };
     let mut channel = AlertChannel::new(&name, kind, "");
 
-    let given = [
+    let given = count_given(&[
         raw.url.is_some(),
         raw.url_env.is_some(),
         raw.url_file.is_some(),
-    ]
-    .iter()
-    .filter(|g| **g)
-    .count();
+    ]);
     if given != 1 {
         problems.add(&key("url"), "give exactly one of url, url_env and url_file");
     }

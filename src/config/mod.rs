@@ -484,6 +484,11 @@ fn check_tail(raw: &RawTail, problems: &mut Problems) -> TailConfig {
     }
 }
 
+/// How many of a value's alternative keys (`url`, `url_env`, `url_file`) were given.
+fn count_given(given: &[bool]) -> usize {
+    given.iter().filter(|g| **g).count()
+}
+
 /// True when a URL carries a password (`scheme://user:password@host`).
 fn has_password(url: &str) -> bool {
     let Some((_, rest)) = url.split_once("://") else {
@@ -500,14 +505,11 @@ fn check_store(
     env: &dyn Fn(&str) -> Option<String>,
     problems: &mut Problems,
 ) -> String {
-    let given = [
+    let given = count_given(&[
         raw.url.is_some(),
         raw.url_env.is_some(),
         raw.url_file.is_some(),
-    ]
-    .iter()
-    .filter(|g| **g)
-    .count();
+    ]);
     if given > 1 {
         problems.add("store", "give one of url, url_env and url_file");
     }
