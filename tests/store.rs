@@ -76,7 +76,32 @@ on_both_backends!(
     hostile_text_round_trips_without_nul,
     wide_and_narrow_address_ranges_match_a_model,
     learned_state_and_checkpoints_are_saved_together_and_replaced,
+    a_missing_p_value_first_does_not_break_later_writes,
 );
+
+/// Regression: the first incident written on a connection had no p-value, and every later
+/// write of one with a p-value failed on PostgreSQL ("incorrect binary data format in bind
+/// parameter 16"): sqlx's Any driver binds a NULL f64 as float4 and the statement is cached.
+async fn a_missing_p_value_first_does_not_break_later_writes(db: &TestDb) {
+    let store = Store::open(&db.url).await.unwrap();
+    // Whichever pooled connection runs the first write, alternating reaches one that saw a
+    // missing p-value before a present one.
+    for n in 0..20 {
+        let mut incident = ip(&format!("192.0.2.{}", 20 + n), 0, 60);
+        incident.score.p_value = (n % 2 == 1).then_some(1e-9);
+        // Concurrent writes spread over the pool's connections.
+        let other = [ip(&format!("198.51.100.{n}"), 0, 60)];
+        let (a, b) = tokio::join!(
+            store.upsert_incidents(std::slice::from_ref(&incident)),
+            store.upsert_incidents(&other),
+        );
+        a.unwrap();
+        b.unwrap();
+        let stored = store.get_incident(&incident.id).await.unwrap();
+        assert_eq!(stored.incident.score.p_value, incident.score.p_value);
+    }
+    store.close().await;
+}
 
 async fn learned_state_and_checkpoints_are_saved_together_and_replaced(db: &TestDb) {
     use gatewatch::detect::StateRow;

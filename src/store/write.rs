@@ -17,7 +17,8 @@ const UPSERT_INCIDENT: &str = "\
 INSERT INTO incidents (id, detector, kind, severity, severity_rank, entity_kind, entity, ip_lo,
     ip_hi, started_at_ns, detected_at_ns, last_seen_ns, count, score_observed, score_expected,
     score_p_value, summary, status, stored_at_wall_ns, updated_at_wall_ns)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $19)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15,
+    CASE WHEN $20 = 1 THEN $16 ELSE NULL END, $17, $18, $19, $19)
 ON CONFLICT (id) DO UPDATE SET
     severity = CASE WHEN excluded.severity_rank > incidents.severity_rank
         THEN excluded.severity ELSE incidents.severity END,
@@ -85,10 +86,13 @@ async fn upsert_one(
         .bind(count)
         .bind(incident.score.observed)
         .bind(incident.score.expected)
-        .bind(incident.score.p_value)
+        // Never a NULL f64 parameter: sqlx 0.8's Any driver sends one as float4, PostgreSQL
+        // prepares the statement so, and the cached statement then refuses every float8.
+        .bind(incident.score.p_value.unwrap_or(0.0))
         .bind(sql_text(&incident.summary).into_owned())
         .bind(incident.status.as_str())
         .bind(now)
+        .bind(i64::from(incident.score.p_value.is_some()))
         .execute(&mut **tx)
         .await?;
     for (seq, evidence) in incident.evidence.iter().enumerate() {
