@@ -155,7 +155,7 @@ impl Store {
     }
 
     /// Deletes incidents (and their evidence and finished deliveries) last seen before
-    /// `before`; returns how many incidents went.
+    /// `before`, and settled digests queued before it; returns how many incidents went.
     pub async fn prune(&self, before: Timestamp) -> Result<u64, StoreError> {
         let mut tx = self.pool.begin().await?;
         let old = "SELECT id FROM incidents WHERE last_seen_ns < $1";
@@ -169,6 +169,14 @@ impl Store {
             "DELETE FROM alert_outbox WHERE state NOT IN ('pending', 'held') \
              AND incident_id IN ({old})"
         ))
+        .bind(before.nanos())
+        .execute(&mut *tx)
+        .await?;
+        // Digests belong to no incident: they go by their own age once settled.
+        sqlx::query(
+            "DELETE FROM alert_outbox WHERE incident_id IS NULL \
+             AND state IN ('sent', 'failed', 'dead') AND created_at_wall_ns < $1",
+        )
         .bind(before.nanos())
         .execute(&mut *tx)
         .await?;
