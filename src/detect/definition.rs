@@ -77,6 +77,12 @@ pub struct RateSpikeParams {
     pub burst_memory_nanos: i64,
     pub quiet_nanos: i64,
     pub capacity: NonZeroUsize,
+    /// A burst made of authenticated, successful requests from a client known (so
+    /// authenticated) for `min_history` is not a spike.
+    pub trust_known_clients: bool,
+    /// This many distinct user agents in the window make the key a shared address (an
+    /// office NAT): it fires only at `critical_ratio`. 0: off.
+    pub shared_address_agents: u32,
 }
 
 #[derive(Clone, Debug)]
@@ -89,6 +95,12 @@ pub struct SignalParams {
     pub sustain: f64,
     pub quiet_nanos: i64,
     pub capacity: NonZeroUsize,
+    /// Lower-cased path suffixes whose error responses are not signals.
+    pub ignore_suffixes: Vec<String>,
+    /// Error responses to requests carrying a Referer are not signals.
+    pub ignore_referred: bool,
+    /// Each path counts once per key among its recent signals.
+    pub distinct: bool,
 }
 
 /// Every problem found, each naming its file and key.
@@ -169,6 +181,13 @@ struct RawRateSpike {
     quiet: String,
     /// Keys tracked at most (least recently seen are evicted).
     capacity: usize,
+    /// A burst of authenticated, successful requests (a scheduled job) from a client that
+    /// authenticated at least `min_history` earlier is not a spike, even the first time.
+    trust_known_clients: bool,
+    /// An address with this many distinct user agents in the window is shared (an office
+    /// NAT, a carrier-grade NAT): its many users' growth is not one client's spike, so it
+    /// fires only at `critical_ratio`. 0 turns the guard off.
+    shared_address_agents: u32,
 }
 
 impl Default for RawRateSpike {
@@ -189,6 +208,8 @@ impl Default for RawRateSpike {
             burst_memory: "1h".into(),
             quiet: "2m".into(),
             capacity: 200_000,
+            trust_known_clients: false,
+            shared_address_agents: 0,
         }
     }
 }
@@ -215,6 +236,16 @@ struct RawSignal {
     quiet: String,
     /// Keys tracked at most.
     capacity: usize,
+    /// Error responses on paths ending in one of these (static assets a page refers to:
+    /// a missing image is the site's bug, not a probe) are not signals. Path patterns
+    /// still are.
+    ignore_suffixes: Vec<String>,
+    /// Error responses to requests with a Referer (a browser following the site's own
+    /// links) are not signals. Path patterns still are.
+    ignore_referred: bool,
+    /// Count each path once among the key's recent signals: a scanner probes many paths,
+    /// a retrying client repeats one.
+    distinct: bool,
 }
 
 impl Default for RawSignal {
@@ -229,6 +260,9 @@ impl Default for RawSignal {
             sustain: 0.3,
             quiet: "2m".into(),
             capacity: 100_000,
+            ignore_suffixes: Vec::new(),
+            ignore_referred: false,
+            distinct: false,
         }
     }
 }
@@ -337,6 +371,8 @@ impl Checker<'_> {
             burst_memory_nanos: self.duration("params.burst_memory", &raw.burst_memory),
             quiet_nanos: self.duration("params.quiet", &raw.quiet),
             capacity: self.capacity(raw.capacity),
+            trust_known_clients: raw.trust_known_clients,
+            shared_address_agents: raw.shared_address_agents,
         }
     }
 
@@ -357,6 +393,12 @@ impl Checker<'_> {
         if raw.paths.iter().any(String::is_empty) {
             self.error("params.paths", "an empty pattern would match every path");
         }
+        if raw.ignore_suffixes.iter().any(String::is_empty) {
+            self.error(
+                "params.ignore_suffixes",
+                "an empty suffix would ignore every error",
+            );
+        }
         SignalParams {
             window,
             min_count: raw.min_count.max(1),
@@ -366,6 +408,13 @@ impl Checker<'_> {
             sustain: self.fraction("params.sustain", raw.sustain, false),
             quiet_nanos: self.duration("params.quiet", &raw.quiet),
             capacity: self.capacity(raw.capacity),
+            ignore_suffixes: raw
+                .ignore_suffixes
+                .iter()
+                .map(|s| s.to_ascii_lowercase())
+                .collect(),
+            ignore_referred: raw.ignore_referred,
+            distinct: raw.distinct,
         }
     }
 }

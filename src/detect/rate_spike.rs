@@ -26,6 +26,59 @@ struct KeyState {
     /// bursts to the same level again (a cron job) is not a new anomaly.
     #[serde(with = "saved_burst", default, skip_serializing_if = "Option::is_none")]
     last_burst: Option<(f32, Timestamp)>,
+    /// When the key first made an authenticated, successful request (a known client).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    known_since: Option<Timestamp>,
+    /// Its authenticated, successful requests in the window (kept from the first one on:
+    /// anonymous clients pay nothing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    authenticated: Option<RateWindow>,
+    /// The key's recent user agents (with `shared_address_agents`).
+    #[serde(default, skip_serializing_if = "Agents::is_empty")]
+    agents: Agents,
+}
+
+/// Slots for recent user agents per key: enough to tell one client from many.
+const AGENT_SLOTS: usize = 8;
+
+/// A key's recent distinct user agents, as (hash, bucket last seen); the stalest is
+/// replaced when full.
+#[derive(Clone, Default, Serialize, Deserialize)]
+struct Agents(Vec<(u32, i64)>);
+
+impl Agents {
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn see(&mut self, hash: u32, bucket: i64) {
+        if let Some(slot) = self.0.iter_mut().find(|(h, _)| *h == hash) {
+            slot.1 = bucket;
+        } else if self.0.len() < AGENT_SLOTS {
+            self.0.push((hash, bucket));
+        } else if let Some(stalest) = self.0.iter_mut().min_by_key(|(_, b)| *b) {
+            *stalest = (hash, bucket);
+        }
+    }
+
+    /// Distinct agents seen in buckets from `first` on.
+    fn since(&self, first: i64) -> usize {
+        self.0.iter().filter(|(_, b)| *b >= first).count()
+    }
+}
+
+fn agent_hash(req: &Request<'_>) -> u32 {
+    use std::hash::BuildHasher;
+    let agent = req.user_agent.as_deref().unwrap_or(b"");
+    foldhash::fast::FixedState::with_seed(0xa6e7).hash_one(agent) as u32
+}
+
+/// An authenticated request the server accepted: a client that holds valid credentials.
+fn authenticated_ok(req: &Request<'_>) -> bool {
+    req.user
+        .as_deref()
+        .is_some_and(|user| !user.is_empty() && user != b"-")
+        && req.status.is_some_and(|status| status < 400)
 }
 
 /// `last_burst` as `{"peak":..,"seen":..}`, the peak bit for bit.
@@ -65,6 +118,28 @@ struct SavedPopulation<P> {
     #[serde(with = "crate::window::exact::option")]
     reference: Option<f64>,
     refreshed_bucket: i64,
+}
+
+/// Share of a burst that must be the known client's authenticated, accepted requests.
+const KNOWN_JOB_SHARE: f64 = 0.9;
+
+/// A scheduled job's burst: nearly every request in the window authenticated and accepted,
+/// from a client that authenticated `min_history` before the window began. (A stolen
+/// credential used from elsewhere is the token detectors' business, not this one's.)
+fn is_known_job(
+    state: &KeyState,
+    count: f64,
+    window_start: Timestamp,
+    params: &RateSpikeParams,
+) -> bool {
+    let (Some(since), Some(authenticated)) = (state.known_since, &state.authenticated) else {
+        return false;
+    };
+    let history = params
+        .min_history_buckets
+        .saturating_mul(params.window.bucket_nanos());
+    since.nanos() <= window_start.nanos().saturating_sub(history)
+        && authenticated.sum() as f64 >= KNOWN_JOB_SHARE * count
 }
 
 pub struct RateSpike {
@@ -155,7 +230,28 @@ impl Detector for RateSpike {
             baseline: Ewma::default(),
             first_bucket: bucket,
             last_burst: None,
+            known_since: None,
+            authenticated: None,
+            agents: Agents::default(),
         });
+        if self.params.shared_address_agents > 0 {
+            state.agents.see(agent_hash(req), bucket);
+        }
+        if self.params.trust_known_clients {
+            let ok = authenticated_ok(req);
+            if ok && state.known_since.is_none() {
+                state.known_since = Some(ts);
+            }
+            if ok || state.authenticated.is_some() {
+                let window = state
+                    .authenticated
+                    .get_or_insert_with(|| RateWindow::new(bucket));
+                window.advance(&spec, bucket, |_, _| {});
+                if ok {
+                    window.add(&spec, bucket, 1);
+                }
+            }
+        }
         let before = state.window.sum();
         // One population sample per key per window period, so busy keys do not
         // outweigh the many quiet ones.
@@ -210,6 +306,17 @@ impl Detector for RateSpike {
         if ctx.learning || count < entry || count < self.params.own_ratio * own_expected {
             return;
         }
+        let window_start = spec.bucket_start(bucket + 1 - spec.buckets() as i64);
+        if self.params.trust_known_clients && is_known_job(state, count, window_start, &self.params)
+        {
+            return;
+        }
+        let shared = self.params.shared_address_agents > 0
+            && state.agents.since(bucket + 1 - spec.buckets() as i64)
+                >= self.params.shared_address_agents as usize;
+        if shared && ratio < self.params.critical_ratio {
+            return;
+        }
         if count < self.params.recurring_ratio * recurring {
             // The known burst is back: refresh when it was last seen (not its level, or a
             // rising burst would ratchet its own bar up and never fire).
@@ -230,7 +337,6 @@ impl Detector for RateSpike {
         } else {
             "the busiest clients' rate"
         };
-        let window_start = spec.bucket_start(bucket + 1 - spec.buckets() as i64);
         let first_seen = spec.bucket_start(state.first_bucket);
         self.episodes.open(
             ip,
@@ -322,7 +428,9 @@ impl Detector for RateSpike {
             &mut self.keys,
             &mut self.episodes,
             keyed,
-            |key: &KeyState| key.window.fits(&spec),
+            |key: &KeyState| {
+                key.window.fits(&spec) && key.authenticated.as_ref().is_none_or(|w| w.fits(&spec))
+            },
         ));
         report
     }

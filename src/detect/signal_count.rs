@@ -44,6 +44,53 @@ struct KeyState {
     signals: RateWindow,
     total: RateWindow,
     first_signal: Timestamp,
+    /// Hashes of the key's latest signal paths (with `distinct`).
+    #[serde(default)]
+    recent: RecentPaths,
+}
+
+/// The last few signal paths of a key, as hashes: a path seen among them is not counted
+/// again. Small and fixed, so a key costs the same whatever it sends.
+#[derive(Clone, Default, Serialize, Deserialize)]
+struct RecentPaths {
+    hashes: [u32; RECENT_PATHS],
+    next: u8,
+}
+
+const RECENT_PATHS: usize = 16;
+
+impl RecentPaths {
+    /// True when `hash` is new (and remembers it).
+    fn insert(&mut self, hash: u32) -> bool {
+        if self.hashes.contains(&hash) {
+            return false;
+        }
+        self.hashes[self.next as usize] = hash;
+        self.next = ((self.next as usize + 1) % RECENT_PATHS) as u8;
+        true
+    }
+}
+
+/// A path's hash for `RecentPaths`; 0 is reserved for "empty slot".
+fn path_hash(req: &Request<'_>) -> u32 {
+    use std::hash::BuildHasher;
+    let target = req
+        .path
+        .as_deref()
+        .or(req.request_line.as_deref())
+        .unwrap_or(b"");
+    let hash = foldhash::fast::FixedState::with_seed(0x5ca1_ab1e).hash_one(target) as u32;
+    hash.max(1)
+}
+
+/// What a request tells a scanner detector.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Signal {
+    None,
+    /// An error status (on a probe-like request).
+    Error,
+    /// A sensitive path.
+    Path,
 }
 
 pub struct SignalCount {
@@ -110,7 +157,7 @@ impl SignalCount {
         }
     }
 
-    fn is_signal(&self, req: &Request<'_>, ctx: &Context) -> bool {
+    fn signal(&self, req: &Request<'_>, ctx: &Context) -> Signal {
         let status = req
             .status
             .is_some_and(|s| self.statuses.get(s as usize).copied().unwrap_or(false));
@@ -120,9 +167,30 @@ impl SignalCount {
             _ => self.paths.as_ref().is_some_and(|set| matches(set, req)),
         };
         match self.kind {
-            SignalKind::Scanner => status || path(),
-            SignalKind::BruteForce => status && path(),
+            SignalKind::Scanner if path() => Signal::Path,
+            SignalKind::Scanner if status && self.probe_like(req) => Signal::Error,
+            SignalKind::BruteForce if status && path() => Signal::Path,
+            _ => Signal::None,
         }
+    }
+
+    /// Whether an error response looks like a probe rather than a browser's missing asset:
+    /// no Referer (a page of the site did not ask for it) and not a static-asset path.
+    fn probe_like(&self, req: &Request<'_>) -> bool {
+        let referred = req
+            .referer
+            .as_deref()
+            .is_some_and(|r| !r.is_empty() && r != b"-");
+        if self.params.ignore_referred && referred {
+            return false;
+        }
+        let Some(path) = req.path.as_deref() else {
+            return true;
+        };
+        !self.params.ignore_suffixes.iter().any(|suffix| {
+            path.len() >= suffix.len()
+                && path[path.len() - suffix.len()..].eq_ignore_ascii_case(suffix.as_bytes())
+        })
     }
 }
 
@@ -143,13 +211,15 @@ impl Detector for SignalCount {
         };
         let spec = self.params.window;
         let bucket = spec.bucket_of(ts);
-        let signal = self.is_signal(req, ctx);
+        let signal = self.signal(req, ctx) != Signal::None;
+        let distinct = self.params.distinct;
         // Keys are tracked from their first signal on; other keys cost one lookup.
         let state = if signal {
             self.keys.get_or_insert(ip, || KeyState {
                 signals: RateWindow::new(bucket),
                 total: RateWindow::new(bucket),
                 first_signal: ts,
+                recent: RecentPaths::default(),
             })
         } else {
             match self.keys.peek_mut(&ip) {
@@ -159,6 +229,8 @@ impl Detector for SignalCount {
         };
         state.total.record(&spec, bucket, |_, _| {});
         state.signals.advance(&spec, bucket, |_, _| {});
+        // With `distinct`, a path repeated among the key's recent signals adds nothing.
+        let signal = signal && (!distinct || state.recent.insert(path_hash(req)));
         if signal {
             state.signals.add(&spec, bucket, 1);
         }

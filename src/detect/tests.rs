@@ -1,6 +1,7 @@
 //! Engine-level behaviour of the built-in detectors on synthetic event-time streams.
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::net::IpAddr;
 
 use super::definition::with_builtins;
@@ -8,6 +9,34 @@ use super::{Engine, EngineSettings, Incident, IncidentEvent, Observed, Severity}
 use crate::event::{Request, Timestamp, NANOS_PER_SEC};
 
 const T0: i64 = 1_763_600_000; // 2025-11-20, seconds
+
+/// What scanners ask for: most match the built-in sensitive paths, some are plain misses.
+const PROBES: [&str; 24] = [
+    "/.env",
+    "/.git/config",
+    "/wp-login.php",
+    "/admin.php",
+    "/phpinfo.php",
+    "/config.json",
+    "/backup.sql",
+    "/.aws/credentials",
+    "/server-status",
+    "/actuator/env",
+    "/xmlrpc.php",
+    "/.svn/entries",
+    "/vendor/phpunit/x",
+    "/cgi-bin/test",
+    "/solr/admin",
+    "/console",
+    "/manager/html",
+    "/db.sql",
+    "/old/",
+    "/test.php",
+    "/shell.php",
+    "/.htpasswd",
+    "/debug",
+    "/api/swagger.json",
+];
 
 fn ip(text: &str) -> IpAddr {
     text.parse().unwrap()
@@ -30,7 +59,37 @@ fn request(client: IpAddr, at_millis: i64, status: u16, path: &'static str) -> R
 
 /// A stream of requests in time order, built up by the scenario functions below.
 #[derive(Default)]
-struct Traffic(Vec<(IpAddr, i64, u16, &'static str)>);
+struct Traffic(Vec<(IpAddr, i64, u16, &'static str)>, HashMap<IpAddr, Who>);
+
+/// Who is behind an address: its credentials and how many browsers (user agents) share it.
+#[derive(Clone, Copy)]
+struct Who {
+    user: Option<&'static str>,
+    agents: u32,
+}
+
+const AGENTS: [&str; 12] = [
+    "Mozilla/5.0 (Windows NT 10.0) Chrome/129",
+    "Mozilla/5.0 (Macintosh) Safari/17",
+    "Mozilla/5.0 (X11; Linux) Firefox/131",
+    "Mozilla/5.0 (iPhone) Mobile Safari/17",
+    "Mozilla/5.0 (Android 14) Chrome/128",
+    "Mozilla/5.0 (Windows NT 10.0) Edge/129",
+    "Mozilla/5.0 (Windows NT 10.0) Firefox/130",
+    "Mozilla/5.0 (iPad) Safari/16",
+    "Mozilla/5.0 (Macintosh) Chrome/127",
+    "Mozilla/5.0 (Android 13) Firefox/129",
+    "Mozilla/5.0 (X11; Linux) Chrome/126",
+    "Mozilla/5.0 (Windows NT 11.0) Opera/114",
+];
+
+/// Gives a request its address's credentials and one of its user agents.
+fn dress(req: &mut Request<'static>, who: Option<&Who>, at_millis: i64) {
+    let Some(who) = who else { return };
+    req.user = who.user.map(|u| Cow::Borrowed(u.as_bytes()));
+    let agent = AGENTS[(at_millis / 7).rem_euclid(i64::from(who.agents.max(1))) as usize];
+    req.user_agent = Some(Cow::Borrowed(agent.as_bytes()));
+}
 
 impl Traffic {
     /// `count` requests evenly spread over `[from_s, to_s)`.
@@ -52,6 +111,25 @@ impl Traffic {
                 path,
             ));
         }
+    }
+
+    /// `count` probes of distinct paths (cycling through `PROBES`) evenly over the span.
+    fn probes(&mut self, client: IpAddr, from_s: i64, to_s: i64, count: i64, status: u16) {
+        let span_ms = (to_s - from_s) * 1000;
+        for i in 0..count {
+            let path = PROBES[i as usize % PROBES.len()];
+            self.0.push((
+                client,
+                (T0 + from_s) * 1000 + i * span_ms / count,
+                status,
+                path,
+            ));
+        }
+    }
+
+    /// Says who is behind `client` (requests default to anonymous, without a user agent).
+    fn who(&mut self, client: IpAddr, user: Option<&'static str>, agents: u32) {
+        self.1.insert(client, Who { user, agents });
     }
 
     /// 300 ordinary clients at ~0.15 req/s each for the whole duration.
@@ -81,12 +159,14 @@ impl Traffic {
 
     /// With `prematch`, path patterns are matched ahead of the engine, as the pipeline's
     /// decode threads do.
-    fn run_matching(self, prematch: bool) -> Vec<Incident> {
+    fn run_matching(mut self, prematch: bool) -> Vec<Incident> {
         let mut engine = Engine::new(&with_builtins(None).unwrap(), EngineSettings::default());
         let path_match = engine.path_match();
         let mut closed = Vec::new();
+        let who = std::mem::take(&mut self.1);
         for (client, at, status, path) in self.requests() {
-            let req = request(client, at, status, path);
+            let mut req = request(client, at, status, path);
+            dress(&mut req, who.get(&client), at);
             let bits = prematch.then(|| path_match.bits(&req));
             engine.observe_matched(&req, b"line", bits);
             closed.extend(engine.drain_events().filter_map(closed_incident));
@@ -205,7 +285,7 @@ fn older_lines_still_count_and_the_clock_only_moves_forward() {
 fn advancing_the_clock_closes_quiet_incidents_without_new_lines() {
     let mut traffic = Traffic::default();
     traffic.background(460);
-    traffic.steady(ip("203.0.113.9"), 400, 460, 120, 404, "/admin.php");
+    traffic.probes(ip("203.0.113.9"), 400, 460, 120, 404);
     let mut engine = Engine::new(&with_builtins(None).unwrap(), EngineSettings::default());
     for (client, at, status, path) in traffic.requests() {
         engine.observe(&request(client, at, status, path), b"line");
@@ -225,16 +305,53 @@ fn advancing_the_clock_closes_quiet_incidents_without_new_lines() {
 }
 
 #[test]
-fn scanners_need_volume_and_a_majority_of_probes() {
+fn scanners_need_many_distinct_probes_making_up_most_of_their_requests() {
     let mut traffic = Traffic::default();
     traffic.background(900);
-    traffic.steady(ip("203.0.113.9"), 400, 460, 120, 404, "/admin.php");
+    traffic.probes(ip("203.0.113.9"), 400, 460, 120, 404);
     // A handful of stray probes, and a busy client whose few 404s are a small share.
     traffic.steady(ip("203.0.113.10"), 300, 302, 3, 404, "/.env");
     traffic.steady(ip("198.51.100.2"), 0, 900, 9000, 200, "/");
     traffic.steady(ip("198.51.100.2"), 500, 560, 15, 404, "/missing.png");
+    // A client retrying one missing endpoint is broken, not scanning.
+    traffic.steady(
+        ip("198.51.100.3"),
+        300,
+        600,
+        150,
+        404,
+        "/api/v1/old-endpoint",
+    );
+    // A page whose images are missing: every 404 is a static asset.
+    let gallery = ip("198.51.100.4");
+    traffic.steady(gallery, 300, 330, 3, 200, "/gallery/autumn");
+    for (n, path) in [
+        "/img/1.jpg",
+        "/img/2.jpg",
+        "/img/3.png",
+        "/img/4.webp",
+        "/img/5.jpg",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        traffic.steady(gallery, 300 + n as i64, 330, 3, 404, path);
+    }
     let incidents = traffic.run();
     assert_eq!(of_kind(&incidents, "scanner"), vec!["203.0.113.9"]);
+}
+
+#[test]
+fn a_slow_scanner_is_caught_within_a_few_minutes() {
+    let mut traffic = Traffic::default();
+    traffic.background(1800);
+    // One probe every 15 s for 20 minutes.
+    traffic.probes(ip("203.0.113.20"), 600, 1800, 80, 404);
+    let incidents = traffic.run();
+    let scanner: Vec<&Incident> = incidents.iter().filter(|i| i.kind == "scanner").collect();
+    assert_eq!(scanner.len(), 1, "{incidents:#?}");
+    let latency = secs(scanner[0].detected_at) - 600;
+    assert!(latency <= 180, "caught after {latency} s");
 }
 
 #[test]
@@ -242,7 +359,7 @@ fn paths_matched_ahead_of_the_engine_give_the_same_incidents() {
     let scenario = || {
         let mut traffic = Traffic::default();
         traffic.background(900);
-        traffic.steady(ip("203.0.113.9"), 400, 460, 120, 200, "/.env");
+        traffic.probes(ip("203.0.113.9"), 400, 460, 120, 200);
         traffic.steady(ip("203.0.113.11"), 300, 420, 240, 401, "/api/v1/auth/login");
         traffic.steady(ip("203.0.113.12"), 300, 420, 240, 200, "/api/v1/auth/login");
         traffic
@@ -267,4 +384,51 @@ fn brute_force_needs_failures_on_auth_routes() {
         .unwrap()
         .severity;
     assert_eq!(severity, Severity::High);
+}
+
+#[test]
+fn a_known_clients_scheduled_burst_is_not_a_spike_but_a_strangers_is() {
+    let scenario = |user: Option<&'static str>, status: u16| {
+        let mut traffic = Traffic::default();
+        traffic.background(1500);
+        let job = ip("198.51.100.50");
+        traffic.who(job, user, 1);
+        // A heartbeat every minute, then 600 requests in 40 s.
+        traffic.steady(job, 0, 1500, 25, 200, "/api/v1/users/me");
+        traffic.steady(job, 900, 940, 600, status, "/api/v1/inventory");
+        of_kind(&traffic.run(), "rate_spike")
+            .into_iter()
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    assert!(scenario(Some("tok_job"), 204).is_empty(), "a known job");
+    assert_eq!(scenario(None, 204), ["198.51.100.50"], "anonymous: a spike");
+    assert_eq!(
+        scenario(Some("tok_job"), 401),
+        ["198.51.100.50"],
+        "refused requests are not a job's"
+    );
+}
+
+#[test]
+fn many_browsers_behind_one_address_growing_are_not_one_clients_spike() {
+    let scenario = |agents: u32| {
+        let mut traffic = Traffic::default();
+        traffic.background(1500);
+        let office = ip("198.51.100.60");
+        traffic.who(office, None, agents);
+        // 0.2 req/s while people arrive, then 2 req/s for the rest of the day.
+        traffic.steady(office, 0, 600, 120, 200, "/products/3");
+        traffic.steady(office, 600, 1500, 1800, 200, "/products/4");
+        of_kind(&traffic.run(), "rate_spike")
+            .into_iter()
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    assert!(scenario(12).is_empty(), "an office NAT");
+    assert_eq!(
+        scenario(1),
+        ["198.51.100.60"],
+        "one client ten times faster"
+    );
 }
