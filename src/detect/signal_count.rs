@@ -33,7 +33,7 @@ impl SignalKind {
 
     fn describe(self) -> &'static str {
         match self {
-            SignalKind::Scanner => "error or sensitive-path requests",
+            SignalKind::Scanner => "probe points (a sensitive path 2, another miss 1)",
             SignalKind::BruteForce => "failed logins",
         }
     }
@@ -71,16 +71,19 @@ impl RecentPaths {
     }
 }
 
-/// A path's hash for `RecentPaths`; 0 is reserved for "empty slot".
+/// A request target's hash for `RecentPaths` (path and query: an exploit varies its
+/// parameters, a retry does not); 0 is reserved for "empty slot".
 fn path_hash(req: &Request<'_>) -> u32 {
-    use std::hash::BuildHasher;
-    let target = req
-        .path
-        .as_deref()
-        .or(req.request_line.as_deref())
-        .unwrap_or(b"");
-    let hash = foldhash::fast::FixedState::with_seed(0x5ca1_ab1e).hash_one(target) as u32;
-    hash.max(1)
+    use std::hash::{BuildHasher, Hash, Hasher};
+    let mut hasher = foldhash::fast::FixedState::with_seed(0x5ca1_ab1e).build_hasher();
+    match &req.path {
+        Some(path) => {
+            path.hash(&mut hasher);
+            req.query.hash(&mut hasher);
+        }
+        None => req.request_line.hash(&mut hasher),
+    }
+    (hasher.finish() as u32).max(1)
 }
 
 /// What a request tells a scanner detector.
@@ -89,8 +92,20 @@ enum Signal {
     None,
     /// An error status (on a probe-like request).
     Error,
-    /// A sensitive path.
+    /// A sensitive path or an attack pattern (for a brute force: a failed login).
     Path,
+}
+
+impl Signal {
+    /// A scanner's points: asking for a known-sensitive path or sending an attack pattern
+    /// says more than a miss (four such probes weigh as much as eight misses).
+    fn weight(self, kind: SignalKind) -> u32 {
+        match (self, kind) {
+            (Signal::None, _) => 0,
+            (Signal::Path, SignalKind::Scanner) => 2,
+            _ => 1,
+        }
+    }
 }
 
 pub struct SignalCount {
@@ -211,7 +226,8 @@ impl Detector for SignalCount {
         };
         let spec = self.params.window;
         let bucket = spec.bucket_of(ts);
-        let signal = self.signal(req, ctx) != Signal::None;
+        let weight = self.signal(req, ctx).weight(self.kind);
+        let signal = weight > 0;
         let distinct = self.params.distinct;
         // Keys are tracked from their first signal on; other keys cost one lookup.
         let state = if signal {
@@ -232,7 +248,7 @@ impl Detector for SignalCount {
         // With `distinct`, a path repeated among the key's recent signals adds nothing.
         let signal = signal && (!distinct || state.recent.insert(path_hash(req)));
         if signal {
-            state.signals.add(&spec, bucket, 1);
+            state.signals.add(&spec, bucket, weight);
         }
         let count = state.signals.sum();
         let total = state.total.sum();
