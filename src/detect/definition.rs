@@ -28,6 +28,18 @@ pub const BUILTIN: &[(&str, &str)] = &[
         "brute-force-ip.toml",
         include_str!("../../detectors/brute-force-ip.toml"),
     ),
+    (
+        "rate-spike-subnet.toml",
+        include_str!("../../detectors/rate-spike-subnet.toml"),
+    ),
+    (
+        "rate-spike-route.toml",
+        include_str!("../../detectors/rate-spike-route.toml"),
+    ),
+    (
+        "rate-spike-global.toml",
+        include_str!("../../detectors/rate-spike-global.toml"),
+    ),
 ];
 
 /// A checked, compiled detector definition.
@@ -83,6 +95,10 @@ pub struct RateSpikeParams {
     /// This many distinct user agents in the window make the key a shared address (an
     /// office NAT): it fires only at `critical_ratio`. 0: off.
     pub shared_address_agents: u32,
+    /// Distinct sources (client networks; addresses for a subnet key) a spike needs. 0: off.
+    pub min_sources: u32,
+    /// With `min_sources`: the most extra requests per new source a spike may carry.
+    pub max_excess_per_new_source: f64,
 }
 
 #[derive(Clone, Debug)]
@@ -188,6 +204,15 @@ struct RawRateSpike {
     /// NAT, a carrier-grade NAT): its many users' growth is not one client's spike, so it
     /// fires only at `critical_ratio`. 0 turns the guard off.
     shared_address_agents: u32,
+    /// A spike must come from at least this many distinct sources in the window (estimated):
+    /// client networks (/24, /64) for route and global keys, addresses for a subnet key.
+    /// Fewer, and it is those clients' story, told by the per-IP and per-subnet detectors.
+    /// 0 turns it off.
+    min_sources: u32,
+    /// With `min_sources`, a spike must bring one new source per this many extra requests
+    /// in the window: a botnet's flood does; one scraper riding a crowd of new visitors
+    /// (its excess far beyond what they each add) does not.
+    max_excess_per_new_source: f64,
 }
 
 impl Default for RawRateSpike {
@@ -210,6 +235,8 @@ impl Default for RawRateSpike {
             capacity: 200_000,
             trust_known_clients: false,
             shared_address_agents: 0,
+            min_sources: 0,
+            max_excess_per_new_source: 100.0,
         }
     }
 }
@@ -363,7 +390,12 @@ impl Checker<'_> {
                 raw.population_quantile,
                 false,
             ),
-            population_ratio: self.positive("params.population_ratio", raw.population_ratio),
+            // 0: no population guard (a single key, such as the whole site, has no peers).
+            population_ratio: if raw.population_ratio == 0.0 {
+                0.0
+            } else {
+                self.positive("params.population_ratio", raw.population_ratio)
+            },
             p_value: self.fraction("params.p_value", raw.p_value, false),
             sustain: self.fraction("params.sustain", raw.sustain, false),
             critical_ratio: self.positive("params.critical_ratio", raw.critical_ratio),
@@ -373,6 +405,11 @@ impl Checker<'_> {
             capacity: self.capacity(raw.capacity),
             trust_known_clients: raw.trust_known_clients,
             shared_address_agents: raw.shared_address_agents,
+            min_sources: raw.min_sources,
+            max_excess_per_new_source: self.positive(
+                "params.max_excess_per_new_source",
+                raw.max_excess_per_new_source,
+            ),
         }
     }
 
@@ -450,10 +487,15 @@ pub fn parse_definition(origin: &str, text: &str) -> Result<DetectorDef, Vec<Str
             None
         }
     };
-    if raw.entity != EntityKind::Ip {
+    let keyed_by_anything = matches!(params, Some(KindParams::RateSpike(_)));
+    if raw.entity == EntityKind::Token || (raw.entity != EntityKind::Ip && !keyed_by_anything) {
         checker.error(
             "entity",
-            format!("{} is not supported yet; these kinds key by ip", raw.entity),
+            format!(
+                "{} is not supported yet for {}: rate_spike keys by ip, subnet, route or \
+                 global; scanner and brute_force by ip",
+                raw.entity, raw.kind
+            ),
         );
     }
     match params {
@@ -524,7 +566,17 @@ mod tests {
     fn builtins_load() {
         let defs = with_builtins(None).unwrap();
         let ids: Vec<_> = defs.iter().map(|d| d.id.as_str()).collect();
-        assert_eq!(ids, ["brute-force-ip", "rate-spike-ip", "scanner-ip"]);
+        assert_eq!(
+            ids,
+            [
+                "brute-force-ip",
+                "rate-spike-global",
+                "rate-spike-ip",
+                "rate-spike-route",
+                "rate-spike-subnet",
+                "scanner-ip"
+            ]
+        );
     }
 
     #[test]
@@ -588,7 +640,8 @@ mod tests {
         .unwrap();
         let defs = with_builtins(Some(Ok(vec![scanner_off, critical_bf]))).unwrap();
         let ids: Vec<_> = defs.iter().map(|d| d.id.as_str()).collect();
-        assert_eq!(ids, ["brute-force-ip", "rate-spike-ip"]);
+        assert!(!ids.contains(&"scanner-ip"), "{ids:?}");
+        assert_eq!(ids[0], "brute-force-ip");
         assert_eq!(defs[0].severity, Severity::Critical);
         assert_eq!(defs[0].origin, "bf.toml");
     }

@@ -4,13 +4,16 @@
 //! per source before the engine (see `pipeline`).
 
 use super::definition::{DetectorDef, KindParams};
+use std::net::IpAddr;
+
 use super::incident::IncidentEvent;
+use super::key::{GlobalKey, RouteKey, SubnetKey};
 use super::path_match::PathMatch;
 use super::rate_spike::RateSpike;
 use super::signal_count::{SignalCount, SignalKind};
 use super::state::{self, RestoreReport, StateRow, ENGINE_ROW, STATE_VERSION};
 use super::{Context, Detector, DetectorStats};
-use crate::event::{Request, Timestamp, NANOS_PER_SEC};
+use crate::event::{EntityKind, Request, Timestamp, NANOS_PER_SEC};
 
 /// Engine-wide settings (per-detector ones live in the definitions).
 #[derive(Clone, Copy, Debug)]
@@ -240,7 +243,14 @@ impl Engine {
 
 fn build(def: &DetectorDef, path_match: &mut PathMatch) -> Box<dyn Detector> {
     match &def.params {
-        KindParams::RateSpike(params) => Box::new(RateSpike::new(def, params)),
+        KindParams::RateSpike(params) => match def.entity {
+            EntityKind::Ip => Box::new(RateSpike::<IpAddr>::new(def, params)),
+            EntityKind::Subnet => Box::new(RateSpike::<SubnetKey>::new(def, params)),
+            EntityKind::Route => Box::new(RateSpike::<RouteKey>::new(def, params)),
+            EntityKind::Global => Box::new(RateSpike::<GlobalKey>::new(def, params)),
+            // The definition check refuses other keys for rate_spike.
+            EntityKind::Token => unreachable!("rate_spike by token is refused by the check"),
+        },
         KindParams::Scanner(params) => Box::new(SignalCount::new(
             def,
             SignalKind::Scanner,

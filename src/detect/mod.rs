@@ -4,6 +4,7 @@ pub mod definition;
 mod engine;
 mod episodes;
 mod incident;
+pub mod key;
 mod path_match;
 mod rate_spike;
 mod signal_count;

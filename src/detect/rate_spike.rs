@@ -1,7 +1,7 @@
 //! `rate_spike`: a key's request count in a sliding window against its own EWMA baseline
 //! *and* the population of all keys, with a Poisson tail p-value and count/ratio guards.
 
-use std::net::IpAddr;
+use super::key::EntityKey;
 
 use serde::{Deserialize, Serialize};
 use statrs::distribution::{DiscreteCDF, Poisson};
@@ -36,6 +36,72 @@ struct KeyState {
     /// The key's recent user agents (with `shared_address_agents`).
     #[serde(default, skip_serializing_if = "Agents::is_empty")]
     agents: Agents,
+    /// Distinct sources per bucket (with `min_sources`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    spread: Option<Box<Spread>>,
+}
+
+/// Bits per bucket of a `Spread` sketch: distinct counts up to a few thousand.
+const SPREAD_WORDS: usize = 8;
+const SPREAD_BITS: f64 = (SPREAD_WORDS * 64) as f64;
+
+/// Distinct sources seen per bucket, as linear-counting bitmaps (one per bucket of the
+/// window, reused round-robin): how many clients a key's traffic comes from, in 64 bytes
+/// per bucket whatever the traffic.
+#[derive(Clone, Default, Serialize, Deserialize)]
+struct Spread {
+    slots: Vec<(i64, [u64; SPREAD_WORDS])>,
+    /// The usual number of distinct sources per window, learned while no incident is open.
+    usual: Ewma,
+}
+
+impl Spread {
+    /// Records a source; when a new bucket starts, the window that just ended teaches the
+    /// usual spread (unless `learning` is off: an open incident is not usual).
+    fn see(&mut self, bucket: i64, buckets: usize, hash: u64, alpha: f64, learning: bool) {
+        if self.slots.len() < buckets {
+            self.slots.resize(buckets, (i64::MIN, [0; SPREAD_WORDS]));
+        }
+        let index = bucket.rem_euclid(buckets as i64) as usize;
+        if self.slots[index].0 != bucket {
+            if learning {
+                let ended = self.estimate(bucket - 1, buckets);
+                self.usual.update(ended, alpha);
+            }
+            self.slots[index] = (bucket, [0; SPREAD_WORDS]);
+        }
+        let slot = &mut self.slots[index];
+        let bit = (hash % SPREAD_BITS as u64) as usize;
+        slot.1[bit / 64] |= 1 << (bit % 64);
+    }
+
+    /// Estimated distinct sources in the window ending at bucket `newest`.
+    fn estimate(&self, newest: i64, buckets: usize) -> f64 {
+        let mut union = [0u64; SPREAD_WORDS];
+        for (bucket, bits) in &self.slots {
+            if *bucket <= newest && *bucket > newest - buckets as i64 {
+                union.iter_mut().zip(bits).for_each(|(u, b)| *u |= b);
+            }
+        }
+        let zeros = SPREAD_BITS - union.iter().map(|w| w.count_ones()).sum::<u32>() as f64;
+        if zeros == 0.0 {
+            return SPREAD_BITS * SPREAD_BITS.ln();
+        }
+        -SPREAD_BITS * (zeros / SPREAD_BITS).ln()
+    }
+}
+
+/// What counts as one source of a key's traffic: the client's network, or, for a key that
+/// is itself a network, the client's address.
+fn source_hash<K: EntityKey>(req: &Request<'_>) -> Option<u64> {
+    use std::hash::BuildHasher;
+    let ip = req.client_ip?;
+    let state = foldhash::fast::FixedState::with_seed(0x5a7e);
+    Some(if K::KIND == crate::event::EntityKind::Subnet {
+        state.hash_one(ip)
+    } else {
+        state.hash_one(super::key::SubnetKey::of_ip(ip))
+    })
 }
 
 /// Slots for recent user agents per key: enough to tell one client from many.
@@ -142,21 +208,21 @@ fn is_known_job(
         && authenticated.sum() as f64 >= KNOWN_JOB_SHARE * count
 }
 
-pub struct RateSpike {
+pub struct RateSpike<K: EntityKey> {
     id: String,
     severity: Severity,
     params: RateSpikeParams,
     alpha: f64,
-    keys: KeyTable<IpAddr, KeyState>,
+    keys: KeyTable<K, KeyState>,
     population: PopulationHistogram,
     /// Population quantile of window counts, refreshed once per bucket.
     population_reference: f64,
     refreshed_bucket: i64,
     burst_half_life_buckets: f64,
-    episodes: Episodes<IpAddr>,
+    episodes: Episodes<K>,
 }
 
-impl RateSpike {
+impl<K: EntityKey> RateSpike<K> {
     pub fn new(def: &DetectorDef, params: &RateSpikeParams) -> Self {
         RateSpike {
             id: def.id.clone(),
@@ -196,6 +262,12 @@ impl RateSpike {
             return;
         }
         self.refreshed_bucket = bucket;
+        // Without a population guard (one key: the whole site) only the key's own
+        // baseline counts.
+        if self.params.population_ratio == 0.0 {
+            self.population_reference = 0.0;
+            return;
+        }
         self.population.advance_to(now.nanos());
         self.population_reference = self
             .population
@@ -204,7 +276,7 @@ impl RateSpike {
     }
 }
 
-impl Detector for RateSpike {
+impl<K: EntityKey> Detector for RateSpike<K> {
     fn id(&self) -> &str {
         &self.id
     }
@@ -216,7 +288,7 @@ impl Detector for RateSpike {
         ctx: &Context,
         events: &mut Vec<IncidentEvent>,
     ) {
-        let (Some(ip), Some(ts)) = (req.client_ip, req.ts) else {
+        let (Some(ts), Some(ip)) = (req.ts, K::of(req)) else {
             return;
         };
         let spec = self.params.window;
@@ -225,7 +297,7 @@ impl Detector for RateSpike {
         let entry = self.entry_threshold();
         let open = self.episodes.is_open(&ip);
         let alpha = self.alpha;
-        let state = self.keys.get_or_insert(ip, || KeyState {
+        let state = self.keys.get_or_insert(ip.clone(), || KeyState {
             window: RateWindow::new(bucket),
             baseline: Ewma::default(),
             first_bucket: bucket,
@@ -233,7 +305,22 @@ impl Detector for RateSpike {
             known_since: None,
             authenticated: None,
             agents: Agents::default(),
+            spread: None,
         });
+        if self.params.min_sources > 0 {
+            if let Some(hash) = source_hash::<K>(req) {
+                // Learned like the count's baseline: once the key has `min_history` (a key
+                // that appears with its attack has no usual sources, so all are new).
+                let full = bucket - state.first_bucket >= self.params.min_history_buckets;
+                state.spread.get_or_insert_with(Box::default).see(
+                    bucket,
+                    spec.buckets(),
+                    hash,
+                    alpha,
+                    full && !open,
+                );
+            }
+        }
         if self.params.shared_address_agents > 0 {
             state.agents.see(agent_hash(req), bucket);
         }
@@ -311,6 +398,21 @@ impl Detector for RateSpike {
         {
             return;
         }
+        if self.params.min_sources > 0 {
+            let (sources, usual) = state.spread.as_ref().map_or((0.0, 0.0), |spread| {
+                (spread.estimate(bucket, spec.buckets()), spread.usual.mean())
+            });
+            // A spike that brought many new sources: one client hammering a busy route (its
+            // usual visitors still there) is that client's story, not the route's.
+            let min_sources = f64::from(self.params.min_sources);
+            let new_sources = (sources - usual).max(0.0);
+            let excess = count - own_expected;
+            if new_sources < min_sources
+                || new_sources * self.params.max_excess_per_new_source < excess
+            {
+                return;
+            }
+        }
         let shared = self.params.shared_address_agents > 0
             && state.agents.since(bucket + 1 - spec.buckets() as i64)
                 >= self.params.shared_address_agents as usize;
@@ -338,6 +440,8 @@ impl Detector for RateSpike {
             "the busiest clients' rate"
         };
         let first_seen = spec.bucket_start(state.first_bucket);
+        let summary =
+            format!("{ip} sent {count} requests in {window_secs}s, {ratio:.0}x {baseline_name}");
         self.episodes.open(
             ip,
             Opening {
@@ -349,9 +453,7 @@ impl Detector for RateSpike {
                     expected,
                     p_value: Some(p_value),
                 },
-                summary: format!(
-                    "{ip} sent {count} requests in {window_secs}s, {ratio:.0}x {baseline_name}"
-                ),
+                summary,
                 line,
             },
             events,
@@ -365,7 +467,7 @@ impl Detector for RateSpike {
             let IncidentEvent::Closed(incident) = event else {
                 continue;
             };
-            let Ok(ip) = incident.entity.parse::<IpAddr>() else {
+            let Ok(ip) = incident.entity.parse::<K>() else {
                 continue;
             };
             if let Some(state) = self.keys.peek_mut(&ip) {

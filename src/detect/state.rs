@@ -9,8 +9,8 @@
 //! open episode (`"episode"`); a detector's own row (entity `""`) holds what it learned
 //! across keys.
 
+use super::key::EntityKey;
 use std::borrow::Cow;
-use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
@@ -141,11 +141,11 @@ pub(super) fn parse_detector_row<S: for<'de> Deserialize<'de>>(
 }
 
 /// One row per key of `keys` and per open episode: see the module's doc.
-pub(super) fn snapshot_keys<S: Serialize>(
+pub(super) fn snapshot_keys<K: EntityKey, S: Serialize>(
     detector: &str,
     shape: &Shape,
-    keys: &KeyTable<IpAddr, S>,
-    episodes: &Episodes<IpAddr>,
+    keys: &KeyTable<K, S>,
+    episodes: &Episodes<K>,
     last_active: impl Fn(&S) -> Timestamp,
     rows: &mut Vec<StateRow>,
 ) {
@@ -164,7 +164,7 @@ pub(super) fn snapshot_keys<S: Serialize>(
         });
     }
     // Episodes whose key the table has evicted.
-    let mut orphans: Vec<&IpAddr> = episodes
+    let mut orphans: Vec<&K> = episodes
         .open_keys()
         .filter(|key| !keys.contains(key))
         .collect();
@@ -185,20 +185,20 @@ pub(super) fn snapshot_keys<S: Serialize>(
 /// Loads per-key rows saved by `snapshot_keys`: open episodes all, key states up to the
 /// table's capacity, most recently seen first, in their saved recency order. `fits` says
 /// whether a key's state can be one of this detector's.
-pub(super) fn restore_keys<S: for<'de> Deserialize<'de>>(
+pub(super) fn restore_keys<K: EntityKey, S: for<'de> Deserialize<'de>>(
     shape: &Shape,
-    keys: &mut KeyTable<IpAddr, S>,
-    episodes: &mut Episodes<IpAddr>,
+    keys: &mut KeyTable<K, S>,
+    episodes: &mut Episodes<K>,
     rows: impl IntoIterator<Item = StateRow>,
     fits: impl Fn(&S) -> bool,
 ) -> RestoreReport {
     let mut report = RestoreReport::default();
     // (updated_at, rank, key, state, the row's episode was loaded)
-    let mut states: Vec<(Timestamp, u64, IpAddr, S, bool)> = Vec::new();
+    let mut states: Vec<(Timestamp, u64, K, S, bool)> = Vec::new();
     for row in rows {
         let parsed = row
             .entity
-            .parse::<IpAddr>()
+            .parse::<K>()
             .ok()
             .and_then(|key| Some((key, parse_row::<S>(shape, &row.state)?)))
             .filter(|(_, parsed)| parsed.state.as_ref().is_none_or(&fits));
@@ -208,7 +208,7 @@ pub(super) fn restore_keys<S: for<'de> Deserialize<'de>>(
         };
         let has_episode = parsed.episode.is_some();
         if let Some(episode) = parsed.episode {
-            episodes.restore(key, episode);
+            episodes.restore(key.clone(), episode);
         }
         match parsed.state {
             Some(state) => states.push((

@@ -357,10 +357,10 @@ fn the_warm_up_is_not_applied_again_after_a_restore() {
     assert_eq!(
         report,
         RestoreReport {
-            restored: 2,
+            restored: 5,
             skipped: 0
         },
-        "the engine's and the rate detector's own rows"
+        "the engine's and each rate detector's own row (ip, subnet, route, global)"
     );
     assert_eq!(empty.clock(), None);
 }

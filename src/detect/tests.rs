@@ -432,3 +432,119 @@ fn many_browsers_behind_one_address_growing_are_not_one_clients_spike() {
         "one client ten times faster"
     );
 }
+
+const PAGES: [&str; 26] = [
+    "/c/a", "/c/b", "/c/c", "/c/d", "/c/e", "/c/f", "/c/g", "/c/h", "/c/i", "/c/j", "/c/k", "/c/l",
+    "/c/m", "/c/n", "/c/o", "/c/p", "/c/q", "/c/r", "/c/s", "/c/t", "/c/u", "/c/v", "/c/w", "/c/x",
+    "/c/y", "/c/z",
+];
+
+/// Client `n` of network `net` (one /24 per `net`).
+fn networked(net: u32, n: u32) -> IpAddr {
+    IpAddr::V4(std::net::Ipv4Addr::from(0x0A00_0000 + (net << 8) + n))
+}
+
+impl Traffic {
+    /// 300 ordinary clients, each in its own /24, at ~0.15 req/s on 26 pages.
+    fn background_networks(&mut self, to_s: i64) {
+        for n in 0..300u32 {
+            let page = PAGES[n as usize % PAGES.len()];
+            self.steady(
+                networked(n, 1),
+                (n % 7) as i64,
+                to_s,
+                to_s * 15 / 100,
+                200,
+                page,
+            );
+        }
+    }
+}
+
+fn entities_of<'i>(incidents: &'i [Incident], detector: &str) -> Vec<&'i str> {
+    incidents
+        .iter()
+        .filter(|i| i.detector == detector)
+        .map(|i| i.entity.as_str())
+        .collect()
+}
+
+#[test]
+fn a_flood_on_one_route_from_many_networks_is_a_route_spike_and_one_scraper_is_not() {
+    let flood = |networks: u32| {
+        let mut traffic = Traffic::default();
+        traffic.background_networks(1500);
+        // The route's usual traffic: 1 req/s from clients everywhere.
+        for n in 0..60u32 {
+            traffic.steady(networked(1000 + n, 2), 0, 1500, 25, 200, "/api/v1/search");
+        }
+        // 4,000 extra requests in three minutes, from `networks` networks.
+        for n in 0..networks {
+            let per_client = 4000 / i64::from(networks);
+            traffic.steady(
+                networked(2000 + n, 3),
+                900,
+                1080,
+                per_client,
+                200,
+                "/api/v1/search",
+            );
+        }
+        traffic.run()
+    };
+    let spread = flood(400);
+    assert_eq!(
+        entities_of(&spread, "rate-spike-route"),
+        ["GET /api/v1/search"]
+    );
+    assert!(
+        entities_of(&spread, "rate-spike-ip").is_empty(),
+        "no client stands out"
+    );
+    let one = flood(1);
+    assert!(
+        entities_of(&one, "rate-spike-route").is_empty(),
+        "one client's scrape is its own story"
+    );
+    assert_eq!(entities_of(&one, "rate-spike-ip"), ["10.7.208.3"]);
+}
+
+#[test]
+fn the_whole_site_at_several_times_its_rate_is_a_global_spike() {
+    let mut traffic = Traffic::default();
+    traffic.background_networks(1500);
+    for n in 0..1000u32 {
+        let page = PAGES[n as usize % PAGES.len()];
+        traffic.steady(networked(3000 + n, 4), 900, 960, 10, 200, page);
+    }
+    let incidents = traffic.run();
+    assert_eq!(entities_of(&incidents, "rate-spike-global"), ["*"]);
+    assert!(entities_of(&incidents, "rate-spike-ip").is_empty());
+}
+
+#[test]
+fn many_quiet_addresses_of_one_network_together_are_a_subnet_spike() {
+    let spread = |addresses: u32| {
+        let mut traffic = Traffic::default();
+        traffic.background_networks(1500);
+        // 1,200 requests a minute for five minutes from one /24.
+        for n in 0..addresses {
+            let per_address = 6000 / i64::from(addresses);
+            traffic.steady(networked(4000, n + 1), 900, 1200, per_address, 200, "/c/a");
+        }
+        traffic.run()
+    };
+    let incidents = spread(40);
+    assert_eq!(
+        entities_of(&incidents, "rate-spike-subnet"),
+        ["10.15.160.0/24"]
+    );
+    assert!(
+        entities_of(&incidents, "rate-spike-ip").is_empty(),
+        "each address stays under the per-IP bars"
+    );
+    // The same volume from two addresses: the per-IP detector's, not a network's.
+    let pair = spread(2);
+    assert!(entities_of(&pair, "rate-spike-subnet").is_empty());
+    assert_eq!(entities_of(&pair, "rate-spike-ip").len(), 2);
+}

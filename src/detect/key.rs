@@ -1,0 +1,230 @@
+//! What a detector keys its statistics by, taken from a request: the client address, its
+//! prefix (IPv4 /24, IPv6 /64), the route (method and path template with ids folded), or
+//! the whole site. Keys print as the incident's entity and parse back from saved state.
+
+use std::fmt::{self, Display};
+use std::hash::Hash;
+use std::net::IpAddr;
+use std::str::FromStr;
+
+use ipnet::IpNet;
+
+use crate::event::{EntityKind, Request};
+
+/// A detector key.
+pub trait EntityKey: Hash + Eq + Ord + Clone + Display + FromStr + Send + 'static {
+    const KIND: EntityKind;
+
+    /// The request's key; `None` when the request lacks what the key needs.
+    fn of(req: &Request<'_>) -> Option<Self>;
+}
+
+impl EntityKey for IpAddr {
+    const KIND: EntityKind = EntityKind::Ip;
+
+    fn of(req: &Request<'_>) -> Option<Self> {
+        req.client_ip
+    }
+}
+
+/// The client's network: its IPv4 /24 or IPv6 /64.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SubnetKey(IpNet);
+
+impl SubnetKey {
+    pub fn of_ip(ip: IpAddr) -> SubnetKey {
+        let prefix = if ip.is_ipv4() { 24 } else { 64 };
+        SubnetKey(IpNet::new(ip, prefix).expect("valid prefix").trunc())
+    }
+}
+
+impl EntityKey for SubnetKey {
+    const KIND: EntityKind = EntityKind::Subnet;
+
+    fn of(req: &Request<'_>) -> Option<Self> {
+        req.client_ip.map(SubnetKey::of_ip)
+    }
+}
+
+impl Display for SubnetKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl FromStr for SubnetKey {
+    type Err = ipnet::AddrParseError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Ok(SubnetKey(text.parse::<IpNet>()?.trunc()))
+    }
+}
+
+/// Longest route template kept (the rest of a long path is cut).
+const MAX_ROUTE: usize = 160;
+
+/// Method and path template: `GET /api/orders/{id}`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RouteKey(Box<str>);
+
+impl RouteKey {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A path segment that names one item rather than a kind of thing: a number, a UUID, a long
+/// hex string, or a token mixing letters and digits (`SKU-20083`, `a1b2c3d4`).
+fn is_id(segment: &[u8]) -> bool {
+    if segment.is_empty() {
+        return false;
+    }
+    let digits = segment.iter().filter(|b| b.is_ascii_digit()).count();
+    if digits == segment.len() {
+        return true;
+    }
+    let hex = segment.iter().all(|b| b.is_ascii_hexdigit() || *b == b'-');
+    if hex && segment.len() >= 8 && digits > 0 {
+        return true;
+    }
+    // Mixed ids (SKU-20083, inv_2026_0042), but not versions such as v1 or v2, nor file
+    // names (app.3f9a1c7e.js is one asset, asked for by every visitor).
+    digits >= 2
+        && segment.len() >= 4
+        && segment
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || *b == b'-' || *b == b'_')
+}
+
+/// The route template of a request: method, then the path with id segments as `{id}`.
+pub fn route_template(method: &[u8], path: &[u8]) -> String {
+    let mut out = String::with_capacity(path.len() + 8);
+    out.push_str(&String::from_utf8_lossy(method).to_ascii_uppercase());
+    out.push(' ');
+    if path.is_empty() {
+        out.push('/');
+    }
+    for (i, segment) in path.split(|b| *b == b'/').enumerate() {
+        if i > 0 {
+            out.push('/');
+        }
+        if is_id(segment) {
+            out.push_str("{id}");
+        } else {
+            out.push_str(&String::from_utf8_lossy(segment));
+        }
+        if out.len() > MAX_ROUTE {
+            let mut cut = MAX_ROUTE;
+            while !out.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            out.truncate(cut);
+            break;
+        }
+    }
+    out
+}
+
+impl EntityKey for RouteKey {
+    const KIND: EntityKind = EntityKind::Route;
+
+    fn of(req: &Request<'_>) -> Option<Self> {
+        let path = req.path.as_deref()?;
+        let method = req.method.as_deref().unwrap_or(b"-");
+        Some(RouteKey(route_template(method, path).into()))
+    }
+}
+
+impl Display for RouteKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl FromStr for RouteKey {
+    type Err = std::convert::Infallible;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Ok(RouteKey(text.into()))
+    }
+}
+
+/// The whole site: one key, `*`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct GlobalKey;
+
+impl EntityKey for GlobalKey {
+    const KIND: EntityKind = EntityKind::Global;
+
+    fn of(_: &Request<'_>) -> Option<Self> {
+        Some(GlobalKey)
+    }
+}
+
+impl Display for GlobalKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("*")
+    }
+}
+
+impl FromStr for GlobalKey {
+    type Err = &'static str;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        if text == "*" {
+            Ok(GlobalKey)
+        } else {
+            Err("the global key is *")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn ids_fold_and_names_stay() {
+        assert_eq!(
+            route_template(b"get", b"/api/v1/search"),
+            "GET /api/v1/search"
+        );
+        assert_eq!(
+            route_template(b"PUT", b"/api/v1/inventory/SKU-20083"),
+            "PUT /api/v1/inventory/{id}"
+        );
+        assert_eq!(
+            route_template(
+                b"GET",
+                b"/api/orders/12345/items/9f1c2e3a-1b2c-4d5e-8f90-0a1b2c3d4e5f"
+            ),
+            "GET /api/orders/{id}/items/{id}"
+        );
+        assert_eq!(
+            route_template(b"GET", b"/static/js/app.3f9a1c7e.js"),
+            "GET /static/js/app.3f9a1c7e.js"
+        );
+        assert_eq!(route_template(b"GET", b"/"), "GET /");
+        assert_eq!(route_template(b"GET", b"/v2/users/me"), "GET /v2/users/me");
+    }
+
+    #[test]
+    fn subnets_are_the_24_or_the_64() {
+        let v4 = SubnetKey::of_ip("198.51.100.77".parse().unwrap());
+        assert_eq!(v4.to_string(), "198.51.100.0/24");
+        let v6 = SubnetKey::of_ip("2001:db8:1:2:3:4:5:6".parse().unwrap());
+        assert_eq!(v6.to_string(), "2001:db8:1:2::/64");
+        assert_eq!(v6.to_string().parse::<SubnetKey>().unwrap(), v6);
+        assert_eq!("*".parse::<GlobalKey>().unwrap().to_string(), "*");
+    }
+
+    proptest! {
+        #[test]
+        fn templates_are_bounded_and_stable(path in proptest::collection::vec(any::<u8>(), 0..600)) {
+            let once = route_template(b"GET", &path);
+            prop_assert!(once.len() <= MAX_ROUTE + 4);
+            prop_assert_eq!(route_template(b"GET", &path), once);
+        }
+    }
+}
