@@ -63,9 +63,10 @@ impl FromStr for SubnetKey {
 /// Longest route template kept (the rest of a long path is cut).
 const MAX_ROUTE: usize = 160;
 
-/// Method and path template: `GET /api/orders/{id}`.
+/// Method and path template: `GET /api/orders/{id}`. Shared, so the copies a detector
+/// keeps (table, episode) cost no allocation.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct RouteKey(Box<str>);
+pub struct RouteKey(std::sync::Arc<str>);
 
 impl RouteKey {
     pub fn as_str(&self) -> &str {
@@ -97,32 +98,33 @@ fn is_id(segment: &[u8]) -> bool {
 }
 
 /// The route template of a request: method, then the path with id segments as `{id}`.
+/// Built as bytes and decoded once: this runs for every request.
 pub fn route_template(method: &[u8], path: &[u8]) -> String {
-    let mut out = String::with_capacity(path.len() + 8);
-    out.push_str(&String::from_utf8_lossy(method).to_ascii_uppercase());
-    out.push(' ');
+    let mut out: Vec<u8> = Vec::with_capacity(method.len() + path.len().min(MAX_ROUTE) + 8);
+    out.extend(method.iter().map(u8::to_ascii_uppercase));
+    out.push(b' ');
     if path.is_empty() {
-        out.push('/');
+        out.push(b'/');
     }
     for (i, segment) in path.split(|b| *b == b'/').enumerate() {
         if i > 0 {
-            out.push('/');
+            out.push(b'/');
         }
         if is_id(segment) {
-            out.push_str("{id}");
+            out.extend_from_slice(b"{id}");
         } else {
-            out.push_str(&String::from_utf8_lossy(segment));
+            out.extend_from_slice(segment);
         }
         if out.len() > MAX_ROUTE {
-            let mut cut = MAX_ROUTE;
-            while !out.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            out.truncate(cut);
+            out.truncate(MAX_ROUTE);
             break;
         }
     }
-    out
+    match String::from_utf8(out) {
+        Ok(text) => text,
+        // A cut through a character, or bytes that are not UTF-8: replaced, as in evidence.
+        Err(err) => String::from_utf8_lossy(err.as_bytes()).into_owned(),
+    }
 }
 
 impl EntityKey for RouteKey {
@@ -223,7 +225,7 @@ mod tests {
         #[test]
         fn templates_are_bounded_and_stable(path in proptest::collection::vec(any::<u8>(), 0..600)) {
             let once = route_template(b"GET", &path);
-            prop_assert!(once.len() <= MAX_ROUTE + 4);
+            prop_assert!(once.chars().count() <= MAX_ROUTE + 4);
             prop_assert_eq!(route_template(b"GET", &path), once);
         }
     }
