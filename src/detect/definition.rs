@@ -294,6 +294,11 @@ impl Default for RawSignal {
     }
 }
 
+/// The most keys one detector may track (its table is allocated at start).
+pub const MAX_CAPACITY: usize = 10_000_000;
+/// Roughly what one tracked key costs (table slot, state, window).
+const BYTES_PER_KEY: usize = 200;
+
 /// Collects errors for one file.
 struct Checker<'o> {
     origin: &'o str,
@@ -355,6 +360,18 @@ impl Checker<'_> {
     }
 
     fn capacity(&mut self, value: usize) -> NonZeroUsize {
+        if value > MAX_CAPACITY {
+            // The key table is allocated whole at start: refuse here, naming the key, rather
+            // than abort allocating at the first line.
+            self.error(
+                "params.capacity",
+                format!(
+                    "{value} keys would need about {} GB up front; at most {MAX_CAPACITY}",
+                    value.saturating_mul(BYTES_PER_KEY) >> 30
+                ),
+            );
+            return NonZeroUsize::MIN;
+        }
         NonZeroUsize::new(value).unwrap_or_else(|| {
             self.error("params.capacity", "must be at least 1");
             NonZeroUsize::MIN
@@ -561,6 +578,18 @@ pub fn collect_checked(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_capacity_that_cannot_be_allocated_is_refused_by_the_check() {
+        let text = "id = \"x\"\nkind = \"scanner\"\nentity = \"ip\"\nseverity = \"low\"\n[params]\nstatuses = [404]\ncapacity = 1000000000\n";
+        let errors = parse_definition("x.toml", text).unwrap_err();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0].starts_with("x.toml: params.capacity: 1000000000 keys"),
+            "{errors:?}"
+        );
+        assert!(errors[0].contains("GB"), "{errors:?}");
+    }
 
     #[test]
     fn builtins_load() {
