@@ -548,3 +548,24 @@ fn many_quiet_addresses_of_one_network_together_are_a_subnet_spike() {
     assert!(entities_of(&pair, "rate-spike-subnet").is_empty());
     assert_eq!(entities_of(&pair, "rate-spike-ip").len(), 2);
 }
+
+#[test]
+fn a_flash_crowd_landing_on_a_new_page_is_no_incident() {
+    let mut traffic = Traffic::default();
+    traffic.background_networks(1800);
+    // 900 new visitors in ten minutes, each reading the page and one more.
+    for n in 0..900u32 {
+        let at = 900 + i64::from(n) * 600 / 900;
+        traffic.steady(
+            networked(5000 + n, 9),
+            at,
+            at + 30,
+            1,
+            200,
+            "/blog/launch-week",
+        );
+        traffic.steady(networked(5000 + n, 9), at + 30, at + 60, 1, 200, "/c/b");
+    }
+    let incidents = traffic.run();
+    assert!(incidents.is_empty(), "{incidents:#?}");
+}
