@@ -96,3 +96,18 @@ impl Cli {
         matches!(self.command, Command::Run(_))
     }
 }
+
+/// The token fingerprint key from `--token-key-file`: the file's bytes, surrounding
+/// whitespace stripped (as the scorer reads it); empty without a file.
+pub fn read_token_key(path: Option<&std::path::Path>) -> anyhow::Result<std::sync::Arc<[u8]>> {
+    let Some(path) = path else {
+        return Ok(std::sync::Arc::from(&[][..]));
+    };
+    let bytes = std::fs::read(path)
+        .map_err(|err| anyhow::anyhow!("--token-key-file {}: {err}", path.display()))?;
+    let text = bytes.trim_ascii();
+    if text.is_empty() {
+        anyhow::bail!("--token-key-file {}: the file is empty", path.display());
+    }
+    Ok(std::sync::Arc::from(text))
+}

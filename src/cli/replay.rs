@@ -34,6 +34,10 @@ pub struct ReplayArgs {
     /// Directory of detector definitions that add to or override the built-ins by id.
     #[arg(long)]
     detectors: Option<PathBuf>,
+    /// Key of token fingerprints (`fp_` + HMAC-SHA256 of the log's user field): the file's
+    /// bytes, surrounding whitespace stripped. Without it fingerprints are unkeyed hashes.
+    #[arg(long, value_name = "FILE")]
+    token_key_file: Option<PathBuf>,
     /// Event time from the first line during which baselines only learn.
     #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
     warmup: Duration,
@@ -133,6 +137,7 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         &defs,
         EngineSettings {
             warmup_nanos: nanos(args.warmup),
+            token_key: super::read_token_key(args.token_key_file.as_deref())?,
         },
     );
     let settings = PipelineSettings {

@@ -74,6 +74,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         &defs,
         EngineSettings {
             warmup_nanos: nanos(config.warmup),
+            token_key: super::read_token_key(config.token_key_file.as_deref())
+                .with_context(|| format!("{}: tokens.key_file", config.path.display()))?,
         },
     );
     let writer = WriterSettings {

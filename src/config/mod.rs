@@ -48,6 +48,15 @@ struct RawConfig {
     log: RawLog,
     #[serde(default)]
     alerts: Vec<alerts::RawAlert>,
+    #[serde(default)]
+    tokens: RawTokens,
+}
+
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+struct RawTokens {
+    /// The key of token fingerprints (`fp_` + HMAC-SHA256); a secret, so a file.
+    key_file: Option<PathBuf>,
 }
 
 #[derive(Deserialize, Debug, Default)]
@@ -181,6 +190,8 @@ pub struct Config {
     pub log_format: LogFormat,
     pub log_level: String,
     pub alerts: Vec<AlertChannel>,
+    /// `[tokens] key_file`: the token fingerprint key's file (read at start).
+    pub token_key_file: Option<PathBuf>,
 }
 
 /// Every problem found in a config file, one per line: `FILE: KEY: reason`.
@@ -339,6 +350,16 @@ fn check(
         }
     };
     let alerts = alerts::check_alerts(raw.alerts, env, problems);
+    if let Some(path) = &raw.tokens.key_file {
+        match std::fs::read(path) {
+            Ok(bytes) if !bytes.trim_ascii().is_empty() => {}
+            Ok(_) => problems.add("tokens.key_file", format!("{} is empty", path.display())),
+            Err(err) => problems.add(
+                "tokens.key_file",
+                format!("cannot read {}: {err}", path.display()),
+            ),
+        }
+    }
     let log_level = raw.log.level.unwrap_or_else(|| "info".into());
     if let Err(err) = tracing_subscriber::EnvFilter::try_new(&log_level) {
         problems.add("log.level", format!("{log_level:?}: {err}"));
@@ -356,6 +377,7 @@ fn check(
         log_format,
         log_level,
         alerts,
+        token_key_file: raw.tokens.key_file,
     }
 }
 

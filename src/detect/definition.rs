@@ -40,6 +40,10 @@ pub const BUILTIN: &[(&str, &str)] = &[
         "rate-spike-global.toml",
         include_str!("../../detectors/rate-spike-global.toml"),
     ),
+    (
+        "token-many-sources.toml",
+        include_str!("../../detectors/token-many-sources.toml"),
+    ),
 ];
 
 /// A checked, compiled detector definition.
@@ -61,6 +65,56 @@ pub enum KindParams {
     RateSpike(RateSpikeParams),
     Scanner(SignalParams),
     BruteForce(SignalParams),
+    TokenManySources(TokenSourcesParams),
+}
+
+#[derive(Clone, Debug)]
+pub struct TokenSourcesParams {
+    pub window: WindowSpec,
+    pub min_sources: u32,
+    pub ratio: f64,
+    pub min_history_nanos: i64,
+    pub half_life_buckets: f64,
+    pub sustain: f64,
+    pub quiet_nanos: i64,
+    pub capacity: NonZeroUsize,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawTokenSources {
+    /// Window the distinct addresses are counted over.
+    window: String,
+    bucket: String,
+    /// Fewest distinct addresses in the window that open an incident.
+    min_sources: u32,
+    /// ...and at least this many times the token's usual count (once it has history).
+    ratio: f64,
+    /// History before a token's usual spread is trusted (before: usual = 1).
+    min_history: String,
+    /// Half-life of the usual spread.
+    baseline_half_life: String,
+    /// Fraction of `min_sources` that keeps an open incident going.
+    sustain: f64,
+    quiet: String,
+    /// Tokens tracked at most.
+    capacity: usize,
+}
+
+impl Default for RawTokenSources {
+    fn default() -> Self {
+        RawTokenSources {
+            window: "5m".into(),
+            bucket: "30s".into(),
+            min_sources: 10,
+            ratio: 4.0,
+            min_history: "10m".into(),
+            baseline_half_life: "1h".into(),
+            sustain: 0.5,
+            quiet: "5m".into(),
+            capacity: 100_000,
+        }
+    }
 }
 
 impl KindParams {
@@ -69,6 +123,7 @@ impl KindParams {
             KindParams::RateSpike(_) => "rate_spike",
             KindParams::Scanner(_) => "scanner",
             KindParams::BruteForce(_) => "brute_force",
+            KindParams::TokenManySources(_) => "token_many_sources",
         }
     }
 }
@@ -430,6 +485,24 @@ impl Checker<'_> {
         }
     }
 
+    fn token_sources(&mut self, raw: RawTokenSources) -> TokenSourcesParams {
+        let window = self.window(&raw.window, &raw.bucket);
+        if raw.min_sources < 2 {
+            self.error("params.min_sources", "must be at least 2");
+        }
+        let half_life = self.duration("params.baseline_half_life", &raw.baseline_half_life);
+        TokenSourcesParams {
+            window,
+            min_sources: raw.min_sources.max(2),
+            ratio: self.positive("params.ratio", raw.ratio),
+            min_history_nanos: self.duration("params.min_history", &raw.min_history),
+            half_life_buckets: half_life as f64 / window.bucket_nanos() as f64,
+            sustain: self.fraction("params.sustain", raw.sustain, false),
+            quiet_nanos: self.duration("params.quiet", &raw.quiet),
+            capacity: self.capacity(raw.capacity),
+        }
+    }
+
     fn signal(&mut self, raw: RawSignal, kind: &str) -> SignalParams {
         let window = self.window(&raw.window, &raw.bucket);
         if raw.min_count == 0 {
@@ -496,21 +569,31 @@ pub fn parse_definition(origin: &str, text: &str) -> Result<DetectorDef, Vec<Str
         "brute_force" => checker
             .params::<RawSignal>(raw.params)
             .map(|p| KindParams::BruteForce(checker.signal(p, "brute_force"))),
+        "token_many_sources" => checker
+            .params::<RawTokenSources>(raw.params)
+            .map(|p| KindParams::TokenManySources(checker.token_sources(p))),
         other => {
             checker.error(
                 "kind",
-                format!("unknown kind {other:?} (known: rate_spike, scanner, brute_force)"),
+                format!(
+                    "unknown kind {other:?} (known: rate_spike, scanner, brute_force, \
+                     token_many_sources)"
+                ),
             );
             None
         }
     };
-    let keyed_by_anything = matches!(params, Some(KindParams::RateSpike(_)));
-    if raw.entity == EntityKind::Token || (raw.entity != EntityKind::Ip && !keyed_by_anything) {
+    let supported = match &params {
+        Some(KindParams::RateSpike(_)) => raw.entity != EntityKind::Token,
+        Some(KindParams::TokenManySources(_)) => raw.entity == EntityKind::Token,
+        _ => raw.entity == EntityKind::Ip,
+    };
+    if params.is_some() && !supported {
         checker.error(
             "entity",
             format!(
-                "{} is not supported yet for {}: rate_spike keys by ip, subnet, route or \
-                 global; scanner and brute_force by ip",
+                "{} is not supported for {}: rate_spike keys by ip, subnet, route or global; \
+                 token_many_sources by token; scanner and brute_force by ip",
                 raw.entity, raw.kind
             ),
         );
@@ -603,7 +686,8 @@ mod tests {
                 "rate-spike-ip",
                 "rate-spike-route",
                 "rate-spike-subnet",
-                "scanner-ip"
+                "scanner-ip",
+                "token-many-sources"
             ]
         );
     }

@@ -12,21 +12,26 @@ use super::path_match::PathMatch;
 use super::rate_spike::RateSpike;
 use super::signal_count::{SignalCount, SignalKind};
 use super::state::{self, RestoreReport, StateRow, ENGINE_ROW, STATE_VERSION};
+use super::token_sources::TokenSources;
 use super::{Context, Detector, DetectorStats};
 use crate::event::{EntityKind, Request, Timestamp, NANOS_PER_SEC};
 
 /// Engine-wide settings (per-detector ones live in the definitions).
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct EngineSettings {
     /// Event time from the first line during which baselines learn and rate
     /// detectors do not fire.
     pub warmup_nanos: i64,
+    /// The key of token fingerprints (`fp_` + HMAC-SHA256); empty: fingerprints are plain
+    /// hashes, stable but guessable from a known token.
+    pub token_key: std::sync::Arc<[u8]>,
 }
 
 impl Default for EngineSettings {
     fn default() -> Self {
         EngineSettings {
             warmup_nanos: 5 * 60 * NANOS_PER_SEC,
+            token_key: std::sync::Arc::from(&[][..]),
         }
     }
 }
@@ -73,7 +78,10 @@ struct SavedEngine {
 impl Engine {
     pub fn new(defs: &[DetectorDef], settings: EngineSettings) -> Self {
         let mut path_match = PathMatch::default();
-        let detectors = defs.iter().map(|def| build(def, &mut path_match)).collect();
+        let detectors = defs
+            .iter()
+            .map(|def| build(def, &mut path_match, &settings.token_key))
+            .collect();
         Engine {
             detectors,
             path_match: std::sync::Arc::new(path_match),
@@ -241,7 +249,11 @@ impl Engine {
     }
 }
 
-fn build(def: &DetectorDef, path_match: &mut PathMatch) -> Box<dyn Detector> {
+fn build(
+    def: &DetectorDef,
+    path_match: &mut PathMatch,
+    token_key: &std::sync::Arc<[u8]>,
+) -> Box<dyn Detector> {
     match &def.params {
         KindParams::RateSpike(params) => match def.entity {
             EntityKind::Ip => Box::new(RateSpike::<IpAddr>::new(def, params)),
@@ -257,6 +269,9 @@ fn build(def: &DetectorDef, path_match: &mut PathMatch) -> Box<dyn Detector> {
             params,
             path_match,
         )),
+        KindParams::TokenManySources(params) => {
+            Box::new(TokenSources::new(def, params, token_key.clone()))
+        }
         KindParams::BruteForce(params) => Box::new(SignalCount::new(
             def,
             SignalKind::BruteForce,

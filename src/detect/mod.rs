@@ -13,6 +13,7 @@ mod state;
 mod state_tests;
 #[cfg(test)]
 mod tests;
+pub mod token_sources;
 
 pub use definition::{DefinitionErrors, DetectorDef, KindParams};
 pub use engine::{Engine, EngineSettings, EngineStats, Observed};

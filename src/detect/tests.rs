@@ -569,3 +569,41 @@ fn a_flash_crowd_landing_on_a_new_page_is_no_incident() {
     let incidents = traffic.run();
     assert!(incidents.is_empty(), "{incidents:#?}");
 }
+
+#[test]
+fn a_token_used_from_thirty_addresses_at_once_is_flagged_and_a_move_is_not() {
+    let scenario = |addresses: u32| {
+        let mut traffic = Traffic::default();
+        traffic.background_networks(1500);
+        let owner = networked(6000, 1);
+        traffic.who(owner, Some("tok_0123456789abcdef"), 1);
+        traffic.steady(owner, 0, 1500, 50, 200, "/api/v1/orders");
+        // From t = 900: `addresses` new addresses with the same token, five requests each.
+        for n in 0..addresses {
+            let ip = networked(7000 + n, 2);
+            traffic.who(ip, Some("tok_0123456789abcdef"), 1);
+            traffic.steady(ip, 900 + i64::from(n) * 4, 1140, 5, 200, "/api/v1/orders");
+        }
+        traffic.run()
+    };
+    let leaked = scenario(30);
+    let flagged: Vec<&Incident> = leaked
+        .iter()
+        .filter(|i| i.kind == "token_many_sources")
+        .collect();
+    assert_eq!(flagged.len(), 1, "{leaked:#?}");
+    let fingerprint = super::token_sources::fingerprint(b"", b"tok_0123456789abcdef");
+    assert_eq!(flagged[0].entity, fingerprint);
+    // Started with the first new address (to the 30 s bucket), not the owner's first use.
+    assert!(secs(flagged[0].started_at) >= 870, "{:?}", flagged[0]);
+    assert!(secs(flagged[0].detected_at) <= 960, "within a minute");
+    for incident in &leaked {
+        assert!(
+            !incident.summary.contains("tok_0123"),
+            "{}",
+            incident.summary
+        );
+    }
+    // The client moving to another network once is the same single user.
+    assert!(of_kind(&scenario(1), "token_many_sources").is_empty());
+}

@@ -1,0 +1,265 @@
+//! `token_many_sources`: one credential (a token, an API key, a user) used from unusually many
+//! addresses at once: a leaked key shared around, a credential-stuffing list replayed from a
+//! proxy pool. Tokens are fingerprinted with a keyed hash (`fp_` + 16 hex digits of
+//! HMAC-SHA256) the moment they are first seen: the raw token is never kept, and evidence
+//! lines carry the fingerprint in its place.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+use super::definition::{DetectorDef, TokenSourcesParams};
+use super::episodes::{EpisodeSettings, Episodes, Opening};
+use super::incident::{IncidentEvent, Score, Severity};
+use super::state::{RestoreReport, StateRow};
+use super::{Context, Detector, DetectorStats};
+use crate::event::{Request, Timestamp};
+use crate::window::{Ewma, KeyTable};
+
+/// `fp_` + the first 16 hex digits of HMAC-SHA256(key, token): the contract the scorer and
+/// the analysts' tools read.
+pub fn fingerprint(key: &[u8], token: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key length");
+    mac.update(token);
+    let digest = mac.finalize().into_bytes();
+    let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    format!("fp_{hex}")
+}
+
+/// The request's credential, if it carries one.
+pub fn token_of<'r>(req: &'r Request<'_>) -> Option<&'r [u8]> {
+    req.user
+        .as_deref()
+        .filter(|user| !user.is_empty() && *user != b"-")
+}
+
+/// Addresses remembered per token (the stalest is forgotten first).
+const MAX_ADDRESSES: usize = 64;
+
+struct TokenState {
+    fingerprint: Arc<str>,
+    first_seen: Timestamp,
+    /// (address, bucket first seen, bucket last seen).
+    addresses: Vec<(IpAddr, i64, i64)>,
+    /// The usual number of distinct addresses per window, learned bucket by bucket.
+    usual: Ewma,
+    learned_bucket: i64,
+}
+
+impl TokenState {
+    fn see(&mut self, ip: IpAddr, bucket: i64) {
+        if let Some(slot) = self.addresses.iter_mut().find(|(a, _, _)| *a == ip) {
+            slot.2 = bucket;
+        } else if self.addresses.len() < MAX_ADDRESSES {
+            self.addresses.push((ip, bucket, bucket));
+        } else if let Some(stalest) = self.addresses.iter_mut().min_by_key(|(_, _, b)| *b) {
+            *stalest = (ip, bucket, bucket);
+        }
+    }
+
+    fn distinct_since(&self, first_bucket: i64) -> usize {
+        self.addresses
+            .iter()
+            .filter(|(_, _, b)| *b >= first_bucket)
+            .count()
+    }
+
+    /// When the addresses new in this window began to appear: the episode's start.
+    fn new_since(&self, first_bucket: i64) -> Option<i64> {
+        self.addresses
+            .iter()
+            .filter(|(_, first, _)| *first >= first_bucket)
+            .map(|(_, first, _)| *first)
+            .min()
+    }
+}
+
+pub struct TokenSources {
+    id: String,
+    severity: Severity,
+    params: TokenSourcesParams,
+    key: Arc<[u8]>,
+    alpha: f64,
+    /// By a keyed 64-bit hash of the token (the table never holds the token itself).
+    tokens: KeyTable<u64, TokenState>,
+    episodes: Episodes<Arc<str>>,
+}
+
+impl TokenSources {
+    pub fn new(def: &DetectorDef, params: &TokenSourcesParams, key: Arc<[u8]>) -> Self {
+        TokenSources {
+            id: def.id.clone(),
+            severity: def.severity,
+            alpha: Ewma::alpha_for_half_life(params.half_life_buckets),
+            tokens: KeyTable::new(params.capacity),
+            episodes: Episodes::new(EpisodeSettings {
+                detector: def.id.clone(),
+                kind: "token_many_sources",
+                entity_kind: def.entity,
+                quiet_nanos: params.quiet_nanos,
+            }),
+            params: params.clone(),
+            key,
+        }
+    }
+
+    fn table_key(&self, token: &[u8]) -> u64 {
+        use std::hash::BuildHasher;
+        // Seeded from the fingerprint key, so table keys say nothing without it either.
+        let seed = self
+            .key
+            .iter()
+            .fold(0x70c3_u64, |h, b| h.rotate_left(5) ^ u64::from(*b));
+        foldhash::fast::FixedState::with_seed(seed).hash_one(token)
+    }
+}
+
+/// The line with every occurrence of the token replaced by its fingerprint.
+fn masked(line: &[u8], token: &[u8], fingerprint: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(line.len());
+    let mut rest = line;
+    while let Some(at) = memchr::memmem::find(rest, token) {
+        out.extend_from_slice(&rest[..at]);
+        out.extend_from_slice(fingerprint.as_bytes());
+        rest = &rest[at + token.len()..];
+    }
+    out.extend_from_slice(rest);
+    out
+}
+
+impl Detector for TokenSources {
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn observe(
+        &mut self,
+        req: &Request<'_>,
+        line: &[u8],
+        ctx: &Context,
+        events: &mut Vec<IncidentEvent>,
+    ) {
+        let (Some(token), Some(ip), Some(ts)) = (token_of(req), req.client_ip, req.ts) else {
+            return;
+        };
+        let spec = self.params.window;
+        let bucket = spec.bucket_of(ts);
+        let first_bucket = bucket + 1 - spec.buckets() as i64;
+        let table_key = self.table_key(token);
+        let key = self.key.clone();
+        let alpha = self.alpha;
+        let state = self.tokens.get_or_insert(table_key, || TokenState {
+            fingerprint: fingerprint(&key, token).into(),
+            first_seen: ts,
+            addresses: Vec::new(),
+            usual: Ewma::default(),
+            learned_bucket: bucket,
+        });
+        let open = self.episodes.is_open(&state.fingerprint);
+        if bucket > state.learned_bucket {
+            // The window that just ended teaches the usual spread (not while an incident
+            // is open: an attack is not usual).
+            if !open {
+                let ended = state.distinct_since(state.learned_bucket + 1 - spec.buckets() as i64);
+                state.usual.update(ended as f64, alpha);
+            }
+            state.learned_bucket = bucket;
+        }
+        state.see(ip, bucket);
+        let distinct = state.distinct_since(first_bucket) as f64;
+        let min_sources = f64::from(self.params.min_sources);
+        let fingerprint = state.fingerprint.clone();
+        if open {
+            let evidence = masked(line, token, &fingerprint);
+            self.episodes.touch(
+                &fingerprint,
+                ts,
+                &evidence,
+                distinct,
+                distinct >= self.params.sustain * min_sources,
+            );
+            return;
+        }
+        let history = ts.nanos() - state.first_seen.nanos();
+        let usual = if history >= self.params.min_history_nanos {
+            state.usual.mean().max(1.0)
+        } else {
+            1.0
+        };
+        if ctx.learning || distinct < min_sources || distinct < self.params.ratio * usual {
+            return;
+        }
+        let window_start = spec.bucket_start(state.new_since(first_bucket).unwrap_or(first_bucket));
+        let started_at = window_start.max(state.first_seen);
+        let window_secs = spec.window_nanos() / 1_000_000_000;
+        let evidence = masked(line, token, &fingerprint);
+        self.episodes.open(
+            fingerprint.clone(),
+            Opening {
+                started_at,
+                detected_at: ts,
+                severity: self.severity,
+                score: Score {
+                    observed: distinct,
+                    expected: usual,
+                    p_value: None,
+                },
+                summary: format!(
+                    "token {fingerprint} used from {distinct} addresses in {window_secs}s \
+                     (usually {usual:.0})"
+                ),
+                line: &evidence,
+            },
+            events,
+        );
+    }
+
+    fn close_quiet(&mut self, now: Timestamp, events: &mut Vec<IncidentEvent>) {
+        self.episodes.close_quiet(now, events);
+    }
+
+    fn close_all(&mut self, events: &mut Vec<IncidentEvent>) {
+        self.episodes.close_all(events);
+    }
+
+    fn stats(&self) -> DetectorStats {
+        DetectorStats::of(&self.tokens, &self.episodes)
+    }
+
+    /// Nothing saved yet: tokens relearn their usual spread after a restart.
+    fn snapshot(&self, _now: Timestamp, _rows: &mut Vec<StateRow>) {}
+
+    fn restore(&mut self, rows: Vec<StateRow>) -> RestoreReport {
+        RestoreReport {
+            restored: 0,
+            skipped: rows.len() as u64,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fingerprints_follow_the_contract() {
+        let fp = fingerprint(b"secret-key", b"tok_0fecd793831e34b4");
+        assert!(fp.starts_with("fp_"));
+        assert_eq!(fp.len(), 3 + 16);
+        assert_ne!(fp, fingerprint(b"other-key", b"tok_0fecd793831e34b4"));
+        // Python: "fp_" + hmac.new(b"k", b"t", hashlib.sha256).hexdigest()[:16]
+        assert_eq!(fingerprint(b"k", b"t"), "fp_e7fcbc16f826ad96");
+    }
+
+    #[test]
+    fn masking_replaces_every_occurrence() {
+        let line = b"1.2.3.4 - tok_abc [..] \"GET /?key=tok_abc\" 200";
+        let out = masked(line, b"tok_abc", "fp_0011223344556677");
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "1.2.3.4 - fp_0011223344556677 [..] \"GET /?key=fp_0011223344556677\" 200"
+        );
+    }
+}
