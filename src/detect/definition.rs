@@ -44,6 +44,10 @@ pub const BUILTIN: &[(&str, &str)] = &[
         "token-many-sources.toml",
         include_str!("../../detectors/token-many-sources.toml"),
     ),
+    (
+        "token-new-source.toml",
+        include_str!("../../detectors/token-new-source.toml"),
+    ),
 ];
 
 /// A checked, compiled detector definition.
@@ -66,6 +70,46 @@ pub enum KindParams {
     Scanner(SignalParams),
     BruteForce(SignalParams),
     TokenManySources(TokenSourcesParams),
+    TokenNewSource(TokenNewSourceParams),
+}
+
+#[derive(Clone, Debug)]
+pub struct TokenNewSourceParams {
+    pub min_history_nanos: i64,
+    pub confirm_nanos: i64,
+    pub min_requests: u32,
+    pub min_known_requests: u32,
+    pub quiet_nanos: i64,
+    pub capacity: NonZeroUsize,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawTokenNewSource {
+    /// Requests from its known addresses before a token's usual client counts as
+    /// established (a light client roaming between networks has none).
+    min_known_requests: u32,
+    /// A token's first addresses, over this long, are its usual client's.
+    min_history: String,
+    /// How long a new network is watched for concurrent use before it counts as a move.
+    confirm: String,
+    /// Requests from the new network *and* from known ones after it appeared.
+    min_requests: u32,
+    quiet: String,
+    capacity: usize,
+}
+
+impl Default for RawTokenNewSource {
+    fn default() -> Self {
+        RawTokenNewSource {
+            min_known_requests: 20,
+            min_history: "10m".into(),
+            confirm: "10m".into(),
+            min_requests: 3,
+            quiet: "10m".into(),
+            capacity: 100_000,
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -124,6 +168,7 @@ impl KindParams {
             KindParams::Scanner(_) => "scanner",
             KindParams::BruteForce(_) => "brute_force",
             KindParams::TokenManySources(_) => "token_many_sources",
+            KindParams::TokenNewSource(_) => "token_new_source",
         }
     }
 }
@@ -485,6 +530,20 @@ impl Checker<'_> {
         }
     }
 
+    fn token_new_source(&mut self, raw: RawTokenNewSource) -> TokenNewSourceParams {
+        if raw.min_requests == 0 {
+            self.error("params.min_requests", "must be at least 1");
+        }
+        TokenNewSourceParams {
+            min_history_nanos: self.duration("params.min_history", &raw.min_history),
+            confirm_nanos: self.duration("params.confirm", &raw.confirm),
+            min_requests: raw.min_requests.max(1),
+            min_known_requests: raw.min_known_requests,
+            quiet_nanos: self.duration("params.quiet", &raw.quiet),
+            capacity: self.capacity(raw.capacity),
+        }
+    }
+
     fn token_sources(&mut self, raw: RawTokenSources) -> TokenSourcesParams {
         let window = self.window(&raw.window, &raw.bucket);
         if raw.min_sources < 2 {
@@ -572,12 +631,15 @@ pub fn parse_definition(origin: &str, text: &str) -> Result<DetectorDef, Vec<Str
         "token_many_sources" => checker
             .params::<RawTokenSources>(raw.params)
             .map(|p| KindParams::TokenManySources(checker.token_sources(p))),
+        "token_new_source" => checker
+            .params::<RawTokenNewSource>(raw.params)
+            .map(|p| KindParams::TokenNewSource(checker.token_new_source(p))),
         other => {
             checker.error(
                 "kind",
                 format!(
                     "unknown kind {other:?} (known: rate_spike, scanner, brute_force, \
-                     token_many_sources)"
+                     token_many_sources, token_new_source)"
                 ),
             );
             None
@@ -585,7 +647,9 @@ pub fn parse_definition(origin: &str, text: &str) -> Result<DetectorDef, Vec<Str
     };
     let supported = match &params {
         Some(KindParams::RateSpike(_)) => raw.entity != EntityKind::Token,
-        Some(KindParams::TokenManySources(_)) => raw.entity == EntityKind::Token,
+        Some(KindParams::TokenManySources(_) | KindParams::TokenNewSource(_)) => {
+            raw.entity == EntityKind::Token
+        }
         _ => raw.entity == EntityKind::Ip,
     };
     if params.is_some() && !supported {
@@ -593,7 +657,7 @@ pub fn parse_definition(origin: &str, text: &str) -> Result<DetectorDef, Vec<Str
             "entity",
             format!(
                 "{} is not supported for {}: rate_spike keys by ip, subnet, route or global; \
-                 token_many_sources by token; scanner and brute_force by ip",
+                 token_many_sources and token_new_source by token; scanner and brute_force by ip",
                 raw.entity, raw.kind
             ),
         );
@@ -687,7 +751,8 @@ mod tests {
                 "rate-spike-route",
                 "rate-spike-subnet",
                 "scanner-ip",
-                "token-many-sources"
+                "token-many-sources",
+                "token-new-source"
             ]
         );
     }

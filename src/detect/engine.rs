@@ -12,7 +12,7 @@ use super::path_match::PathMatch;
 use super::rate_spike::RateSpike;
 use super::signal_count::{SignalCount, SignalKind};
 use super::state::{self, RestoreReport, StateRow, ENGINE_ROW, STATE_VERSION};
-use super::token_sources::TokenSources;
+use super::token_sources::{TokenNewSource, TokenSources};
 use super::{Context, Detector, DetectorStats};
 use crate::event::{EntityKind, Request, Timestamp, NANOS_PER_SEC};
 
@@ -271,6 +271,9 @@ fn build(
         )),
         KindParams::TokenManySources(params) => {
             Box::new(TokenSources::new(def, params, token_key.clone()))
+        }
+        KindParams::TokenNewSource(params) => {
+            Box::new(TokenNewSource::new(def, params, token_key.clone()))
         }
         KindParams::BruteForce(params) => Box::new(SignalCount::new(
             def,

@@ -607,3 +607,46 @@ fn a_token_used_from_thirty_addresses_at_once_is_flagged_and_a_move_is_not() {
     // The client moving to another network once is the same single user.
     assert!(of_kind(&scenario(1), "token_many_sources").is_empty());
 }
+
+#[test]
+fn a_token_used_from_a_new_network_while_its_owner_is_active_is_flagged_and_a_move_is_not() {
+    let scenario = |owner_stays: bool| {
+        let mut traffic = Traffic::default();
+        traffic.background_networks(1500);
+        let owner = networked(8000, 1);
+        let thief = networked(8100, 1);
+        for ip in [owner, thief] {
+            traffic.who(ip, Some("tok_feedfacecafebeef"), 1);
+        }
+        let owner_until = if owner_stays { 1500 } else { 900 };
+        traffic.steady(
+            owner,
+            0,
+            owner_until,
+            owner_until / 20,
+            200,
+            "/api/v1/orders",
+        );
+        traffic.steady(thief, 900, 1200, 20, 200, "/api/v1/orders");
+        traffic.run()
+    };
+    let stolen = scenario(true);
+    let flagged: Vec<&Incident> = stolen
+        .iter()
+        .filter(|i| i.kind == "token_new_source")
+        .collect();
+    assert_eq!(flagged.len(), 1, "{stolen:#?}");
+    assert_eq!(
+        flagged[0].entity,
+        super::token_sources::fingerprint(b"", b"tok_feedfacecafebeef")
+    );
+    assert_eq!(secs(flagged[0].started_at), 900);
+    assert!(secs(flagged[0].detected_at) <= 1000);
+    assert!(
+        flagged[0].summary.contains("10.31.164.1"),
+        "{}",
+        flagged[0].summary
+    );
+    let moved = scenario(false);
+    assert!(of_kind(&moved, "token_new_source").is_empty(), "{moved:#?}");
+}

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use super::definition::{DetectorDef, TokenSourcesParams};
+use super::definition::{DetectorDef, TokenNewSourceParams, TokenSourcesParams};
 use super::episodes::{EpisodeSettings, Episodes, Opening};
 use super::incident::{IncidentEvent, Score, Severity};
 use super::state::{RestoreReport, StateRow};
@@ -104,16 +104,16 @@ impl TokenSources {
             key,
         }
     }
+}
 
-    fn table_key(&self, token: &[u8]) -> u64 {
-        use std::hash::BuildHasher;
-        // Seeded from the fingerprint key, so table keys say nothing without it either.
-        let seed = self
-            .key
-            .iter()
-            .fold(0x70c3_u64, |h, b| h.rotate_left(5) ^ u64::from(*b));
-        foldhash::fast::FixedState::with_seed(seed).hash_one(token)
-    }
+/// A token's key in a detector's table: a 64-bit hash seeded from the fingerprint key, so
+/// the table holds nothing that reveals the token without the key either.
+fn table_key(key: &[u8], token: &[u8]) -> u64 {
+    use std::hash::BuildHasher;
+    let seed = key
+        .iter()
+        .fold(0x70c3_u64, |h, b| h.rotate_left(5) ^ u64::from(*b));
+    foldhash::fast::FixedState::with_seed(seed).hash_one(token)
 }
 
 /// The line with every occurrence of the token replaced by its fingerprint.
@@ -147,7 +147,7 @@ impl Detector for TokenSources {
         let spec = self.params.window;
         let bucket = spec.bucket_of(ts);
         let first_bucket = bucket + 1 - spec.buckets() as i64;
-        let table_key = self.table_key(token);
+        let table_key = table_key(&self.key, token);
         let key = self.key.clone();
         let alpha = self.alpha;
         let state = self.tokens.get_or_insert(table_key, || TokenState {
@@ -229,6 +229,203 @@ impl Detector for TokenSources {
     }
 
     /// Nothing saved yet: tokens relearn their usual spread after a restart.
+    fn snapshot(&self, _now: Timestamp, _rows: &mut Vec<StateRow>) {}
+
+    fn restore(&mut self, rows: Vec<StateRow>) -> RestoreReport {
+        RestoreReport {
+            restored: 0,
+            skipped: rows.len() as u64,
+        }
+    }
+}
+
+/// `token_new_source`: a token with a history used from a network it was never seen from
+/// *while its usual client is still active*: two parties hold one credential. A client that
+/// moves to a new network once (its old address falls silent) is the same party and no
+/// incident; so is a single request from elsewhere.
+pub struct TokenNewSource {
+    id: String,
+    severity: Severity,
+    params: TokenNewSourceParams,
+    key: Arc<[u8]>,
+    tokens: KeyTable<u64, Provenance>,
+    episodes: Episodes<Arc<str>>,
+}
+
+/// Addresses a token is known from, kept per token.
+const MAX_KNOWN: usize = 16;
+
+/// A new address under watch: is the usual client still active while it is used?
+struct Candidate {
+    ip: IpAddr,
+    since: Timestamp,
+    /// Requests from the new address, and from known ones, since it appeared.
+    new_requests: u32,
+    known_requests: u32,
+}
+
+struct Provenance {
+    fingerprint: Arc<str>,
+    first_seen: Timestamp,
+    /// Requests from known addresses: how established the usual client is.
+    known_requests: u32,
+    /// (address, last seen).
+    known: Vec<(IpAddr, Timestamp)>,
+    candidate: Option<Candidate>,
+}
+
+impl Provenance {
+    /// Known, or in the network (/24, /64) of a known address (address churn within one
+    /// network is the same client).
+    fn knows(&self, ip: IpAddr) -> bool {
+        let network = super::key::SubnetKey::of_ip(ip);
+        self.known
+            .iter()
+            .any(|(a, _)| *a == ip || super::key::SubnetKey::of_ip(*a) == network)
+    }
+
+    fn learn(&mut self, ip: IpAddr, ts: Timestamp) {
+        if let Some(slot) = self.known.iter_mut().find(|(a, _)| *a == ip) {
+            slot.1 = ts;
+        } else if self.known.len() < MAX_KNOWN {
+            self.known.push((ip, ts));
+        } else if let Some(stalest) = self.known.iter_mut().min_by_key(|(_, t)| *t) {
+            *stalest = (ip, ts);
+        }
+    }
+}
+
+impl TokenNewSource {
+    pub fn new(def: &DetectorDef, params: &TokenNewSourceParams, key: Arc<[u8]>) -> Self {
+        TokenNewSource {
+            id: def.id.clone(),
+            severity: def.severity,
+            tokens: KeyTable::new(params.capacity),
+            episodes: Episodes::new(EpisodeSettings {
+                detector: def.id.clone(),
+                kind: "token_new_source",
+                entity_kind: def.entity,
+                quiet_nanos: params.quiet_nanos,
+            }),
+            params: params.clone(),
+            key,
+        }
+    }
+}
+
+impl Detector for TokenNewSource {
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn observe(
+        &mut self,
+        req: &Request<'_>,
+        line: &[u8],
+        ctx: &Context,
+        events: &mut Vec<IncidentEvent>,
+    ) {
+        let (Some(token), Some(ip), Some(ts)) = (token_of(req), req.client_ip, req.ts) else {
+            return;
+        };
+        let table_key = table_key(&self.key, token);
+        let key = self.key.clone();
+        let state = self.tokens.get_or_insert(table_key, || Provenance {
+            fingerprint: fingerprint(&key, token).into(),
+            first_seen: ts,
+            known_requests: 0,
+            known: Vec::new(),
+            candidate: None,
+        });
+        let fingerprint = state.fingerprint.clone();
+        if self.episodes.is_open(&fingerprint) {
+            let evidence = masked(line, token, &fingerprint);
+            let from_new = state.candidate.as_ref().is_some_and(|c| c.ip == ip);
+            self.episodes
+                .touch(&fingerprint, ts, &evidence, 1.0, from_new);
+            if !from_new {
+                state.learn(ip, ts);
+            }
+            return;
+        }
+        // A usual client is established by time *and* use: a token seen a handful of times
+        // from one address has no "usual" to depart from (light clients roam freely).
+        let settled = ts.nanos() - state.first_seen.nanos() >= self.params.min_history_nanos
+            && state.known_requests >= self.params.min_known_requests;
+        // A candidate not confirmed in time was a move (or a stray): its address is known now.
+        if let Some(candidate) = &state.candidate {
+            if ts.nanos() - candidate.since.nanos() > self.params.confirm_nanos {
+                let moved = candidate.ip;
+                state.candidate = None;
+                state.learn(moved, ts);
+            }
+        }
+        if !settled || state.knows(ip) {
+            if let Some(candidate) = &mut state.candidate {
+                if candidate.ip != ip {
+                    candidate.known_requests += 1;
+                }
+            }
+            state.known_requests = state.known_requests.saturating_add(1);
+            state.learn(ip, ts);
+        } else {
+            match &mut state.candidate {
+                Some(candidate) if candidate.ip == ip => candidate.new_requests += 1,
+                Some(_) => {} // one new source at a time; many at once is token_many_sources'
+                None => {
+                    state.candidate = Some(Candidate {
+                        ip,
+                        since: ts,
+                        new_requests: 1,
+                        known_requests: 0,
+                    })
+                }
+            }
+        }
+        let Some(candidate) = &state.candidate else {
+            return;
+        };
+        let min = self.params.min_requests;
+        if ctx.learning || candidate.new_requests < min || candidate.known_requests < min {
+            return;
+        }
+        let (new_ip, since) = (candidate.ip, candidate.since);
+        let evidence = masked(line, token, &fingerprint);
+        self.episodes.open(
+            fingerprint.clone(),
+            Opening {
+                started_at: since,
+                detected_at: ts,
+                severity: self.severity,
+                score: Score {
+                    observed: f64::from(candidate.new_requests),
+                    expected: 0.0,
+                    p_value: None,
+                },
+                summary: format!(
+                    "token {fingerprint} used from {new_ip}, a network it was never seen from, \
+                     while its usual client stayed active ({} and {} requests since)",
+                    candidate.new_requests, candidate.known_requests
+                ),
+                line: &evidence,
+            },
+            events,
+        );
+    }
+
+    fn close_quiet(&mut self, now: Timestamp, events: &mut Vec<IncidentEvent>) {
+        self.episodes.close_quiet(now, events);
+    }
+
+    fn close_all(&mut self, events: &mut Vec<IncidentEvent>) {
+        self.episodes.close_all(events);
+    }
+
+    fn stats(&self) -> DetectorStats {
+        DetectorStats::of(&self.tokens, &self.episodes)
+    }
+
+    /// Nothing saved yet: tokens relearn their addresses after a restart.
     fn snapshot(&self, _now: Timestamp, _rows: &mut Vec<StateRow>) {}
 
     fn restore(&mut self, rows: Vec<StateRow>) -> RestoreReport {
