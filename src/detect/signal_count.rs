@@ -15,7 +15,7 @@ use super::path_match::{matches, PathMatch};
 use super::state::{self, RestoreReport, Shape, StateRow};
 use super::{Context, Detector, DetectorStats};
 use crate::event::{Request, Timestamp};
-use crate::window::{KeyTable, RateWindow};
+use crate::window::{Doorkeeper, KeyTable, RateWindow};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SignalKind {
@@ -120,6 +120,12 @@ pub struct SignalCount {
     path_bit: Option<u8>,
     keys: KeyTable<IpAddr, KeyState>,
     episodes: Episodes<IpAddr>,
+    doorkeeper: Doorkeeper,
+}
+
+fn ip_hash(ip: IpAddr) -> u64 {
+    use std::hash::BuildHasher;
+    foldhash::fast::FixedState::with_seed(0xd00e).hash_one(ip)
 }
 
 impl SignalCount {
@@ -155,6 +161,7 @@ impl SignalCount {
             paths,
             path_bit,
             keys: KeyTable::new(params.capacity),
+            doorkeeper: Doorkeeper::default(),
             episodes: Episodes::new(EpisodeSettings {
                 detector: def.id.clone(),
                 kind: kind.name(),
@@ -226,9 +233,18 @@ impl Detector for SignalCount {
         };
         let spec = self.params.window;
         let bucket = spec.bucket_of(ts);
-        let weight = self.signal(req, ctx).weight(self.kind);
+        let kind_of_signal = self.signal(req, ctx);
+        let weight = kind_of_signal.weight(self.kind);
         let signal = weight > 0;
         let distinct = self.params.distinct;
+        // A weak signal (a miss, not a sensitive path) from an unknown key only passes the
+        // doorkeeper: one-off misses from a flood of addresses never churn the table.
+        if kind_of_signal == Signal::Error
+            && !self.keys.contains(&ip)
+            && !self.doorkeeper.seen_before(ip_hash(ip))
+        {
+            return;
+        }
         // Keys are tracked from their first signal on; other keys cost one lookup.
         let state = if signal {
             self.keys.get_or_insert(ip, || KeyState {

@@ -650,3 +650,35 @@ fn a_token_used_from_a_new_network_while_its_owner_is_active_is_flagged_and_a_mo
     let moved = scenario(false);
     assert!(of_kind(&moved, "token_new_source").is_empty(), "{moved:#?}");
 }
+
+#[test]
+fn a_flood_of_one_off_misses_cannot_evict_a_slow_scanner() {
+    // The built-in scanner with a small table, so the flood is 5x its capacity per probe.
+    let text = include_str!("../../detectors/scanner-ip.toml")
+        .replace("capacity = 100000", "capacity = 1000");
+    let def = super::definition::parse_definition("scanner-ip.toml", &text).unwrap();
+    let mut engine = Engine::new(&[def], EngineSettings::default());
+    let scanner = ip("203.0.113.50");
+    let mut opened = Vec::new();
+    for k in 0..30i64 {
+        let at = (T0 + 600 + k * 4) * 1000;
+        let probe = PROBES[k as usize % PROBES.len()];
+        engine.observe(&request(scanner, at, 404, probe), b"probe");
+        // Between two probes, 5,000 addresses ask once for something missing.
+        for n in 0..5000i64 {
+            let one_off = IpAddr::V6(std::net::Ipv6Addr::from(
+                0x2001_0db8_0000_0000_0000_0000_0000_0000u128 + (k * 5000 + n) as u128,
+            ));
+            engine.observe(&request(one_off, at + 1 + n % 3000, 404, "/missing"), b"x");
+        }
+        opened.extend(engine.drain_events().filter_map(|event| match event {
+            IncidentEvent::Opened(incident) => Some(incident.entity),
+            _ => None,
+        }));
+    }
+    assert_eq!(
+        opened,
+        ["203.0.113.50"],
+        "the scanner, and no one-off address"
+    );
+}
