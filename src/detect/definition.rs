@@ -48,6 +48,10 @@ pub const BUILTIN: &[(&str, &str)] = &[
         "token-new-source.toml",
         include_str!("../../detectors/token-new-source.toml"),
     ),
+    (
+        "ip-many-tokens.toml",
+        include_str!("../../detectors/ip-many-tokens.toml"),
+    ),
 ];
 
 /// A checked, compiled detector definition.
@@ -71,6 +75,42 @@ pub enum KindParams {
     BruteForce(SignalParams),
     TokenManySources(TokenSourcesParams),
     TokenNewSource(TokenNewSourceParams),
+    IpManyTokens(IpManyTokensParams),
+}
+
+#[derive(Clone, Debug)]
+pub struct IpManyTokensParams {
+    pub window: WindowSpec,
+    pub min_tokens: u32,
+    pub min_refused: u32,
+    pub quiet_nanos: i64,
+    pub capacity: NonZeroUsize,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawIpManyTokens {
+    window: String,
+    bucket: String,
+    /// Distinct credentials from one address in the window that open an incident...
+    min_tokens: u32,
+    /// ...or distinct credentials refused (401/403).
+    min_refused: u32,
+    quiet: String,
+    capacity: usize,
+}
+
+impl Default for RawIpManyTokens {
+    fn default() -> Self {
+        RawIpManyTokens {
+            window: "5m".into(),
+            bucket: "30s".into(),
+            min_tokens: 10,
+            min_refused: 4,
+            quiet: "5m".into(),
+            capacity: 100_000,
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -169,6 +209,7 @@ impl KindParams {
             KindParams::BruteForce(_) => "brute_force",
             KindParams::TokenManySources(_) => "token_many_sources",
             KindParams::TokenNewSource(_) => "token_new_source",
+            KindParams::IpManyTokens(_) => "ip_many_tokens",
         }
     }
 }
@@ -530,6 +571,22 @@ impl Checker<'_> {
         }
     }
 
+    fn ip_many_tokens(&mut self, raw: RawIpManyTokens) -> IpManyTokensParams {
+        if raw.min_tokens < 2 || raw.min_refused < 1 {
+            self.error(
+                "params",
+                "min_tokens must be at least 2 and min_refused at least 1",
+            );
+        }
+        IpManyTokensParams {
+            window: self.window(&raw.window, &raw.bucket),
+            min_tokens: raw.min_tokens.max(2),
+            min_refused: raw.min_refused.max(1),
+            quiet_nanos: self.duration("params.quiet", &raw.quiet),
+            capacity: self.capacity(raw.capacity),
+        }
+    }
+
     fn token_new_source(&mut self, raw: RawTokenNewSource) -> TokenNewSourceParams {
         if raw.min_requests == 0 {
             self.error("params.min_requests", "must be at least 1");
@@ -634,12 +691,15 @@ pub fn parse_definition(origin: &str, text: &str) -> Result<DetectorDef, Vec<Str
         "token_new_source" => checker
             .params::<RawTokenNewSource>(raw.params)
             .map(|p| KindParams::TokenNewSource(checker.token_new_source(p))),
+        "ip_many_tokens" => checker
+            .params::<RawIpManyTokens>(raw.params)
+            .map(|p| KindParams::IpManyTokens(checker.ip_many_tokens(p))),
         other => {
             checker.error(
                 "kind",
                 format!(
                     "unknown kind {other:?} (known: rate_spike, scanner, brute_force, \
-                     token_many_sources, token_new_source)"
+                     token_many_sources, token_new_source, ip_many_tokens)"
                 ),
             );
             None
@@ -746,6 +806,7 @@ mod tests {
             ids,
             [
                 "brute-force-ip",
+                "ip-many-tokens",
                 "rate-spike-global",
                 "rate-spike-ip",
                 "rate-spike-route",

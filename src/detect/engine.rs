@@ -12,7 +12,7 @@ use super::path_match::PathMatch;
 use super::rate_spike::RateSpike;
 use super::signal_count::{SignalCount, SignalKind};
 use super::state::{self, RestoreReport, StateRow, ENGINE_ROW, STATE_VERSION};
-use super::token_sources::{TokenNewSource, TokenSources};
+use super::token_sources::{IpManyTokens, TokenNewSource, TokenSources};
 use super::{Context, Detector, DetectorStats};
 use crate::event::{EntityKind, Request, Timestamp, NANOS_PER_SEC};
 
@@ -274,6 +274,9 @@ fn build(
         }
         KindParams::TokenNewSource(params) => {
             Box::new(TokenNewSource::new(def, params, token_key.clone()))
+        }
+        KindParams::IpManyTokens(params) => {
+            Box::new(IpManyTokens::new(def, params, token_key.clone()))
         }
         KindParams::BruteForce(params) => Box::new(SignalCount::new(
             def,

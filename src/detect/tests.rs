@@ -66,7 +66,14 @@ struct Traffic(Vec<(IpAddr, i64, u16, &'static str)>, HashMap<IpAddr, Who>);
 struct Who {
     user: Option<&'static str>,
     agents: u32,
+    /// More than 1: the address rotates through this many of `TOKENS` instead of `user`.
+    tokens: u32,
 }
+
+const TOKENS: [&str; 16] = [
+    "tok_a0", "tok_a1", "tok_a2", "tok_a3", "tok_a4", "tok_a5", "tok_a6", "tok_a7", "tok_a8",
+    "tok_a9", "tok_b0", "tok_b1", "tok_b2", "tok_b3", "tok_b4", "tok_b5",
+];
 
 const AGENTS: [&str; 12] = [
     "Mozilla/5.0 (Windows NT 10.0) Chrome/129",
@@ -86,7 +93,12 @@ const AGENTS: [&str; 12] = [
 /// Gives a request its address's credentials and one of its user agents.
 fn dress(req: &mut Request<'static>, who: Option<&Who>, at_millis: i64) {
     let Some(who) = who else { return };
-    req.user = who.user.map(|u| Cow::Borrowed(u.as_bytes()));
+    req.user = if who.tokens > 1 {
+        let token = TOKENS[(at_millis / 1000).rem_euclid(i64::from(who.tokens)) as usize];
+        Some(Cow::Borrowed(token.as_bytes()))
+    } else {
+        who.user.map(|u| Cow::Borrowed(u.as_bytes()))
+    };
     let agent = AGENTS[(at_millis / 7).rem_euclid(i64::from(who.agents.max(1))) as usize];
     req.user_agent = Some(Cow::Borrowed(agent.as_bytes()));
 }
@@ -129,7 +141,26 @@ impl Traffic {
 
     /// Says who is behind `client` (requests default to anonymous, without a user agent).
     fn who(&mut self, client: IpAddr, user: Option<&'static str>, agents: u32) {
-        self.1.insert(client, Who { user, agents });
+        self.1.insert(
+            client,
+            Who {
+                user,
+                agents,
+                tokens: 1,
+            },
+        );
+    }
+
+    /// `client` rotates through `tokens` different credentials, one per second.
+    fn rotating_tokens(&mut self, client: IpAddr, tokens: u32) {
+        self.1.insert(
+            client,
+            Who {
+                user: None,
+                agents: 1,
+                tokens,
+            },
+        );
     }
 
     /// 300 ordinary clients at ~0.15 req/s each for the whole duration.
@@ -681,4 +712,27 @@ fn a_flood_of_one_off_misses_cannot_evict_a_slow_scanner() {
         ["203.0.113.50"],
         "the scanner, and no one-off address"
     );
+}
+
+#[test]
+fn an_address_presenting_many_or_refused_credentials_is_flagged_and_a_pair_is_not() {
+    let scenario = |tokens: u32, status: u16| {
+        let mut traffic = Traffic::default();
+        traffic.background_networks(1200);
+        let client = networked(9000, 1);
+        traffic.rotating_tokens(client, tokens);
+        traffic.steady(client, 900, 1020, 120, status, "/api/v1/session");
+        of_kind(&traffic.run(), "ip_many_tokens")
+            .into_iter()
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        scenario(16, 200),
+        ["10.35.40.1"],
+        "sixteen accepted credentials"
+    );
+    assert_eq!(scenario(5, 401), ["10.35.40.1"], "five refused credentials");
+    assert!(scenario(2, 200).is_empty(), "two apps on one machine");
+    assert!(scenario(3, 401).is_empty(), "a user mistyping a key");
 }

@@ -10,7 +10,9 @@ use std::sync::Arc;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use super::definition::{DetectorDef, TokenNewSourceParams, TokenSourcesParams};
+use super::definition::{
+    DetectorDef, IpManyTokensParams, TokenNewSourceParams, TokenSourcesParams,
+};
 use super::episodes::{EpisodeSettings, Episodes, Opening};
 use super::incident::{IncidentEvent, Score, Severity};
 use super::state::{RestoreReport, StateRow};
@@ -426,6 +428,152 @@ impl Detector for TokenNewSource {
     }
 
     /// Nothing saved yet: tokens relearn their addresses after a restart.
+    fn snapshot(&self, _now: Timestamp, _rows: &mut Vec<StateRow>) {}
+
+    fn restore(&mut self, rows: Vec<StateRow>) -> RestoreReport {
+        RestoreReport {
+            restored: 0,
+            skipped: rows.len() as u64,
+        }
+    }
+}
+
+/// `ip_many_tokens`: one address presenting many different credentials in a few minutes,
+/// or many that are refused: credential stuffing, key guessing, an account takeover tool.
+/// Tokens are counted by their keyed hash; none is kept.
+pub struct IpManyTokens {
+    id: String,
+    severity: Severity,
+    params: IpManyTokensParams,
+    key: Arc<[u8]>,
+    addresses: KeyTable<IpAddr, Presented>,
+    episodes: Episodes<IpAddr>,
+}
+
+/// Credentials per address remembered at most (the stalest is forgotten first).
+const MAX_TOKENS: usize = 64;
+
+struct Presented {
+    /// (token hash, bucket last presented, refused at least once).
+    tokens: Vec<(u64, i64, bool)>,
+}
+
+impl Presented {
+    fn see(&mut self, token: u64, bucket: i64, refused: bool) {
+        if let Some(slot) = self.tokens.iter_mut().find(|(t, _, _)| *t == token) {
+            slot.1 = bucket;
+            slot.2 |= refused;
+        } else if self.tokens.len() < MAX_TOKENS {
+            self.tokens.push((token, bucket, refused));
+        } else if let Some(stalest) = self.tokens.iter_mut().min_by_key(|(_, b, _)| *b) {
+            *stalest = (token, bucket, refused);
+        }
+    }
+
+    /// (distinct tokens, distinct refused tokens) presented since `first_bucket`.
+    fn since(&self, first_bucket: i64) -> (u32, u32) {
+        self.tokens
+            .iter()
+            .filter(|(_, b, _)| *b >= first_bucket)
+            .fold((0, 0), |(all, refused), (_, _, r)| {
+                (all + 1, refused + u32::from(*r))
+            })
+    }
+}
+
+impl IpManyTokens {
+    pub fn new(def: &DetectorDef, params: &IpManyTokensParams, key: Arc<[u8]>) -> Self {
+        IpManyTokens {
+            id: def.id.clone(),
+            severity: def.severity,
+            addresses: KeyTable::new(params.capacity),
+            episodes: Episodes::new(EpisodeSettings {
+                detector: def.id.clone(),
+                kind: "ip_many_tokens",
+                entity_kind: def.entity,
+                quiet_nanos: params.quiet_nanos,
+            }),
+            params: params.clone(),
+            key,
+        }
+    }
+}
+
+impl Detector for IpManyTokens {
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn observe(
+        &mut self,
+        req: &Request<'_>,
+        line: &[u8],
+        _ctx: &Context,
+        events: &mut Vec<IncidentEvent>,
+    ) {
+        let (Some(token), Some(ip), Some(ts)) = (token_of(req), req.client_ip, req.ts) else {
+            return;
+        };
+        let spec = self.params.window;
+        let bucket = spec.bucket_of(ts);
+        let first_bucket = bucket + 1 - spec.buckets() as i64;
+        let refused = req.status.is_some_and(|s| s == 401 || s == 403);
+        let hash = table_key(&self.key, token);
+        let state = self
+            .addresses
+            .get_or_insert(ip, || Presented { tokens: Vec::new() });
+        state.see(hash, bucket, refused);
+        let (distinct, refused_tokens) = state.since(first_bucket);
+        let anomalous =
+            distinct >= self.params.min_tokens || refused_tokens >= self.params.min_refused;
+        // The line names a token: only its fingerprint goes into evidence (computed only
+        // for lines that become evidence).
+        let evidence = || masked(line, token, &fingerprint(&self.key, token));
+        if self.episodes.is_open(&ip) {
+            let evidence = evidence();
+            self.episodes
+                .touch(&ip, ts, &evidence, f64::from(distinct), anomalous);
+            return;
+        }
+        if !anomalous {
+            return;
+        }
+        let window_secs = spec.window_nanos() / 1_000_000_000;
+        let evidence = evidence();
+        self.episodes.open(
+            ip,
+            Opening {
+                started_at: spec.bucket_start(first_bucket),
+                detected_at: ts,
+                severity: self.severity,
+                score: Score {
+                    observed: f64::from(distinct),
+                    expected: f64::from(self.params.min_tokens),
+                    p_value: None,
+                },
+                summary: format!(
+                    "{ip} presented {distinct} different credentials in {window_secs}s, \
+                     {refused_tokens} of them refused"
+                ),
+                line: &evidence,
+            },
+            events,
+        );
+    }
+
+    fn close_quiet(&mut self, now: Timestamp, events: &mut Vec<IncidentEvent>) {
+        self.episodes.close_quiet(now, events);
+    }
+
+    fn close_all(&mut self, events: &mut Vec<IncidentEvent>) {
+        self.episodes.close_all(events);
+    }
+
+    fn stats(&self) -> DetectorStats {
+        DetectorStats::of(&self.addresses, &self.episodes)
+    }
+
+    /// Nothing saved yet: the window is minutes long.
     fn snapshot(&self, _now: Timestamp, _rows: &mut Vec<StateRow>) {}
 
     fn restore(&mut self, rows: Vec<StateRow>) -> RestoreReport {
