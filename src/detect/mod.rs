@@ -80,7 +80,13 @@ pub trait Detector: Send {
     fn stats(&self) -> DetectorStats;
     /// Appends what the detector learned as saved-state rows (see `Engine::snapshot`);
     /// `now` is the engine's clock.
-    fn snapshot(&self, now: Timestamp, rows: &mut Vec<StateRow>);
+    /// By default nothing is saved: the detector relearns after a restart.
+    fn snapshot(&self, _now: Timestamp, _rows: &mut Vec<StateRow>) {}
     /// Loads rows saved by `snapshot` (all of them name this detector).
-    fn restore(&mut self, rows: Vec<StateRow>) -> RestoreReport;
+    fn restore(&mut self, rows: Vec<StateRow>) -> RestoreReport {
+        RestoreReport {
+            restored: 0,
+            skipped: rows.len() as u64,
+        }
+    }
 }

@@ -15,7 +15,6 @@ use super::definition::{
 };
 use super::episodes::{EpisodeSettings, Episodes, Opening};
 use super::incident::{IncidentEvent, Score, Severity};
-use super::state::{RestoreReport, StateRow};
 use super::{Context, Detector, DetectorStats};
 use crate::event::{Request, Timestamp};
 use crate::window::{Ewma, KeyTable};
@@ -229,16 +228,6 @@ impl Detector for TokenSources {
     fn stats(&self) -> DetectorStats {
         DetectorStats::of(&self.tokens, &self.episodes)
     }
-
-    /// Nothing saved yet: tokens relearn their usual spread after a restart.
-    fn snapshot(&self, _now: Timestamp, _rows: &mut Vec<StateRow>) {}
-
-    fn restore(&mut self, rows: Vec<StateRow>) -> RestoreReport {
-        RestoreReport {
-            restored: 0,
-            skipped: rows.len() as u64,
-        }
-    }
 }
 
 /// `token_new_source`: a token with a history used from a network it was never seen from
@@ -426,16 +415,6 @@ impl Detector for TokenNewSource {
     fn stats(&self) -> DetectorStats {
         DetectorStats::of(&self.tokens, &self.episodes)
     }
-
-    /// Nothing saved yet: tokens relearn their addresses after a restart.
-    fn snapshot(&self, _now: Timestamp, _rows: &mut Vec<StateRow>) {}
-
-    fn restore(&mut self, rows: Vec<StateRow>) -> RestoreReport {
-        RestoreReport {
-            restored: 0,
-            skipped: rows.len() as u64,
-        }
-    }
 }
 
 /// `ip_many_tokens`: one address presenting many different credentials in a few minutes,
@@ -571,16 +550,6 @@ impl Detector for IpManyTokens {
 
     fn stats(&self) -> DetectorStats {
         DetectorStats::of(&self.addresses, &self.episodes)
-    }
-
-    /// Nothing saved yet: the window is minutes long.
-    fn snapshot(&self, _now: Timestamp, _rows: &mut Vec<StateRow>) {}
-
-    fn restore(&mut self, rows: Vec<StateRow>) -> RestoreReport {
-        RestoreReport {
-            restored: 0,
-            skipped: rows.len() as u64,
-        }
     }
 }
 
