@@ -368,18 +368,20 @@ fn print_summary(merge: &Merge, engine: &Engine, incidents: u64, elapsed: Durati
     if let (Some(first), Some(last)) = (first, last) {
         let _ = writeln!(
             err,
-            "  event time {} .. {} ({:.1} min)",
+            "  event time {} .. {} ({})",
             first.to_rfc3339(),
             last.to_rfc3339(),
-            (last.nanos() - first.nanos()) as f64 / 60e9
+            span((last.nanos() - first.nanos()).max(0))
         );
     }
     let _ = writeln!(err, "  incidents {incidents}");
     for (id, detector) in engine.detector_stats() {
         let _ = writeln!(
             err,
-            "    {id}: {} incidents, {} keys tracked, {} evicted",
-            detector.incidents, detector.keys, detector.evictions
+            "    {id}: {}, {} keys tracked, {} evicted",
+            plural(detector.incidents, "incident"),
+            detector.keys,
+            detector.evictions
         );
     }
     let samples: Vec<String> = reports
@@ -414,4 +416,40 @@ fn print_summary(merge: &Merge, engine: &Engine, incidents: u64, elapsed: Durati
         }
     }
     failed
+}
+
+/// "1 incident", "2 incidents".
+fn plural(n: u64, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
+/// A span of event time as people say it: "25.0 min", "21.0 h", "3.2 days".
+fn span(nanos: i64) -> String {
+    let minutes = nanos as f64 / 60e9;
+    if minutes < 120.0 {
+        format!("{minutes:.1} min")
+    } else if minutes < 48.0 * 60.0 {
+        format!("{:.1} h", minutes / 60.0)
+    } else {
+        format!("{:.1} days", minutes / (24.0 * 60.0))
+    }
+}
+
+#[cfg(test)]
+mod summary_tests {
+    use super::*;
+
+    #[test]
+    fn counts_and_spans_read_as_people_say_them() {
+        assert_eq!(plural(1, "incident"), "1 incident");
+        assert_eq!(plural(0, "incident"), "0 incidents");
+        assert_eq!(plural(37, "incident"), "37 incidents");
+        assert_eq!(span(25 * 60_000_000_000), "25.0 min");
+        assert_eq!(span(1260 * 60_000_000_000), "21.0 h");
+        assert_eq!(span(3 * 24 * 3_600_000_000_000), "3.0 days");
+    }
 }
