@@ -81,7 +81,7 @@ pub struct TokenSources {
     id: String,
     severity: Severity,
     params: TokenSourcesParams,
-    key: Arc<[u8]>,
+    tokens_hash: TokenHasher,
     alpha: f64,
     /// By a keyed 64-bit hash of the token (the table never holds the token itself).
     tokens: KeyTable<u64, TokenState>,
@@ -102,19 +102,38 @@ impl TokenSources {
                 quiet_nanos: params.quiet_nanos,
             }),
             params: params.clone(),
-            key,
+            tokens_hash: TokenHasher::new(key),
         }
     }
 }
 
-/// A token's key in a detector's table: a 64-bit hash seeded from the fingerprint key, so
-/// the table holds nothing that reveals the token without the key either.
-fn table_key(key: &[u8], token: &[u8]) -> u64 {
-    use std::hash::BuildHasher;
-    let seed = key
-        .iter()
-        .fold(0x70c3_u64, |h, b| h.rotate_left(5) ^ u64::from(*b));
-    foldhash::fast::FixedState::with_seed(seed).hash_one(token)
+/// A detector's view of tokens: their fingerprints and their keys in its table (a 64-bit
+/// hash seeded from the fingerprint key, so the table holds nothing that reveals a token
+/// without the key either). The seed is derived once, not per request.
+struct TokenHasher {
+    key: Arc<[u8]>,
+    table: foldhash::fast::FixedState,
+}
+
+impl TokenHasher {
+    fn new(key: Arc<[u8]>) -> TokenHasher {
+        let seed = key
+            .iter()
+            .fold(0x70c3_u64, |h, b| h.rotate_left(5) ^ u64::from(*b));
+        TokenHasher {
+            key,
+            table: foldhash::fast::FixedState::with_seed(seed),
+        }
+    }
+
+    fn table_key(&self, token: &[u8]) -> u64 {
+        use std::hash::BuildHasher;
+        self.table.hash_one(token)
+    }
+
+    fn fingerprint(&self, token: &[u8]) -> String {
+        fingerprint(&self.key, token)
+    }
 }
 
 /// The line with every occurrence of the token replaced by its fingerprint.
@@ -148,16 +167,17 @@ impl Detector for TokenSources {
         let spec = self.params.window;
         let bucket = spec.bucket_of(ts);
         let first_bucket = bucket + 1 - spec.buckets() as i64;
-        let table_key = table_key(&self.key, token);
-        let key = self.key.clone();
+        let hasher = &self.tokens_hash;
         let alpha = self.alpha;
-        let state = self.tokens.get_or_insert(table_key, || TokenState {
-            fingerprint: fingerprint(&key, token).into(),
-            first_seen: ts,
-            addresses: Vec::new(),
-            usual: Ewma::default(),
-            learned_bucket: bucket,
-        });
+        let state = self
+            .tokens
+            .get_or_insert(hasher.table_key(token), || TokenState {
+                fingerprint: hasher.fingerprint(token).into(),
+                first_seen: ts,
+                addresses: Vec::new(),
+                usual: Ewma::default(),
+                learned_bucket: bucket,
+            });
         let open = self.episodes.is_open(&state.fingerprint);
         if bucket > state.learned_bucket {
             // The window that just ended teaches the usual spread (not while an incident
@@ -238,7 +258,7 @@ pub struct TokenNewSource {
     id: String,
     severity: Severity,
     params: TokenNewSourceParams,
-    key: Arc<[u8]>,
+    tokens_hash: TokenHasher,
     tokens: KeyTable<u64, Provenance>,
     episodes: Episodes<Arc<str>>,
 }
@@ -299,7 +319,7 @@ impl TokenNewSource {
                 quiet_nanos: params.quiet_nanos,
             }),
             params: params.clone(),
-            key,
+            tokens_hash: TokenHasher::new(key),
         }
     }
 }
@@ -319,15 +339,16 @@ impl Detector for TokenNewSource {
         let (Some(token), Some(ip), Some(ts)) = (token_of(req), req.client_ip, req.ts) else {
             return;
         };
-        let table_key = table_key(&self.key, token);
-        let key = self.key.clone();
-        let state = self.tokens.get_or_insert(table_key, || Provenance {
-            fingerprint: fingerprint(&key, token).into(),
-            first_seen: ts,
-            known_requests: 0,
-            known: Vec::new(),
-            candidate: None,
-        });
+        let hasher = &self.tokens_hash;
+        let state = self
+            .tokens
+            .get_or_insert(hasher.table_key(token), || Provenance {
+                fingerprint: hasher.fingerprint(token).into(),
+                first_seen: ts,
+                known_requests: 0,
+                known: Vec::new(),
+                candidate: None,
+            });
         let fingerprint = state.fingerprint.clone();
         if self.episodes.is_open(&fingerprint) {
             let evidence = masked(line, token, &fingerprint);
@@ -424,7 +445,7 @@ pub struct IpManyTokens {
     id: String,
     severity: Severity,
     params: IpManyTokensParams,
-    key: Arc<[u8]>,
+    tokens_hash: TokenHasher,
     addresses: KeyTable<IpAddr, Presented>,
     episodes: Episodes<IpAddr>,
 }
@@ -473,7 +494,7 @@ impl IpManyTokens {
                 quiet_nanos: params.quiet_nanos,
             }),
             params: params.clone(),
-            key,
+            tokens_hash: TokenHasher::new(key),
         }
     }
 }
@@ -497,7 +518,7 @@ impl Detector for IpManyTokens {
         let bucket = spec.bucket_of(ts);
         let first_bucket = bucket + 1 - spec.buckets() as i64;
         let refused = req.status.is_some_and(|s| s == 401 || s == 403);
-        let hash = table_key(&self.key, token);
+        let hash = self.tokens_hash.table_key(token);
         let state = self
             .addresses
             .get_or_insert(ip, || Presented { tokens: Vec::new() });
@@ -507,7 +528,7 @@ impl Detector for IpManyTokens {
             distinct >= self.params.min_tokens || refused_tokens >= self.params.min_refused;
         // The line names a token: only its fingerprint goes into evidence (computed only
         // for lines that become evidence).
-        let evidence = || masked(line, token, &fingerprint(&self.key, token));
+        let evidence = || masked(line, token, &self.tokens_hash.fingerprint(token));
         if self.episodes.is_open(&ip) {
             let evidence = evidence();
             self.episodes
