@@ -14,15 +14,24 @@ use crate::event::{EntityKind, Request};
 /// A detector key.
 pub trait EntityKey: Hash + Eq + Ord + Clone + Display + FromStr + Send + 'static {
     const KIND: EntityKind;
+    /// What a detector keeps between requests to build keys cheaply (routes reuse their
+    /// templates instead of allocating one per request).
+    type Scratch: Default + Send;
 
     /// The request's key; `None` when the request lacks what the key needs.
-    fn of(req: &Request<'_>) -> Option<Self>;
+    fn of(req: &Request<'_>) -> Option<Self> {
+        Self::of_with(req, &mut Self::Scratch::default())
+    }
+
+    /// `of`, reusing `scratch`.
+    fn of_with(req: &Request<'_>, scratch: &mut Self::Scratch) -> Option<Self>;
 }
 
 impl EntityKey for IpAddr {
     const KIND: EntityKind = EntityKind::Ip;
+    type Scratch = ();
 
-    fn of(req: &Request<'_>) -> Option<Self> {
+    fn of_with(req: &Request<'_>, _: &mut ()) -> Option<Self> {
         req.client_ip
     }
 }
@@ -40,8 +49,9 @@ impl SubnetKey {
 
 impl EntityKey for SubnetKey {
     const KIND: EntityKind = EntityKind::Subnet;
+    type Scratch = ();
 
-    fn of(req: &Request<'_>) -> Option<Self> {
+    fn of_with(req: &Request<'_>, _: &mut ()) -> Option<Self> {
         req.client_ip.map(SubnetKey::of_ip)
     }
 }
@@ -74,56 +84,142 @@ impl RouteKey {
     }
 }
 
-/// A path segment that names one item rather than a kind of thing: a number, a UUID, a long
-/// hex string, or a token mixing letters and digits (`SKU-20083`, `a1b2c3d4`).
-fn is_id(segment: &[u8]) -> bool {
-    if segment.is_empty() {
+/// Byte classes for `classified_id`, one table lookup per byte.
+const DIGIT: u8 = 1;
+/// A hex digit or `-` (UUIDs).
+const HEXISH: u8 = 2;
+/// A letter, digit, `-` or `_`.
+const WORDISH: u8 = 4;
+
+const CLASSES: [u8; 256] = {
+    let mut table = [0u8; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        let mut class = 0;
+        if c.is_ascii_digit() {
+            class |= DIGIT;
+        }
+        if c.is_ascii_hexdigit() || c == b'-' {
+            class |= HEXISH;
+        }
+        if c.is_ascii_alphanumeric() || c == b'-' || c == b'_' {
+            class |= WORDISH;
+        }
+        table[b] = class;
+        b += 1;
+    }
+    table
+};
+
+const ALL_CLASSES: u8 = DIGIT | HEXISH | WORDISH;
+
+/// Whether a path segment names one item rather than a kind of thing: a number, a UUID, a
+/// long hex string, or a token mixing letters and digits (`SKU-20083`, `a1b2c3d4`). Told
+/// from its length, its count of digits and the byte classes all its bytes share.
+fn classified_id(len: usize, digits: usize, all: u8) -> bool {
+    if len == 0 {
         return false;
     }
-    let digits = segment.iter().filter(|b| b.is_ascii_digit()).count();
-    if digits == segment.len() {
+    if digits == len {
         return true;
     }
-    let hex = segment.iter().all(|b| b.is_ascii_hexdigit() || *b == b'-');
-    if hex && segment.len() >= 8 && digits > 0 {
+    if all & HEXISH != 0 && len >= 8 && digits > 0 {
         return true;
     }
     // Mixed ids (SKU-20083, inv_2026_0042), but not versions such as v1 or v2, nor file
     // names (app.3f9a1c7e.js is one asset, asked for by every visitor).
-    digits >= 2
-        && segment.len() >= 4
-        && segment
-            .iter()
-            .all(|b| b.is_ascii_alphanumeric() || *b == b'-' || *b == b'_')
+    digits >= 2 && len >= 4 && all & WORDISH != 0
 }
 
 /// The route template of a request: method, then the path with id segments as `{id}`.
-/// Built as bytes and decoded once: this runs for every request.
 pub fn route_template(method: &[u8], path: &[u8]) -> String {
-    let mut out: Vec<u8> = Vec::with_capacity(method.len() + path.len().min(MAX_ROUTE) + 8);
+    let mut out = Vec::new();
+    write_route_template(method, path, &mut out);
+    route_text(&out).into_owned()
+}
+
+/// `route_template` as bytes into `out` (cleared first): this runs for every request, so
+/// the buffer is reused and the text decoded only when the route is new.
+fn write_route_template(method: &[u8], path: &[u8], out: &mut Vec<u8>) {
+    out.clear();
     out.extend(method.iter().map(u8::to_ascii_uppercase));
     out.push(b' ');
     if path.is_empty() {
         out.push(b'/');
     }
-    for (i, segment) in path.split(|b| *b == b'/').enumerate() {
-        if i > 0 {
+    // One pass over the path, classifying each segment's bytes as it goes (segments are a
+    // few bytes: a search per segment costs more than it saves).
+    let (mut start, mut digits, mut all) = (0, 0usize, ALL_CLASSES);
+    for (at, &b) in path.iter().enumerate() {
+        if b == b'/' {
+            if push_segment(out, &path[start..at], digits, all) {
+                return;
+            }
             out.push(b'/');
-        }
-        if is_id(segment) {
-            out.extend_from_slice(b"{id}");
+            (start, digits, all) = (at + 1, 0, ALL_CLASSES);
         } else {
-            out.extend_from_slice(segment);
-        }
-        if out.len() > MAX_ROUTE {
-            out.truncate(MAX_ROUTE);
-            break;
+            let class = CLASSES[b as usize];
+            digits += usize::from(class & DIGIT);
+            all &= class;
         }
     }
-    match String::from_utf8(out) {
-        Ok(text) => text,
-        // A cut through a character, or bytes that are not UTF-8: replaced, as in evidence.
-        Err(err) => String::from_utf8_lossy(err.as_bytes()).into_owned(),
+    push_segment(out, &path[start..], digits, all);
+}
+
+/// Appends a segment, or `{id}` for an id; true when the template reached its length cap.
+fn push_segment(out: &mut Vec<u8>, segment: &[u8], digits: usize, all: u8) -> bool {
+    if classified_id(segment.len(), digits, all) {
+        out.extend_from_slice(b"{id}");
+    } else {
+        out.extend_from_slice(segment);
+    }
+    if out.len() > MAX_ROUTE {
+        out.truncate(MAX_ROUTE);
+        return true;
+    }
+    false
+}
+
+/// A cut through a character, or bytes that are not UTF-8: replaced, as in evidence.
+fn route_text(bytes: &[u8]) -> std::borrow::Cow<'_, str> {
+    // The strict check first: it is fast on ASCII, the lossy one is not.
+    match std::str::from_utf8(bytes) {
+        Ok(text) => std::borrow::Cow::Borrowed(text),
+        Err(_) => String::from_utf8_lossy(bytes),
+    }
+}
+
+/// Routes seen lately, so a request on a known route shares its key instead of allocating.
+/// Bounded: forgotten wholesale when full (a flood of distinct paths costs allocations again,
+/// never memory).
+#[derive(Default)]
+pub struct RouteScratch {
+    template: Vec<u8>,
+    known: hashbrown::HashTable<std::sync::Arc<str>>,
+    hasher: foldhash::fast::RandomState,
+}
+
+/// Routes remembered by `RouteScratch` at most.
+const KNOWN_ROUTES: usize = 1 << 16;
+
+impl RouteScratch {
+    fn key(&mut self, method: &[u8], path: &[u8]) -> RouteKey {
+        use std::hash::BuildHasher;
+        write_route_template(method, path, &mut self.template);
+        let text = route_text(&self.template);
+        let hash = self.hasher.hash_one(&*text);
+        if let Some(known) = self.known.find(hash, |known| **known == *text) {
+            return RouteKey(known.clone());
+        }
+        if self.known.len() >= KNOWN_ROUTES {
+            self.known.clear();
+        }
+        let shared: std::sync::Arc<str> = text.into();
+        let hasher = &self.hasher;
+        self.known
+            .insert_unique(hash, shared.clone(), |known| hasher.hash_one(&**known));
+        RouteKey(shared)
     }
 }
 
@@ -148,14 +244,15 @@ fn is_asset(path: &[u8]) -> bool {
 
 impl EntityKey for RouteKey {
     const KIND: EntityKind = EntityKind::Route;
+    type Scratch = RouteScratch;
 
-    fn of(req: &Request<'_>) -> Option<Self> {
+    fn of_with(req: &Request<'_>, scratch: &mut RouteScratch) -> Option<Self> {
         let path = req.path.as_deref()?;
         if is_asset(path) {
             return None;
         }
         let method = req.method.as_deref().unwrap_or(b"-");
-        Some(RouteKey(route_template(method, path).into()))
+        Some(scratch.key(method, path))
     }
 }
 
@@ -179,8 +276,9 @@ pub struct GlobalKey;
 
 impl EntityKey for GlobalKey {
     const KIND: EntityKind = EntityKind::Global;
+    type Scratch = ();
 
-    fn of(_: &Request<'_>) -> Option<Self> {
+    fn of_with(_: &Request<'_>, _: &mut ()) -> Option<Self> {
         Some(GlobalKey)
     }
 }
@@ -262,7 +360,80 @@ mod tests {
         assert_eq!("*".parse::<GlobalKey>().unwrap().to_string(), "*");
     }
 
+    /// The template as first written (three passes per segment, `split`): the model the
+    /// one-pass version must agree with.
+    fn model_template(method: &[u8], path: &[u8]) -> String {
+        fn model_is_id(segment: &[u8]) -> bool {
+            if segment.is_empty() {
+                return false;
+            }
+            let digits = segment.iter().filter(|b| b.is_ascii_digit()).count();
+            let hex = segment.iter().all(|b| b.is_ascii_hexdigit() || *b == b'-');
+            digits == segment.len()
+                || (hex && segment.len() >= 8 && digits > 0)
+                || (digits >= 2
+                    && segment.len() >= 4
+                    && segment
+                        .iter()
+                        .all(|b| b.is_ascii_alphanumeric() || *b == b'-' || *b == b'_'))
+        }
+        let mut out: Vec<u8> = method.iter().map(u8::to_ascii_uppercase).collect();
+        out.push(b' ');
+        if path.is_empty() {
+            out.push(b'/');
+        }
+        for (i, segment) in path.split(|b| *b == b'/').enumerate() {
+            if i > 0 {
+                out.push(b'/');
+            }
+            if model_is_id(segment) {
+                out.extend_from_slice(b"{id}");
+            } else {
+                out.extend_from_slice(segment);
+            }
+            if out.len() > MAX_ROUTE {
+                out.truncate(MAX_ROUTE);
+                break;
+            }
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    fn path_bytes() -> impl Strategy<Value = Vec<u8>> {
+        // Mostly path-like bytes (slashes, digits, hex, words), sometimes anything.
+        prop_oneof![
+            proptest::collection::vec(
+                prop_oneof![
+                    Just(b'/'),
+                    Just(b'-'),
+                    Just(b'_'),
+                    b'0'..=b'9',
+                    b'a'..=b'h',
+                    b'A'..=b'Z',
+                    Just(0xc3u8),
+                    Just(0xa9u8),
+                ],
+                0..200
+            ),
+            proptest::collection::vec(any::<u8>(), 0..200),
+        ]
+    }
+
     proptest! {
+        #[test]
+        fn one_pass_templates_agree_with_the_model(method in "[a-zA-Z]{0,7}", path in path_bytes()) {
+            prop_assert_eq!(route_template(method.as_bytes(), &path), model_template(method.as_bytes(), &path));
+            let mut scratch = RouteScratch::default();
+            let request = Request {
+                method: Some(std::borrow::Cow::Borrowed(method.as_bytes())),
+                path: Some(std::borrow::Cow::Borrowed(&path)),
+                ..Request::default()
+            };
+            let twice = (RouteKey::of_with(&request, &mut scratch), RouteKey::of_with(&request, &mut scratch));
+            prop_assert_eq!(twice.0.clone(), RouteKey::of(&request));
+            prop_assert_eq!(twice.0, twice.1);
+        }
+
         #[test]
         fn templates_are_bounded_and_stable(path in proptest::collection::vec(any::<u8>(), 0..600)) {
             let once = route_template(b"GET", &path);

@@ -214,6 +214,7 @@ pub struct RateSpike<K: EntityKey> {
     params: RateSpikeParams,
     alpha: f64,
     keys: KeyTable<K, KeyState>,
+    scratch: K::Scratch,
     population: PopulationHistogram,
     /// Population quantile of window counts, refreshed once per bucket.
     population_reference: f64,
@@ -229,6 +230,7 @@ impl<K: EntityKey> RateSpike<K> {
             severity: def.severity,
             alpha: Ewma::alpha_for_half_life(params.half_life_buckets),
             keys: KeyTable::new(params.capacity),
+            scratch: K::Scratch::default(),
             // Two epochs of 5 windows each: the population of the last 5 to 10 minutes.
             population: PopulationHistogram::new(params.window.window_nanos() * 5),
             population_reference: f64::INFINITY,
@@ -288,7 +290,7 @@ impl<K: EntityKey> Detector for RateSpike<K> {
         ctx: &Context,
         events: &mut Vec<IncidentEvent>,
     ) {
-        let (Some(ts), Some(ip)) = (req.ts, K::of(req)) else {
+        let (Some(ts), Some(ip)) = (req.ts, K::of_with(req, &mut self.scratch)) else {
             return;
         };
         let spec = self.params.window;
