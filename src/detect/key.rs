@@ -37,13 +37,31 @@ impl EntityKey for IpAddr {
 }
 
 /// The client's network: its IPv4 /24 or IPv6 /64.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct SubnetKey(IpNet);
+
+/// One write of the address and prefix (the derived hash made five, on every request).
+impl Hash for SubnetKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        match self.0 {
+            IpNet::V4(net) => {
+                state.write_u64(u64::from(u32::from(net.addr())) << 8 | u64::from(net.prefix_len()))
+            }
+            IpNet::V6(net) => {
+                state.write_u128(u128::from(net.addr()) ^ u128::from(net.prefix_len()) << 120)
+            }
+        }
+    }
+}
 
 impl SubnetKey {
     pub fn of_ip(ip: IpAddr) -> SubnetKey {
         let prefix = if ip.is_ipv4() { 24 } else { 64 };
         SubnetKey(IpNet::new(ip, prefix).expect("valid prefix").trunc())
+    }
+
+    pub fn net(&self) -> IpNet {
+        self.0
     }
 }
 

@@ -100,7 +100,7 @@ fn source_hash<K: EntityKey>(req: &Request<'_>) -> Option<u64> {
     Some(if K::KIND == crate::event::EntityKind::Subnet {
         state.hash_one(ip)
     } else {
-        state.hash_one(super::key::SubnetKey::of_ip(ip))
+        state.hash_one(super::key::SubnetKey::of_ip(ip).net())
     })
 }
 
