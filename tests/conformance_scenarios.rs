@@ -132,3 +132,33 @@ fn crowdsec_scanner_cases_are_flagged_and_single_probes_are_not() {
         );
     }
 }
+
+/// Every `bad_user_agent` case (one to eighty requests of Nikto or zgrab) flagged for its
+/// source by the bad_user_agent detector.
+#[test]
+fn crowdsec_bad_user_agent_cases_are_flagged_by_kind() {
+    let Some(dir) = conformance_dir() else {
+        return;
+    };
+    let text = std::fs::read_to_string(dir.join("scenarios.jsonl")).unwrap();
+    let mut checked = 0;
+    for line in text.lines() {
+        let case: Value = serde_json::from_str(line).unwrap();
+        if case["our_kind"] != "bad_user_agent" {
+            continue;
+        }
+        let log = dir.join(case["log_file"].as_str().unwrap());
+        let flagged = flagged(&log, case["format"].as_str().unwrap());
+        let source = case["source_ip"].as_str().unwrap();
+        // Sources are compared as addresses: the case writes IPv6 uncompressed.
+        let source: std::net::IpAddr = source.parse().unwrap();
+        assert!(
+            flagged.iter().any(|(kind, entity)| kind == "bad_user_agent"
+                && entity.parse::<std::net::IpAddr>().ok() == Some(source)),
+            "{}: {source} not flagged by bad_user_agent: {flagged:?}",
+            case["case"]
+        );
+        checked += 1;
+    }
+    assert!(checked >= 4, "only {checked} bad_user_agent cases found");
+}

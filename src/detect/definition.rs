@@ -52,6 +52,10 @@ pub const BUILTIN: &[(&str, &str)] = &[
         "ip-many-tokens.toml",
         include_str!("../../detectors/ip-many-tokens.toml"),
     ),
+    (
+        "bad-user-agent.toml",
+        include_str!("../../detectors/bad-user-agent.toml"),
+    ),
 ];
 
 /// A checked, compiled detector definition.
@@ -76,6 +80,7 @@ pub enum KindParams {
     TokenManySources(TokenSourcesParams),
     TokenNewSource(TokenNewSourceParams),
     IpManyTokens(IpManyTokensParams),
+    BadAgent(BadAgentParams),
 }
 
 #[derive(Clone, Debug)]
@@ -85,6 +90,49 @@ pub struct IpManyTokensParams {
     pub min_refused: u32,
     pub quiet_nanos: i64,
     pub capacity: NonZeroUsize,
+}
+
+#[derive(Clone, Debug)]
+pub struct BadAgentParams {
+    pub window: WindowSpec,
+    pub agents: Vec<String>,
+    pub min_requests: u32,
+    pub min_answered: u32,
+    pub min_unanswered: u32,
+    pub quiet_nanos: i64,
+    pub capacity: NonZeroUsize,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawBadAgent {
+    window: String,
+    bucket: String,
+    /// Case-insensitive substrings of the user agent that name an attack tool.
+    agents: Vec<String>,
+    /// A tool's requests in the window that open an incident when...
+    min_requests: u32,
+    /// ...at least this many of them were answered (1xx–3xx): the tool reached content.
+    min_answered: u32,
+    /// A tool's requests in the window that open an incident however they were answered.
+    min_unanswered: u32,
+    quiet: String,
+    capacity: usize,
+}
+
+impl Default for RawBadAgent {
+    fn default() -> Self {
+        RawBadAgent {
+            window: "10m".into(),
+            bucket: "20s".into(),
+            agents: Vec::new(),
+            min_requests: 2,
+            min_answered: 1,
+            min_unanswered: 8,
+            quiet: "5m".into(),
+            capacity: 100_000,
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -210,6 +258,7 @@ impl KindParams {
             KindParams::TokenManySources(_) => "token_many_sources",
             KindParams::TokenNewSource(_) => "token_new_source",
             KindParams::IpManyTokens(_) => "ip_many_tokens",
+            KindParams::BadAgent(_) => "bad_user_agent",
         }
     }
 }
@@ -283,7 +332,8 @@ impl std::error::Error for DefinitionErrors {}
 struct RawDef {
     /// Unique id; a file in `--detectors DIR` with a built-in's id replaces it.
     id: String,
-    /// Detector kind: rate_spike, scanner or brute_force.
+    /// Detector kind: rate_spike, scanner, brute_force, token_many_sources,
+    /// token_new_source, ip_many_tokens or bad_user_agent.
     kind: String,
     /// What the detector keys its statistics by (ip for now).
     entity: EntityKind,
@@ -502,8 +552,8 @@ impl Checker<'_> {
 
     fn capacity(&mut self, value: usize) -> NonZeroUsize {
         if value > MAX_CAPACITY {
-            // The key table is allocated whole at start: refuse here, naming the key, rather
-            // than abort allocating at the first line.
+            // The key table grows to its capacity under a flood of keys: refuse here, naming
+            // the key, rather than abort allocating in the middle of a run.
             self.error(
                 "params.capacity",
                 format!(
@@ -568,6 +618,36 @@ impl Checker<'_> {
                 "params.max_excess_per_new_source",
                 raw.max_excess_per_new_source,
             ),
+        }
+    }
+
+    fn bad_agent(&mut self, raw: RawBadAgent) -> BadAgentParams {
+        if raw.agents.is_empty() {
+            self.error(
+                "params.agents",
+                "bad_user_agent needs at least one agent pattern",
+            );
+        }
+        if raw.agents.iter().any(|a| a.trim().len() < 3) {
+            self.error(
+                "params.agents",
+                "a pattern under 3 characters would match ordinary browsers",
+            );
+        }
+        if raw.min_requests == 0 || raw.min_unanswered == 0 {
+            self.error(
+                "params",
+                "min_requests and min_unanswered must be at least 1",
+            );
+        }
+        BadAgentParams {
+            window: self.window(&raw.window, &raw.bucket),
+            agents: raw.agents,
+            min_requests: raw.min_requests.max(1),
+            min_answered: raw.min_answered,
+            min_unanswered: raw.min_unanswered.max(1),
+            quiet_nanos: self.duration("params.quiet", &raw.quiet),
+            capacity: self.capacity(raw.capacity),
         }
     }
 
@@ -694,12 +774,15 @@ pub fn parse_definition(origin: &str, text: &str) -> Result<DetectorDef, Vec<Str
         "ip_many_tokens" => checker
             .params::<RawIpManyTokens>(raw.params)
             .map(|p| KindParams::IpManyTokens(checker.ip_many_tokens(p))),
+        "bad_user_agent" => checker
+            .params::<RawBadAgent>(raw.params)
+            .map(|p| KindParams::BadAgent(checker.bad_agent(p))),
         other => {
             checker.error(
                 "kind",
                 format!(
                     "unknown kind {other:?} (known: rate_spike, scanner, brute_force, \
-                     token_many_sources, token_new_source, ip_many_tokens)"
+                     token_many_sources, token_new_source, ip_many_tokens, bad_user_agent)"
                 ),
             );
             None
@@ -717,7 +800,8 @@ pub fn parse_definition(origin: &str, text: &str) -> Result<DetectorDef, Vec<Str
             "entity",
             format!(
                 "{} is not supported for {}: rate_spike keys by ip, subnet, route or global; \
-                 token_many_sources and token_new_source by token; scanner and brute_force by ip",
+                 token_many_sources and token_new_source by token; scanner, brute_force, \
+                 ip_many_tokens and bad_user_agent by ip",
                 raw.entity, raw.kind
             ),
         );

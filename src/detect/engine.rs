@@ -6,6 +6,7 @@
 use super::definition::{DetectorDef, KindParams};
 use std::net::IpAddr;
 
+use super::bad_agent::BadAgent;
 use super::incident::IncidentEvent;
 use super::key::{GlobalKey, RouteKey, SubnetKey};
 use super::path_match::PathMatch;
@@ -278,6 +279,7 @@ fn build(
         KindParams::IpManyTokens(params) => {
             Box::new(IpManyTokens::new(def, params, token_key.clone()))
         }
+        KindParams::BadAgent(params) => Box::new(BadAgent::new(def, params, path_match)),
         KindParams::BruteForce(params) => Box::new(SignalCount::new(
             def,
             SignalKind::BruteForce,

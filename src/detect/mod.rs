@@ -1,5 +1,6 @@
 //! Detector kinds, the engine that runs every detector instance, and incident lifecycle.
 
+mod bad_agent;
 pub mod definition;
 mod engine;
 mod episodes;

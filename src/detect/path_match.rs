@@ -1,6 +1,7 @@
-//! Path pattern sets (a scanner's sensitive paths, a brute force's auth routes) that can be
-//! matched ahead of the engine: the pipeline's decode threads match every request once and
-//! hand the engine one bit per set, so the single engine thread does no string searching.
+//! Pattern sets (a scanner's sensitive paths, a brute force's auth routes, attack tools'
+//! user agents) that can be matched ahead of the engine: the pipeline's decode threads match
+//! every request once and hand the engine one bit per set, so the single engine thread does
+//! no string searching.
 
 use std::sync::Arc;
 
@@ -15,20 +16,38 @@ pub const MAX_SETS: usize = 32;
 /// only); `None`: every request.
 pub type StatusGate = Option<Arc<[bool; 600]>>;
 
-/// Every detector's path pattern set, in bit order.
+/// What of a request a set is matched against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MatchField {
+    /// The path, the query, or an unsplit request line (see `matches`).
+    Target,
+    UserAgent,
+}
+
+/// Every detector's pattern set, in bit order.
 #[derive(Clone, Default)]
 pub struct PathMatch {
-    sets: Vec<(Arc<AhoCorasick>, StatusGate)>,
+    sets: Vec<(Arc<AhoCorasick>, StatusGate, MatchField)>,
 }
 
 impl PathMatch {
-    /// Registers a set; its bit, or `None` when every bit is taken. With a gate, the bit is
-    /// only computed for requests whose status passes it (clear otherwise).
+    /// Registers a set of path patterns; its bit, or `None` when every bit is taken. With a
+    /// gate, the bit is only computed for requests whose status passes it (clear otherwise).
     pub(super) fn register(&mut self, set: Arc<AhoCorasick>, gate: StatusGate) -> Option<u8> {
+        self.register_on(set, gate, MatchField::Target)
+    }
+
+    /// `register` for a set matched against `field`.
+    pub(super) fn register_on(
+        &mut self,
+        set: Arc<AhoCorasick>,
+        gate: StatusGate,
+        field: MatchField,
+    ) -> Option<u8> {
         if self.sets.len() >= MAX_SETS {
             return None;
         }
-        self.sets.push((set, gate));
+        self.sets.push((set, gate, field));
         Some((self.sets.len() - 1) as u8)
     }
 
@@ -43,7 +62,15 @@ impl PathMatch {
         self.sets
             .iter()
             .enumerate()
-            .filter(|(_, (set, gate))| passes(gate) && matches(set, req))
+            .filter(|(_, (set, gate, field))| {
+                passes(gate)
+                    && match field {
+                        MatchField::Target => matches(set, req),
+                        MatchField::UserAgent => {
+                            req.user_agent.as_deref().is_some_and(|a| set.is_match(a))
+                        }
+                    }
+            })
             .fold(0, |bits, (i, _)| bits | 1 << i)
     }
 

@@ -68,6 +68,8 @@ struct Who {
     agents: u32,
     /// More than 1: the address rotates through this many of `TOKENS` instead of `user`.
     tokens: u32,
+    /// One user agent for every request instead of `AGENTS` (an attack tool's).
+    agent: Option<&'static str>,
 }
 
 const TOKENS: [&str; 16] = [
@@ -99,7 +101,9 @@ fn dress(req: &mut Request<'static>, who: Option<&Who>, at_millis: i64) {
     } else {
         who.user.map(|u| Cow::Borrowed(u.as_bytes()))
     };
-    let agent = AGENTS[(at_millis / 7).rem_euclid(i64::from(who.agents.max(1))) as usize];
+    let agent = who.agent.unwrap_or_else(|| {
+        AGENTS[(at_millis / 7).rem_euclid(i64::from(who.agents.max(1))) as usize]
+    });
     req.user_agent = Some(Cow::Borrowed(agent.as_bytes()));
 }
 
@@ -147,6 +151,20 @@ impl Traffic {
                 user,
                 agents,
                 tokens: 1,
+                agent: None,
+            },
+        );
+    }
+
+    /// Every request of `client` carries `agent`.
+    fn agent(&mut self, client: IpAddr, agent: &'static str) {
+        self.1.insert(
+            client,
+            Who {
+                user: None,
+                agents: 1,
+                tokens: 1,
+                agent: Some(agent),
             },
         );
     }
@@ -159,6 +177,7 @@ impl Traffic {
                 user: None,
                 agents: 1,
                 tokens,
+                agent: None,
             },
         );
     }
@@ -735,4 +754,57 @@ fn an_address_presenting_many_or_refused_credentials_is_flagged_and_a_pair_is_no
     assert_eq!(scenario(5, 401), ["10.35.40.1"], "five refused credentials");
     assert!(scenario(2, 200).is_empty(), "two apps on one machine");
     assert!(scenario(3, 401).is_empty(), "a user mistyping a key");
+}
+
+const NIKTO: &str = "Mozilla/5.00 (Nikto/2.5.0) (Evasions:None) (Test:000417)";
+
+#[test]
+fn an_attack_tool_the_site_answers_or_that_keeps_going_is_flagged_and_stray_probes_are_not() {
+    let scenario = || {
+        let mut traffic = Traffic::default();
+        traffic.background(900);
+        // Two requests of a tool that got pages back: it is mapping a live site.
+        let answered = ip("203.0.113.30");
+        traffic.agent(answered, NIKTO);
+        traffic.steady(answered, 400, 402, 2, 200, "/");
+        // A tool that keeps going, answered or not.
+        let persistent = ip("203.0.113.31");
+        traffic.agent(
+            persistent,
+            "Mozilla/5.0 (compatible; Nmap Scripting Engine; https://nmap.org/book/nse.html)",
+        );
+        traffic.steady(persistent, 300, 600, 9, 404, "/nothing-here");
+        // Internet background noise: three stray probes that found nothing.
+        let stray = ip("203.0.113.32");
+        traffic.agent(stray, NIKTO);
+        traffic.steady(stray, 500, 503, 3, 404, "/wp-login.php");
+        // One answered request alone, and a browser: nothing.
+        let once = ip("203.0.113.33");
+        traffic.agent(once, "sqlmap/1.8#stable (https://sqlmap.org)");
+        traffic.steady(once, 500, 501, 1, 200, "/search");
+        let browser = ip("203.0.113.34");
+        traffic.agent(browser, "Mozilla/5.0 (X11; Linux) Firefox/131");
+        traffic.steady(browser, 300, 600, 40, 200, "/");
+        traffic
+    };
+    let incidents = scenario().run();
+    let mut flagged = of_kind(&incidents, "bad_user_agent");
+    flagged.sort();
+    assert_eq!(
+        flagged,
+        vec!["203.0.113.30", "203.0.113.31"],
+        "{incidents:#?}"
+    );
+    let persistent = incidents
+        .iter()
+        .find(|i| i.entity == "203.0.113.31" && i.kind == "bad_user_agent")
+        .unwrap();
+    assert!(
+        persistent.summary.contains("nmap scripting engine")
+            && persistent.summary.contains("0 of them answered"),
+        "{}",
+        persistent.summary
+    );
+    // The user-agent bit matched on a decode thread gives the same incidents.
+    assert_eq!(scenario().run_matching(true), incidents);
 }
