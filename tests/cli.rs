@@ -312,3 +312,62 @@ fn json_fields_map_a_custom_json_log() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("ts=<key> is required"));
 }
+
+#[test]
+fn an_ignore_file_keeps_its_clients_from_every_detector_and_a_bad_one_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let all = json_lines(&gatewatch(&["replay", ATTACK_LOG], None).stdout);
+    let attacker = "198.18.64.134";
+    assert!(all.iter().any(|i| i["entity"] == attacker), "{all:?}");
+    let ignore = dir.path().join("ignore.toml");
+    std::fs::write(
+        &ignore,
+        format!("cidrs = [\"{attacker}/32\"]\nuser_agents = [\"UptimeRobot\"]\npaths = [\"/healthz\"]\n"),
+    )
+    .unwrap();
+    let out = gatewatch(
+        &[
+            "replay",
+            "--ignore-file",
+            ignore.to_str().unwrap(),
+            ATTACK_LOG,
+        ],
+        None,
+    );
+    assert!(out.status.success());
+    let kept = json_lines(&out.stdout);
+    let expected: Vec<&Value> = all.iter().filter(|i| i["entity"] != attacker).collect();
+    assert_eq!(kept.iter().collect::<Vec<_>>(), expected);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let ignored: u64 = stderr
+        .split("ignored ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no ignored count in {stderr}"));
+    assert!(
+        ignored >= 108,
+        "the attacker sent at least its spike: {ignored}"
+    );
+
+    std::fs::write(
+        &ignore,
+        "cidrs = [\"10.0.0.0/33\"]\npaths = [\"healthz\"]\n",
+    )
+    .unwrap();
+    let out = gatewatch(
+        &[
+            "replay",
+            "--ignore-file",
+            ignore.to_str().unwrap(),
+            ATTACK_LOG,
+        ],
+        None,
+    );
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("ignore.toml: cidrs:") && stderr.contains("ignore.toml: paths:"),
+        "{stderr}"
+    );
+}

@@ -12,6 +12,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use super::format::FormatArgs;
 use super::output::{escape_for_terminal, table_header, table_row};
+use crate::detect::ignore::IgnoreRules;
 use crate::detect::{Engine, EngineSettings, Incident, IncidentEvent};
 use crate::input::{self, DEFAULT_MAX_LINE};
 use crate::pipeline::{
@@ -38,6 +39,11 @@ pub struct ReplayArgs {
     /// bytes, surrounding whitespace stripped. Without it fingerprints are unkeyed hashes.
     #[arg(long, value_name = "FILE")]
     token_key_file: Option<PathBuf>,
+    /// Requests no detector sees (one's own monitors, scanners, health checks): a TOML file
+    /// with `cidrs = [...]`, `user_agents = [...]` (substrings) and `paths = [...]` (exact,
+    /// or a prefix ending in `*`), as `[ignore]` in the daemon's config.
+    #[arg(long, value_name = "FILE")]
+    ignore_file: Option<PathBuf>,
     /// Event time from the first line during which baselines only learn.
     #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
     warmup: Duration,
@@ -131,6 +137,17 @@ impl<W: Write> Sink for Printer<W> {
     }
 }
 
+/// The `--ignore-file` rules; none without one.
+fn read_ignore(path: Option<&std::path::Path>) -> anyhow::Result<IgnoreRules> {
+    let Some(path) = path else {
+        return Ok(IgnoreRules::default());
+    };
+    let text = std::fs::read_to_string(path)
+        .map_err(|err| anyhow::anyhow!("--ignore-file {}: {err}", path.display()))?;
+    IgnoreRules::parse(&format!("--ignore-file {}", path.display()), &text)
+        .map_err(|errors| anyhow::anyhow!(errors.join("\n")))
+}
+
 pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     let defs = crate::detectors_dir::load(args.detectors.as_deref())?;
     let mut engine = Engine::new(
@@ -138,6 +155,7 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         EngineSettings {
             warmup_nanos: nanos(args.warmup),
             token_key: super::read_token_key(args.token_key_file.as_deref())?,
+            ignore: read_ignore(args.ignore_file.as_deref())?,
         },
     );
     let settings = PipelineSettings {
@@ -373,6 +391,10 @@ fn print_summary(merge: &Merge, engine: &Engine, incidents: u64, elapsed: Durati
             last.to_rfc3339(),
             span((last.nanos() - first.nanos()).max(0))
         );
+    }
+    let ignored = engine.stats().ignored;
+    if ignored > 0 {
+        let _ = writeln!(err, "  ignored {ignored} requests (--ignore-file)");
     }
     let _ = writeln!(err, "  incidents {incidents}");
     for (id, detector) in engine.detector_stats() {

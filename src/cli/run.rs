@@ -76,6 +76,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             warmup_nanos: nanos(config.warmup),
             token_key: super::read_token_key(config.token_key_file.as_deref())
                 .with_context(|| format!("{}: tokens.key_file", config.path.display()))?,
+            ignore: config.ignore.clone(),
         },
     );
     let writer = WriterSettings {

@@ -50,6 +50,9 @@ struct RawConfig {
     alerts: Vec<alerts::RawAlert>,
     #[serde(default)]
     tokens: RawTokens,
+    /// Requests no detector sees: `cidrs`, `user_agents`, `paths`.
+    #[serde(default)]
+    ignore: crate::detect::ignore::RawIgnore,
 }
 
 #[derive(Deserialize, Debug, Default)]
@@ -192,6 +195,8 @@ pub struct Config {
     pub alerts: Vec<AlertChannel>,
     /// `[tokens] key_file`: the token fingerprint key's file (read at start).
     pub token_key_file: Option<PathBuf>,
+    /// `[ignore]`: requests no detector sees.
+    pub ignore: crate::detect::ignore::IgnoreRules,
 }
 
 /// Every problem found in a config file, one per line: `FILE: KEY: reason`.
@@ -360,6 +365,12 @@ fn check(
             ),
         }
     }
+    let ignore = crate::detect::ignore::IgnoreRules::check(&raw.ignore).unwrap_or_else(|errors| {
+        for (key, reason) in errors {
+            problems.add(&format!("ignore.{key}"), reason);
+        }
+        Default::default()
+    });
     let log_level = raw.log.level.unwrap_or_else(|| "info".into());
     if let Err(err) = tracing_subscriber::EnvFilter::try_new(&log_level) {
         problems.add("log.level", format!("{log_level:?}: {err}"));
@@ -378,6 +389,7 @@ fn check(
         log_level,
         alerts,
         token_key_file: raw.tokens.key_file,
+        ignore,
     }
 }
 

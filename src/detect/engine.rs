@@ -7,6 +7,7 @@ use super::definition::{DetectorDef, KindParams};
 use std::net::IpAddr;
 
 use super::bad_agent::BadAgent;
+use super::ignore::{Ignore, IgnoreRules};
 use super::incident::IncidentEvent;
 use super::key::{GlobalKey, RouteKey, SubnetKey};
 use super::path_match::PathMatch;
@@ -26,6 +27,8 @@ pub struct EngineSettings {
     /// The key of token fingerprints (`fp_` + HMAC-SHA256); empty: fingerprints are plain
     /// hashes, stable but guessable from a known token.
     pub token_key: std::sync::Arc<[u8]>,
+    /// Requests no detector sees (one's own monitors and scanners).
+    pub ignore: IgnoreRules,
 }
 
 impl Default for EngineSettings {
@@ -33,6 +36,7 @@ impl Default for EngineSettings {
         EngineSettings {
             warmup_nanos: 5 * 60 * NANOS_PER_SEC,
             token_key: std::sync::Arc::from(&[][..]),
+            ignore: IgnoreRules::default(),
         }
     }
 }
@@ -43,16 +47,21 @@ pub enum Observed {
     Accepted,
     /// The record carried no timestamp.
     NoTimestamp,
+    /// The ignore list matched it: it moved the clock, no detector saw it.
+    Ignored,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct EngineStats {
     pub accepted: u64,
     pub no_timestamp: u64,
+    /// Accepted requests the ignore list kept from the detectors.
+    pub ignored: u64,
 }
 
 pub struct Engine {
     detectors: Vec<Box<dyn Detector>>,
+    ignore: Ignore,
     path_match: std::sync::Arc<PathMatch>,
     settings: EngineSettings,
     first: Option<Timestamp>,
@@ -83,8 +92,10 @@ impl Engine {
             .iter()
             .map(|def| build(def, &mut path_match, &settings.token_key))
             .collect();
+        let ignore = Ignore::new(settings.ignore.clone(), &mut path_match);
         Engine {
             detectors,
+            ignore,
             path_match: std::sync::Arc::new(path_match),
             settings,
             first: None,
@@ -126,6 +137,10 @@ impl Engine {
             learning: self.watermark.nanos() - first.nanos() < self.settings.warmup_nanos,
             path_bits,
         };
+        if !self.ignore.is_empty() && self.ignore.ignores(req, &ctx) {
+            self.stats.ignored += 1;
+            return Observed::Ignored;
+        }
         for detector in &mut self.detectors {
             detector.observe(req, line, &ctx, &mut self.events);
         }

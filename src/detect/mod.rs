@@ -4,6 +4,7 @@ mod bad_agent;
 pub mod definition;
 mod engine;
 mod episodes;
+pub mod ignore;
 mod incident;
 pub mod key;
 mod path_match;
