@@ -11,6 +11,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::incident::Severity;
+use super::route_rule::RouteRule;
 use crate::event::EntityKind;
 use crate::window::WindowSpec;
 
@@ -56,6 +57,10 @@ pub const BUILTIN: &[(&str, &str)] = &[
         "bad-user-agent.toml",
         include_str!("../../detectors/bad-user-agent.toml"),
     ),
+    (
+        "new-source-sensitive-route.toml",
+        include_str!("../../detectors/new-source-sensitive-route.toml"),
+    ),
 ];
 
 /// A checked, compiled detector definition.
@@ -81,6 +86,8 @@ pub enum KindParams {
     TokenNewSource(TokenNewSourceParams),
     IpManyTokens(IpManyTokensParams),
     BadAgent(BadAgentParams),
+    UnexpectedSource(UnexpectedSourceParams),
+    NewSource(NewSourceParams),
 }
 
 #[derive(Clone, Debug)]
@@ -90,6 +97,62 @@ pub struct IpManyTokensParams {
     pub min_refused: u32,
     pub quiet_nanos: i64,
     pub capacity: NonZeroUsize,
+}
+
+#[derive(Clone, Debug)]
+pub struct UnexpectedSourceParams {
+    pub rule: RouteRule,
+    pub allow: Vec<ipnet::IpNet>,
+    pub quiet_nanos: i64,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct RawUnexpectedSource {
+    /// Hosts the rule is about (`ci.example.com`, `*.example.com`); none: every host.
+    hosts: Vec<String>,
+    /// Paths, exact or a prefix ending in `*`.
+    paths: Vec<String>,
+    /// The networks (CIDRs or addresses) that may call them.
+    allow: Vec<String>,
+    quiet: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct NewSourceParams {
+    pub rule: RouteRule,
+    pub min_history_nanos: i64,
+    pub forget_nanos: i64,
+    pub quiet_nanos: i64,
+    pub capacity: NonZeroUsize,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawNewSource {
+    hosts: Vec<String>,
+    paths: Vec<String>,
+    /// Event time, from the first answered request on the routes, during which the
+    /// sources that reach them are learned and none is an incident.
+    min_history: String,
+    /// A source not seen on the routes for this long is new again.
+    forget: String,
+    quiet: String,
+    /// Sources remembered at most.
+    capacity: usize,
+}
+
+impl Default for RawNewSource {
+    fn default() -> Self {
+        RawNewSource {
+            hosts: Vec::new(),
+            paths: Vec::new(),
+            min_history: "30m".into(),
+            forget: "30d".into(),
+            quiet: "30m".into(),
+            capacity: 10_000,
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -259,6 +322,8 @@ impl KindParams {
             KindParams::TokenNewSource(_) => "token_new_source",
             KindParams::IpManyTokens(_) => "ip_many_tokens",
             KindParams::BadAgent(_) => "bad_user_agent",
+            KindParams::UnexpectedSource(_) => "unexpected_source",
+            KindParams::NewSource(_) => "new_source_sensitive_route",
         }
     }
 }
@@ -333,7 +398,8 @@ struct RawDef {
     /// Unique id; a file in `--detectors DIR` with a built-in's id replaces it.
     id: String,
     /// Detector kind: rate_spike, scanner, brute_force, token_many_sources,
-    /// token_new_source, ip_many_tokens or bad_user_agent.
+    /// token_new_source, ip_many_tokens, bad_user_agent, unexpected_source or
+    /// new_source_sensitive_route.
     kind: String,
     /// What the detector keys its statistics by (ip for now).
     entity: EntityKind,
@@ -621,6 +687,54 @@ impl Checker<'_> {
         }
     }
 
+    fn route_rule(&mut self, hosts: &[String], paths: &[String]) -> RouteRule {
+        RouteRule::new(hosts, paths).unwrap_or_else(|errors| {
+            for (key, reason) in errors {
+                self.error(&format!("params.{key}"), reason);
+            }
+            RouteRule::default()
+        })
+    }
+
+    fn unexpected_source(&mut self, raw: RawUnexpectedSource) -> UnexpectedSourceParams {
+        let rule = self.route_rule(&raw.hosts, &raw.paths);
+        let mut allow = Vec::new();
+        for text in &raw.allow {
+            match text
+                .parse::<ipnet::IpNet>()
+                .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+            {
+                Ok(net) => allow.push(net.trunc()),
+                Err(_) => self.error(
+                    "params.allow",
+                    format!("{text:?} is not a CIDR or an address"),
+                ),
+            }
+        }
+        if raw.allow.is_empty() {
+            self.error(
+                "params.allow",
+                "at least one network (a route nobody may call is not a rule)",
+            );
+        }
+        UnexpectedSourceParams {
+            rule,
+            allow,
+            quiet_nanos: self.duration("params.quiet", raw.quiet.as_deref().unwrap_or("10m")),
+        }
+    }
+
+    fn new_source(&mut self, raw: RawNewSource) -> NewSourceParams {
+        let forget_nanos = self.duration("params.forget", &raw.forget);
+        NewSourceParams {
+            rule: self.route_rule(&raw.hosts, &raw.paths),
+            min_history_nanos: self.duration("params.min_history", &raw.min_history),
+            forget_nanos,
+            quiet_nanos: self.duration("params.quiet", &raw.quiet),
+            capacity: self.capacity(raw.capacity),
+        }
+    }
+
     fn bad_agent(&mut self, raw: RawBadAgent) -> BadAgentParams {
         if raw.agents.is_empty() {
             self.error(
@@ -777,12 +891,19 @@ pub fn parse_definition(origin: &str, text: &str) -> Result<DetectorDef, Vec<Str
         "bad_user_agent" => checker
             .params::<RawBadAgent>(raw.params)
             .map(|p| KindParams::BadAgent(checker.bad_agent(p))),
+        "unexpected_source" => checker
+            .params::<RawUnexpectedSource>(raw.params)
+            .map(|p| KindParams::UnexpectedSource(checker.unexpected_source(p))),
+        "new_source_sensitive_route" => checker
+            .params::<RawNewSource>(raw.params)
+            .map(|p| KindParams::NewSource(checker.new_source(p))),
         other => {
             checker.error(
                 "kind",
                 format!(
                     "unknown kind {other:?} (known: rate_spike, scanner, brute_force, \
-                     token_many_sources, token_new_source, ip_many_tokens, bad_user_agent)"
+                     token_many_sources, token_new_source, ip_many_tokens, bad_user_agent, \
+                     unexpected_source, new_source_sensitive_route)"
                 ),
             );
             None
@@ -793,6 +914,9 @@ pub fn parse_definition(origin: &str, text: &str) -> Result<DetectorDef, Vec<Str
         Some(KindParams::TokenManySources(_) | KindParams::TokenNewSource(_)) => {
             raw.entity == EntityKind::Token
         }
+        Some(KindParams::NewSource(_)) => {
+            matches!(raw.entity, EntityKind::Ip | EntityKind::Subnet)
+        }
         _ => raw.entity == EntityKind::Ip,
     };
     if params.is_some() && !supported {
@@ -800,8 +924,9 @@ pub fn parse_definition(origin: &str, text: &str) -> Result<DetectorDef, Vec<Str
             "entity",
             format!(
                 "{} is not supported for {}: rate_spike keys by ip, subnet, route or global; \
-                 token_many_sources and token_new_source by token; scanner, brute_force, \
-                 ip_many_tokens and bad_user_agent by ip",
+                 token_many_sources and token_new_source by token; new_source_sensitive_route \
+                 by ip or subnet; scanner, brute_force, ip_many_tokens, bad_user_agent and \
+                 unexpected_source by ip",
                 raw.entity, raw.kind
             ),
         );
@@ -889,8 +1014,10 @@ mod tests {
         assert_eq!(
             ids,
             [
+                "bad-user-agent",
                 "brute-force-ip",
                 "ip-many-tokens",
+                "new-source-sensitive-route",
                 "rate-spike-global",
                 "rate-spike-ip",
                 "rate-spike-route",
@@ -964,9 +1091,9 @@ mod tests {
         let defs = with_builtins(Some(Ok(vec![scanner_off, critical_bf]))).unwrap();
         let ids: Vec<_> = defs.iter().map(|d| d.id.as_str()).collect();
         assert!(!ids.contains(&"scanner-ip"), "{ids:?}");
-        assert_eq!(ids[0], "brute-force-ip");
-        assert_eq!(defs[0].severity, Severity::Critical);
-        assert_eq!(defs[0].origin, "bf.toml");
+        let bf = defs.iter().find(|d| d.id == "brute-force-ip").unwrap();
+        assert_eq!(bf.severity, Severity::Critical);
+        assert_eq!(bf.origin, "bf.toml");
     }
 
     #[test]

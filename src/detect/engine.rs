@@ -10,11 +10,13 @@ use super::bad_agent::BadAgent;
 use super::ignore::{Ignore, IgnoreRules};
 use super::incident::IncidentEvent;
 use super::key::{GlobalKey, RouteKey, SubnetKey};
+use super::new_source::NewSource;
 use super::path_match::PathMatch;
 use super::rate_spike::RateSpike;
 use super::signal_count::{SignalCount, SignalKind};
 use super::state::{self, RestoreReport, StateRow, ENGINE_ROW, STATE_VERSION};
 use super::token_sources::{IpManyTokens, TokenNewSource, TokenSources};
+use super::unexpected_source::UnexpectedSource;
 use super::{Context, Detector, DetectorStats};
 use crate::event::{EntityKind, Request, Timestamp, NANOS_PER_SEC};
 
@@ -295,6 +297,12 @@ fn build(
             Box::new(IpManyTokens::new(def, params, token_key.clone()))
         }
         KindParams::BadAgent(params) => Box::new(BadAgent::new(def, params, path_match)),
+        KindParams::UnexpectedSource(params) => Box::new(UnexpectedSource::new(def, params)),
+        KindParams::NewSource(params) => match def.entity {
+            EntityKind::Subnet => Box::new(NewSource::<SubnetKey>::new(def, params)),
+            // The definition check allows ip and subnet only.
+            _ => Box::new(NewSource::<IpAddr>::new(def, params)),
+        },
         KindParams::BruteForce(params) => Box::new(SignalCount::new(
             def,
             SignalKind::BruteForce,

@@ -7,8 +7,10 @@ mod episodes;
 pub mod ignore;
 mod incident;
 pub mod key;
+mod new_source;
 mod path_match;
 mod rate_spike;
+mod route_rule;
 mod signal_count;
 mod state;
 #[cfg(test)]
@@ -16,6 +18,7 @@ mod state_tests;
 #[cfg(test)]
 mod tests;
 pub mod token_sources;
+mod unexpected_source;
 
 pub use definition::{DefinitionErrors, DetectorDef, KindParams};
 pub use engine::{Engine, EngineSettings, EngineStats, Observed};

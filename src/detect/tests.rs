@@ -207,6 +207,30 @@ impl Traffic {
         self.run_matching(false)
     }
 
+    /// With the built-ins and `extra` definitions (TOML texts).
+    fn run_with(mut self, extra: &[&str]) -> Vec<Incident> {
+        let defs: Vec<_> = extra
+            .iter()
+            .map(|text| super::definition::parse_definition("test.toml", text).unwrap())
+            .collect();
+        let mut engine = Engine::new(
+            &with_builtins(Some(Ok(defs))).unwrap(),
+            EngineSettings::default(),
+        );
+        let mut closed = Vec::new();
+        let who = std::mem::take(&mut self.1);
+        for (client, at, status, path) in self.requests() {
+            let mut req = request(client, at, status, path);
+            dress(&mut req, who.get(&client), at);
+            req.host = Some(Cow::Borrowed(b"ci.example.com"));
+            engine.observe(&req, b"line");
+            closed.extend(engine.drain_events().filter_map(closed_incident));
+        }
+        engine.finish();
+        closed.extend(engine.drain_events().filter_map(closed_incident));
+        closed
+    }
+
     /// With `prematch`, path patterns are matched ahead of the engine, as the pipeline's
     /// decode threads do.
     fn run_matching(mut self, prematch: bool) -> Vec<Incident> {
@@ -807,4 +831,52 @@ fn an_attack_tool_the_site_answers_or_that_keeps_going_is_flagged_and_stray_prob
     );
     // The user-agent bit matched on a decode thread gives the same incidents.
     assert_eq!(scenario().run_matching(true), incidents);
+}
+
+const GIT_HOOKS: &str = "id = \"hooks-from-git\"\nkind = \"unexpected_source\"\nentity = \"ip\"\nseverity = \"high\"\n[params]\nhosts = [\"ci.example.com\"]\npaths = [\"/hooks/*\"]\nallow = [\"140.82.112.0/20\", \"2001:db8:9::/48\"]\n";
+
+#[test]
+fn a_webhook_called_from_outside_its_allowlist_is_flagged_from_the_first_request() {
+    let mut traffic = Traffic::default();
+    traffic.background(900);
+    // The Git host delivers all day, from its networks; one outsider calls once, in the
+    // warm-up even; another calls a path that is not a hook.
+    traffic.steady(ip("140.82.115.4"), 0, 900, 90, 200, "/hooks/deploy");
+    traffic.steady(ip("2001:db8:9:1::7"), 0, 900, 30, 200, "/hooks/deploy");
+    traffic.steady(ip("198.51.100.66"), 60, 61, 1, 401, "/hooks/deploy");
+    traffic.steady(ip("198.51.100.67"), 300, 301, 1, 200, "/hooks");
+    let incidents = traffic.run_with(&[GIT_HOOKS]);
+    let flagged = of_kind(&incidents, "unexpected_source");
+    assert_eq!(flagged, vec!["198.51.100.66"], "{incidents:#?}");
+    let incident = incidents
+        .iter()
+        .find(|i| i.kind == "unexpected_source")
+        .unwrap();
+    assert_eq!(secs(incident.detected_at), 60);
+    assert!(
+        incident.summary.contains("/hooks/deploy") && incident.summary.contains("140.82.112.0/20"),
+        "{}",
+        incident.summary
+    );
+}
+
+#[test]
+fn a_new_address_reaching_an_admin_route_after_learning_is_flagged_and_known_ones_are_not() {
+    let mut traffic = Traffic::default();
+    traffic.background(4200);
+    // Two admins use the console all along; a probe gets 404s; later a newcomer gets in.
+    traffic.steady(ip("192.0.2.10"), 0, 4200, 400, 200, "/admin/users");
+    traffic.steady(ip("192.0.2.11"), 100, 4200, 200, 200, "/admin/settings");
+    traffic.steady(ip("203.0.113.50"), 2500, 2510, 5, 404, "/admin/login");
+    traffic.steady(ip("203.0.113.51"), 3000, 3300, 20, 200, "/admin/users");
+    // During learning a newcomer is only learned.
+    traffic.steady(ip("192.0.2.12"), 600, 660, 5, 200, "/admin/users");
+    let incidents = traffic.run();
+    let flagged = of_kind(&incidents, "new_source_sensitive_route");
+    assert_eq!(flagged, vec!["203.0.113.51"], "{incidents:#?}");
+    let incident = incidents
+        .iter()
+        .find(|i| i.kind == "new_source_sensitive_route")
+        .unwrap();
+    assert_eq!(secs(incident.started_at), 3000);
 }
