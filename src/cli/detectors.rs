@@ -28,12 +28,27 @@ pub fn run(command: DetectorsCommand) -> anyhow::Result<ExitCode> {
     match command {
         DetectorsCommand::List { detectors } => {
             let defs = detectors_dir::load(detectors.as_deref())?;
-            println!(
-                "{:<20} {:<12} {:<7} {:<9} {:<34} DESCRIPTION",
-                "ID", "KIND", "ENTITY", "SEVERITY", "ORIGIN"
-            );
-            for def in &defs {
-                print_def(def);
+            let rows: Vec<[String; 6]> = defs.iter().map(row).collect();
+            let header =
+                ["ID", "KIND", "ENTITY", "SEVERITY", "ORIGIN", "DESCRIPTION"].map(String::from);
+            // Columns as wide as their widest cell (the description is last, unpadded).
+            let mut widths = [0usize; 5];
+            for cells in std::iter::once(&header).chain(&rows) {
+                for (width, cell) in widths.iter_mut().zip(cells) {
+                    *width = (*width).max(cell.chars().count());
+                }
+            }
+            let mut out = std::io::stdout().lock();
+            for cells in std::iter::once(&header).chain(&rows) {
+                let mut line = String::new();
+                for (width, cell) in widths.iter().zip(cells) {
+                    line.push_str(&format!("{cell:<width$}  "));
+                }
+                line.push_str(&cells[5]);
+                // A closed pipe (`| head`) ends the listing quietly.
+                if std::io::Write::write_fmt(&mut out, format_args!("{line}\n")).is_err() {
+                    break;
+                }
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -53,14 +68,14 @@ pub fn run(command: DetectorsCommand) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn print_def(def: &DetectorDef) {
-    println!(
-        "{:<20} {:<12} {:<7} {:<9} {:<34} {}",
+/// A definition's cells, log-free but escaped all the same (a directory's files are text).
+fn row(def: &DetectorDef) -> [String; 6] {
+    [
         escape_for_terminal(&def.id),
-        def.params.kind(),
-        def.entity.as_str(),
-        def.severity.as_str(),
+        def.params.kind().to_string(),
+        def.entity.as_str().to_string(),
+        def.severity.as_str().to_string(),
         escape_for_terminal(&def.origin),
-        escape_for_terminal(&def.description)
-    );
+        escape_for_terminal(&def.description),
+    ]
 }
