@@ -62,7 +62,7 @@ impl BadAgent {
         }
     }
 
-    fn is_tool(&self, req: &Request<'_>, ctx: &Context) -> bool {
+    fn is_tool(&self, req: &Request<'_>, ctx: &Context<'_>) -> bool {
         match (ctx.path_bits, self.agent_bit) {
             // Matched already, on a decode thread.
             (Some(bits), Some(bit)) => bits & (1 << bit) != 0,
@@ -90,7 +90,7 @@ impl Detector for BadAgent {
         &mut self,
         req: &Request<'_>,
         line: &[u8],
-        ctx: &Context,
+        ctx: &Context<'_>,
         events: &mut Vec<IncidentEvent>,
     ) {
         let (Some(ip), Some(ts)) = (req.client_ip, req.ts) else {

@@ -58,6 +58,10 @@ pub const BUILTIN: &[(&str, &str)] = &[
         include_str!("../../detectors/bad-user-agent.toml"),
     ),
     (
+        "error-spike-route.toml",
+        include_str!("../../detectors/error-spike-route.toml"),
+    ),
+    (
         "new-source-sensitive-route.toml",
         include_str!("../../detectors/new-source-sensitive-route.toml"),
     ),
@@ -88,6 +92,7 @@ pub enum KindParams {
     BadAgent(BadAgentParams),
     UnexpectedSource(UnexpectedSourceParams),
     NewSource(NewSourceParams),
+    ErrorSpike(ErrorSpikeParams),
 }
 
 #[derive(Clone, Debug)]
@@ -97,6 +102,62 @@ pub struct IpManyTokensParams {
     pub min_refused: u32,
     pub quiet_nanos: i64,
     pub capacity: NonZeroUsize,
+}
+
+#[derive(Clone, Debug)]
+pub struct ErrorSpikeParams {
+    pub window: WindowSpec,
+    pub half_life_buckets: f64,
+    pub min_history_buckets: i64,
+    pub min_failures: u32,
+    pub min_share: f64,
+    pub ratio: f64,
+    pub usual_floor: f64,
+    pub p_value: f64,
+    pub quiet_nanos: i64,
+    pub capacity: NonZeroUsize,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawErrorSpike {
+    window: String,
+    bucket: String,
+    /// Half-life of the key's usual requests and failures per bucket.
+    baseline_half_life: String,
+    /// History a key needs before a spike can be judged.
+    min_history: String,
+    /// Fewest failed (5xx) responses in the window that can be a spike...
+    min_failures: u32,
+    /// ...making up at least this share of the key's requests in the window...
+    min_share: f64,
+    /// ...and this many times its usual share...
+    ratio: f64,
+    /// (the usual share is taken as at least this: a spotless route's first failures are
+    /// judged against 1 %, not 0)...
+    usual_floor: f64,
+    /// ...and as unlikely as this under a binomial at the usual share.
+    p_value: f64,
+    quiet: String,
+    capacity: usize,
+}
+
+impl Default for RawErrorSpike {
+    fn default() -> Self {
+        RawErrorSpike {
+            window: "60s".into(),
+            bucket: "10s".into(),
+            baseline_half_life: "30m".into(),
+            min_history: "10m".into(),
+            min_failures: 20,
+            min_share: 0.25,
+            ratio: 5.0,
+            usual_floor: 0.01,
+            p_value: 1e-6,
+            quiet: "2m".into(),
+            capacity: 20_000,
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -324,6 +385,7 @@ impl KindParams {
             KindParams::BadAgent(_) => "bad_user_agent",
             KindParams::UnexpectedSource(_) => "unexpected_source",
             KindParams::NewSource(_) => "new_source_sensitive_route",
+            KindParams::ErrorSpike(_) => "error_spike",
         }
     }
 }
@@ -399,7 +461,7 @@ struct RawDef {
     id: String,
     /// Detector kind: rate_spike, scanner, brute_force, token_many_sources,
     /// token_new_source, ip_many_tokens, bad_user_agent, unexpected_source or
-    /// new_source_sensitive_route.
+    /// new_source_sensitive_route or error_spike.
     kind: String,
     /// What the detector keys its statistics by (ip for now).
     entity: EntityKind,
@@ -724,6 +786,28 @@ impl Checker<'_> {
         }
     }
 
+    fn error_spike(&mut self, raw: RawErrorSpike) -> ErrorSpikeParams {
+        let window = self.window(&raw.window, &raw.bucket);
+        let bucket = window.bucket_nanos().max(1);
+        if raw.min_failures == 0 {
+            self.error("params.min_failures", "must be at least 1");
+        }
+        ErrorSpikeParams {
+            window,
+            half_life_buckets: self.duration("params.baseline_half_life", &raw.baseline_half_life)
+                as f64
+                / bucket as f64,
+            min_history_buckets: self.duration("params.min_history", &raw.min_history) / bucket,
+            min_failures: raw.min_failures.max(1),
+            min_share: self.fraction("params.min_share", raw.min_share, false),
+            ratio: self.positive("params.ratio", raw.ratio),
+            usual_floor: self.fraction("params.usual_floor", raw.usual_floor, false),
+            p_value: self.fraction("params.p_value", raw.p_value, false),
+            quiet_nanos: self.duration("params.quiet", &raw.quiet),
+            capacity: self.capacity(raw.capacity),
+        }
+    }
+
     fn new_source(&mut self, raw: RawNewSource) -> NewSourceParams {
         let forget_nanos = self.duration("params.forget", &raw.forget);
         NewSourceParams {
@@ -894,6 +978,9 @@ pub fn parse_definition(origin: &str, text: &str) -> Result<DetectorDef, Vec<Str
         "unexpected_source" => checker
             .params::<RawUnexpectedSource>(raw.params)
             .map(|p| KindParams::UnexpectedSource(checker.unexpected_source(p))),
+        "error_spike" => checker
+            .params::<RawErrorSpike>(raw.params)
+            .map(|p| KindParams::ErrorSpike(checker.error_spike(p))),
         "new_source_sensitive_route" => checker
             .params::<RawNewSource>(raw.params)
             .map(|p| KindParams::NewSource(checker.new_source(p))),
@@ -903,7 +990,7 @@ pub fn parse_definition(origin: &str, text: &str) -> Result<DetectorDef, Vec<Str
                 format!(
                     "unknown kind {other:?} (known: rate_spike, scanner, brute_force, \
                      token_many_sources, token_new_source, ip_many_tokens, bad_user_agent, \
-                     unexpected_source, new_source_sensitive_route)"
+                     unexpected_source, new_source_sensitive_route, error_spike)"
                 ),
             );
             None
@@ -917,6 +1004,9 @@ pub fn parse_definition(origin: &str, text: &str) -> Result<DetectorDef, Vec<Str
         Some(KindParams::NewSource(_)) => {
             matches!(raw.entity, EntityKind::Ip | EntityKind::Subnet)
         }
+        Some(KindParams::ErrorSpike(_)) => {
+            matches!(raw.entity, EntityKind::Route | EntityKind::Global)
+        }
         _ => raw.entity == EntityKind::Ip,
     };
     if params.is_some() && !supported {
@@ -924,7 +1014,8 @@ pub fn parse_definition(origin: &str, text: &str) -> Result<DetectorDef, Vec<Str
             "entity",
             format!(
                 "{} is not supported for {}: rate_spike keys by ip, subnet, route or global; \
-                 token_many_sources and token_new_source by token; new_source_sensitive_route \
+                 token_many_sources and token_new_source by token; error_spike by route or \
+                 global; new_source_sensitive_route \
                  by ip or subnet; scanner, brute_force, ip_many_tokens, bad_user_agent and \
                  unexpected_source by ip",
                 raw.entity, raw.kind
@@ -1016,6 +1107,7 @@ mod tests {
             [
                 "bad-user-agent",
                 "brute-force-ip",
+                "error-spike-route",
                 "ip-many-tokens",
                 "new-source-sensitive-route",
                 "rate-spike-global",

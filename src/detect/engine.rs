@@ -7,9 +7,10 @@ use super::definition::{DetectorDef, KindParams};
 use std::net::IpAddr;
 
 use super::bad_agent::BadAgent;
+use super::error_spike::ErrorSpike;
 use super::ignore::{Ignore, IgnoreRules};
 use super::incident::IncidentEvent;
-use super::key::{GlobalKey, RouteKey, SubnetKey};
+use super::key::{EntityKey, GlobalKey, RouteKey, RouteScratch, SubnetKey};
 use super::new_source::NewSource;
 use super::path_match::PathMatch;
 use super::rate_spike::RateSpike;
@@ -63,6 +64,8 @@ pub struct EngineStats {
 
 pub struct Engine {
     detectors: Vec<Box<dyn Detector>>,
+    /// With route-keyed detectors: builds each request's route once for all of them.
+    routes: Option<RouteScratch>,
     ignore: Ignore,
     path_match: std::sync::Arc<PathMatch>,
     settings: EngineSettings,
@@ -95,8 +98,13 @@ impl Engine {
             .map(|def| build(def, &mut path_match, &settings.token_key))
             .collect();
         let ignore = Ignore::new(settings.ignore.clone(), &mut path_match);
+        let routes = defs
+            .iter()
+            .any(|def| def.enabled && def.entity == EntityKind::Route)
+            .then(RouteScratch::default);
         Engine {
             detectors,
+            routes,
             ignore,
             path_match: std::sync::Arc::new(path_match),
             settings,
@@ -134,10 +142,15 @@ impl Engine {
         let first = *self.first.get_or_insert(ts);
         self.advance_to(ts);
         self.stats.accepted += 1;
+        let route = self
+            .routes
+            .as_mut()
+            .map(|scratch| RouteKey::of_with(req, scratch));
         let ctx = Context {
             now: self.watermark,
             learning: self.watermark.nanos() - first.nanos() < self.settings.warmup_nanos,
             path_bits,
+            route: route.as_ref().map(Option::as_ref),
         };
         if !self.ignore.is_empty() && self.ignore.ignores(req, &ctx) {
             self.stats.ignored += 1;
@@ -298,6 +311,11 @@ fn build(
         }
         KindParams::BadAgent(params) => Box::new(BadAgent::new(def, params, path_match)),
         KindParams::UnexpectedSource(params) => Box::new(UnexpectedSource::new(def, params)),
+        KindParams::ErrorSpike(params) => match def.entity {
+            EntityKind::Global => Box::new(ErrorSpike::<GlobalKey>::new(def, params)),
+            // The definition check allows route and global only.
+            _ => Box::new(ErrorSpike::<RouteKey>::new(def, params)),
+        },
         KindParams::NewSource(params) => match def.entity {
             EntityKind::Subnet => Box::new(NewSource::<SubnetKey>::new(def, params)),
             // The definition check allows ip and subnet only.

@@ -129,7 +129,7 @@ impl Ignore {
         self.rules.is_empty()
     }
 
-    pub(super) fn ignores(&self, req: &Request<'_>, ctx: &Context) -> bool {
+    pub(super) fn ignores(&self, req: &Request<'_>, ctx: &Context<'_>) -> bool {
         let rules = &self.rules;
         if let Some(ip) = req.client_ip {
             if rules.cidrs.iter().any(|net| net.contains(&ip)) {
@@ -182,6 +182,7 @@ mod tests {
             now: crate::event::Timestamp(0),
             learning: false,
             path_bits: prematched.then(|| path_match.bits(req)),
+            route: None,
         };
         for prematched in [false, true] {
             let yes = [

@@ -25,6 +25,16 @@ pub trait EntityKey: Hash + Eq + Ord + Clone + Display + FromStr + Send + 'stati
 
     /// `of`, reusing `scratch`.
     fn of_with(req: &Request<'_>, scratch: &mut Self::Scratch) -> Option<Self>;
+
+    /// `of_with`, or what the engine built for this request already.
+    fn of_request(
+        req: &Request<'_>,
+        ctx: &super::Context<'_>,
+        scratch: &mut Self::Scratch,
+    ) -> Option<Self> {
+        let _ = ctx;
+        Self::of_with(req, scratch)
+    }
 }
 
 impl EntityKey for IpAddr {
@@ -263,6 +273,17 @@ fn is_asset(path: &[u8]) -> bool {
 impl EntityKey for RouteKey {
     const KIND: EntityKind = EntityKind::Route;
     type Scratch = RouteScratch;
+
+    fn of_request(
+        req: &Request<'_>,
+        ctx: &super::Context<'_>,
+        scratch: &mut RouteScratch,
+    ) -> Option<Self> {
+        match ctx.route {
+            Some(route) => route.cloned(),
+            None => Self::of_with(req, scratch),
+        }
+    }
 
     fn of_with(req: &Request<'_>, scratch: &mut RouteScratch) -> Option<Self> {
         let path = req.path.as_deref()?;

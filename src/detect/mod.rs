@@ -4,6 +4,7 @@ mod bad_agent;
 pub mod definition;
 mod engine;
 mod episodes;
+mod error_spike;
 pub mod ignore;
 mod incident;
 pub mod key;
@@ -35,13 +36,16 @@ use episodes::Episodes;
 
 /// What every detector sees besides the request.
 #[derive(Clone, Copy, Debug)]
-pub struct Context {
+pub struct Context<'r> {
     /// The newest event time seen (the watermark).
     pub now: Timestamp,
     /// Still inside the warm-up: baselines learn, baseline-driven detectors stay silent.
     pub learning: bool,
     /// The request's `PathMatch` bits when they were matched ahead of the engine.
     pub path_bits: Option<u32>,
+    /// The request's route, built once for every route-keyed detector: `None` when not
+    /// built (no such detector), `Some(None)` when the request has no route (an asset).
+    pub route: Option<Option<&'r key::RouteKey>>,
 }
 
 /// Size and activity of one detector instance.
@@ -75,7 +79,7 @@ pub trait Detector: Send {
         &mut self,
         req: &Request<'_>,
         line: &[u8],
-        ctx: &Context,
+        ctx: &Context<'_>,
         events: &mut Vec<IncidentEvent>,
     );
     /// Closes incidents that have been quiet for their detector's quiet period.

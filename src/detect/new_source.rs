@@ -70,7 +70,7 @@ impl<K: EntityKey> Detector for NewSource<K> {
         &mut self,
         req: &Request<'_>,
         line: &[u8],
-        ctx: &Context,
+        ctx: &Context<'_>,
         events: &mut Vec<IncidentEvent>,
     ) {
         let Some(ts) = req.ts else { return };

@@ -287,10 +287,10 @@ impl<K: EntityKey> Detector for RateSpike<K> {
         &mut self,
         req: &Request<'_>,
         line: &[u8],
-        ctx: &Context,
+        ctx: &Context<'_>,
         events: &mut Vec<IncidentEvent>,
     ) {
-        let (Some(ts), Some(ip)) = (req.ts, K::of_with(req, &mut self.scratch)) else {
+        let (Some(ts), Some(ip)) = (req.ts, K::of_request(req, ctx, &mut self.scratch)) else {
             return;
         };
         let spec = self.params.window;

@@ -179,7 +179,7 @@ impl SignalCount {
         }
     }
 
-    fn signal(&self, req: &Request<'_>, ctx: &Context) -> Signal {
+    fn signal(&self, req: &Request<'_>, ctx: &Context<'_>) -> Signal {
         let status = req
             .status
             .is_some_and(|s| self.statuses.get(s as usize).copied().unwrap_or(false));
@@ -225,7 +225,7 @@ impl Detector for SignalCount {
         &mut self,
         req: &Request<'_>,
         line: &[u8],
-        ctx: &Context,
+        ctx: &Context<'_>,
         events: &mut Vec<IncidentEvent>,
     ) {
         let (Some(ip), Some(ts)) = (req.client_ip, req.ts) else {

@@ -880,3 +880,39 @@ fn a_new_address_reaching_an_admin_route_after_learning_is_flagged_and_known_one
         .unwrap();
     assert_eq!(secs(incident.started_at), 3000);
 }
+
+#[test]
+fn a_route_failing_far_more_than_usual_is_an_error_spike_and_its_usual_failures_are_not() {
+    let mut traffic = Traffic::default();
+    traffic.background(1800);
+    // A search route at 4 req/s for 30 minutes, failing 1 in 50 as usual...
+    for n in 0..20u32 {
+        let client = networked(7, n);
+        traffic.steady(client, 0, 1800, 360, 200, "/api/v1/search");
+        traffic.steady(client, 5, 1800, 7, 503, "/api/v1/search");
+    }
+    // ...until its backend fails for two minutes: most requests answer 502.
+    for n in 0..20u32 {
+        traffic.steady(networked(7, n), 1200, 1320, 12, 502, "/api/v1/search");
+    }
+    // A quiet route whose three requests all fail, and a route that always fails a fifth.
+    traffic.steady(ip("192.0.2.60"), 900, 905, 3, 500, "/api/v1/export");
+    for n in 0..10u32 {
+        let client = networked(8, n);
+        traffic.steady(client, 0, 1800, 400, 200, "/api/v1/flaky");
+        traffic.steady(client, 0, 1800, 100, 500, "/api/v1/flaky");
+    }
+    let incidents = traffic.run();
+    let spikes: Vec<&Incident> = incidents
+        .iter()
+        .filter(|i| i.kind == "error_spike")
+        .collect();
+    assert_eq!(
+        spikes.iter().map(|i| i.entity.as_str()).collect::<Vec<_>>(),
+        vec!["GET /api/v1/search"],
+        "{incidents:#?}"
+    );
+    let detected = secs(spikes[0].detected_at);
+    assert!((1200..1260).contains(&detected), "detected at {detected} s");
+    assert!(spikes[0].score.p_value.is_some_and(|p| p < 1e-6));
+}

@@ -158,7 +158,7 @@ impl Detector for TokenSources {
         &mut self,
         req: &Request<'_>,
         line: &[u8],
-        ctx: &Context,
+        ctx: &Context<'_>,
         events: &mut Vec<IncidentEvent>,
     ) {
         let (Some(token), Some(ip), Some(ts)) = (token_of(req), req.client_ip, req.ts) else {
@@ -333,7 +333,7 @@ impl Detector for TokenNewSource {
         &mut self,
         req: &Request<'_>,
         line: &[u8],
-        ctx: &Context,
+        ctx: &Context<'_>,
         events: &mut Vec<IncidentEvent>,
     ) {
         let (Some(token), Some(ip), Some(ts)) = (token_of(req), req.client_ip, req.ts) else {
@@ -508,7 +508,7 @@ impl Detector for IpManyTokens {
         &mut self,
         req: &Request<'_>,
         line: &[u8],
-        _ctx: &Context,
+        _ctx: &Context<'_>,
         events: &mut Vec<IncidentEvent>,
     ) {
         let (Some(token), Some(ip), Some(ts)) = (token_of(req), req.client_ip, req.ts) else {

@@ -66,7 +66,7 @@ impl Detector for UnexpectedSource {
         &mut self,
         req: &Request<'_>,
         line: &[u8],
-        _ctx: &Context,
+        _ctx: &Context<'_>,
         events: &mut Vec<IncidentEvent>,
     ) {
         let (Some(ip), Some(ts)) = (req.client_ip, req.ts) else {
