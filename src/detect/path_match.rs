@@ -25,9 +25,34 @@ pub enum MatchField {
 }
 
 /// Every detector's pattern set, in bit order.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct PathMatch {
     sets: Vec<(Arc<AhoCorasick>, StatusGate, MatchField)>,
+    /// Tells this instance's entries in the per-thread user-agent cache from others'.
+    id: u64,
+    hasher: foldhash::fast::RandomState,
+}
+
+impl Default for PathMatch {
+    fn default() -> Self {
+        static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        PathMatch {
+            sets: Vec::new(),
+            id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            hasher: foldhash::fast::RandomState::default(),
+        }
+    }
+}
+
+/// Slots of the per-thread cache of user-agent results (direct-mapped, 64 KiB).
+const AGENT_SLOTS: usize = 4096;
+
+thread_local! {
+    /// (instance id, user agent hash, its user-agent bits): a site has a few thousand user
+    /// agents, each searched once instead of on every request (the search of a 120-byte
+    /// agent through a case-insensitive automaton costs more than parsing the whole line).
+    static AGENT_CACHE: std::cell::RefCell<Vec<(u64, u64, u32)>> =
+        std::cell::RefCell::new(vec![(0, 0, 0); AGENT_SLOTS]);
 }
 
 impl PathMatch {
@@ -59,19 +84,46 @@ impl PathMatch {
                 .status
                 .is_some_and(|s| statuses.get(s as usize).copied().unwrap_or(false)),
         };
+        let mut agent_bits = None;
         self.sets
             .iter()
             .enumerate()
-            .filter(|(_, (set, gate, field))| {
+            .filter(|(i, (set, gate, field))| {
                 passes(gate)
                     && match field {
                         MatchField::Target => matches(set, req),
                         MatchField::UserAgent => {
-                            req.user_agent.as_deref().is_some_and(|a| set.is_match(a))
+                            let bits = *agent_bits.get_or_insert_with(|| self.agent_bits(req));
+                            bits & (1 << i) != 0
                         }
                     }
             })
             .fold(0, |bits, (i, _)| bits | 1 << i)
+    }
+
+    /// The bits of every user-agent set for the request's agent, from the cache.
+    fn agent_bits(&self, req: &Request<'_>) -> u32 {
+        use std::hash::BuildHasher;
+        let Some(agent) = req.user_agent.as_deref() else {
+            return 0;
+        };
+        let hash = self.hasher.hash_one(agent);
+        let slot = (hash as usize) % AGENT_SLOTS;
+        let cached = AGENT_CACHE.with(|cache| {
+            let (id, seen, bits) = cache.borrow()[slot];
+            (id == self.id && seen == hash).then_some(bits)
+        });
+        if let Some(bits) = cached {
+            return bits;
+        }
+        let bits = self
+            .sets
+            .iter()
+            .enumerate()
+            .filter(|(_, (set, _, field))| *field == MatchField::UserAgent && set.is_match(agent))
+            .fold(0, |bits, (i, _)| bits | 1 << i);
+        AGENT_CACHE.with(|cache| cache.borrow_mut()[slot] = (self.id, hash, bits));
+        bits
     }
 
     pub fn is_empty(&self) -> bool {

@@ -9,8 +9,30 @@ pub struct RouteRule {
     hosts: Vec<Vec<u8>>,
     /// Lower-cased `.example.com` of `*.example.com`.
     host_suffixes: Vec<Vec<u8>>,
-    exact_paths: Vec<Vec<u8>>,
-    path_prefixes: Vec<Vec<u8>>,
+    all: Paths,
+    /// The patterns by their first path segment, when each pattern names its first segment
+    /// whole (`/admin/*`, not `/adm*`): a request is checked against its segment's only.
+    by_first_segment: Option<hashbrown::HashMap<Vec<u8>, Paths, foldhash::fast::RandomState>>,
+}
+
+#[derive(Clone, Debug, Default)]
+struct Paths {
+    exact: Vec<Vec<u8>>,
+    prefixes: Vec<Vec<u8>>,
+}
+
+impl Paths {
+    fn matches(&self, path: &[u8]) -> bool {
+        self.exact.iter().any(|p| p.as_slice() == path)
+            || self.prefixes.iter().any(|p| path.starts_with(p))
+    }
+}
+
+/// `/admin/users` → `admin`; `/` → ``.
+fn first_segment(path: &[u8]) -> &[u8] {
+    let rest = path.strip_prefix(b"/").unwrap_or(path);
+    let end = memchr::memchr(b'/', rest).unwrap_or(rest.len());
+    &rest[..end]
 }
 
 impl RouteRule {
@@ -41,10 +63,27 @@ impl RouteRule {
             if !path.starts_with('/') {
                 errors.push(("paths", format!("{path:?} must start with `/`")));
             } else if let Some(prefix) = path.strip_suffix('*') {
-                rule.path_prefixes.push(prefix.as_bytes().to_vec());
+                rule.all.prefixes.push(prefix.as_bytes().to_vec());
             } else {
-                rule.exact_paths.push(path.as_bytes().to_vec());
+                rule.all.exact.push(path.as_bytes().to_vec());
             }
+        }
+        let whole = rule
+            .all
+            .prefixes
+            .iter()
+            .all(|prefix| memchr::memchr(b'/', &prefix[1..]).is_some());
+        if whole {
+            let mut groups: hashbrown::HashMap<Vec<u8>, Paths, _> = Default::default();
+            for exact in &rule.all.exact {
+                let group = groups.entry(first_segment(exact).to_vec()).or_default();
+                group.exact.push(exact.clone());
+            }
+            for prefix in &rule.all.prefixes {
+                let group = groups.entry(first_segment(prefix).to_vec()).or_default();
+                group.prefixes.push(prefix.clone());
+            }
+            rule.by_first_segment = Some(groups);
         }
         if errors.is_empty() {
             Ok(rule)
@@ -58,8 +97,12 @@ impl RouteRule {
         let Some(path) = req.path.as_deref() else {
             return false;
         };
-        let on_path = self.exact_paths.iter().any(|p| p.as_slice() == path)
-            || self.path_prefixes.iter().any(|p| path.starts_with(p));
+        let on_path = match &self.by_first_segment {
+            Some(groups) => groups
+                .get(first_segment(path))
+                .is_some_and(|paths| paths.matches(path)),
+            None => self.all.matches(path),
+        };
         on_path && self.on_host(req)
     }
 
@@ -109,5 +152,19 @@ mod tests {
         assert!(!any_host.matches(&request(None, "/administrator")));
         let errors = RouteRule::new(&["*example.com".into()], &["admin".into()]).unwrap_err();
         assert_eq!(errors.len(), 2, "{errors:?}");
+    }
+
+    proptest::proptest! {
+        /// Looking patterns up by first segment gives what checking them all gives.
+        #[test]
+        fn the_segment_index_agrees_with_every_pattern(path in "(/(admin|api|ad|deploy|x)){0,3}/?") {
+            let patterns: Vec<String> = ["/admin", "/admin/*", "/api/admin/*", "/deploy", "/x/*", "/"]
+                .map(String::from)
+                .to_vec();
+            let rule = RouteRule::new(&[], &patterns).unwrap();
+            proptest::prop_assert!(rule.by_first_segment.is_some());
+            let req = request(None, Box::leak(path.clone().into_boxed_str()));
+            proptest::prop_assert_eq!(rule.matches(&req), rule.all.matches(path.as_bytes()));
+        }
     }
 }
