@@ -123,6 +123,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let stop = Arc::new(AtomicBool::new(false));
     let sources_open = Arc::new(AtomicBool::new(false));
     let metrics = metrics::Metrics::install()?;
+    metrics.detectors(&engine);
     let listener = handle
         .block_on(tokio::net::TcpListener::bind(config.api.listen))
         .with_context(|| {
@@ -205,6 +206,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         ClockSettings {
             late_tolerance_nanos: nanos(config.late_tolerance),
             max_jump_nanos: nanos(config.max_time_jump),
+            // Live lines cannot be from (far in) the future, however they agree.
+            wall_clock: Some(now_wall),
         },
     );
     let result = {
@@ -217,8 +220,11 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         )
     };
     // Clean stop: what was processed is stored, then checkpointed; open incidents stay open
-    // (they go on after the restart).
-    let stored = store.wait_stored(Duration::from_secs(8));
+    // (they go on after the restart). One grace period for all of it, so a stop takes
+    // well under 10 s (Kubernetes' default grace is 30 s) even with a slow store.
+    let deadline = now() + Duration::from_secs(8);
+    let left = || deadline.saturating_duration_since(now());
+    let stored = store.wait_stored(left());
     {
         let mut sinks: Vec<&mut dyn Sink> = vec![&mut counter, &mut store];
         merge.refresh_durable(&mut sinks);
@@ -226,10 +232,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     daemon.update_metrics(&merge, &engine);
     // Every source ended between batches and its events are stored: the state and the
     // offsets agree exactly. (A periodic save still under way finishes first.)
-    for _ in 0..400 {
-        if !daemon.saving.load(Ordering::SeqCst) {
-            break;
-        }
+    while daemon.saving.load(Ordering::SeqCst) && !left().is_zero() {
         std::thread::sleep(Duration::from_millis(20));
     }
     let rows = engine.snapshot();
@@ -240,22 +243,23 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         .collect();
     let saved = handle.block_on(async {
         tokio::time::timeout(
-            Duration::from_secs(8),
+            left().max(Duration::from_millis(500)),
             store.store().save_state(&rows, &last),
         )
         .await
     });
     let _ = alerts_stop.send(true);
     if let Some(alerter) = alerter {
-        match handle.block_on(async { tokio::time::timeout(Duration::from_secs(2), alerter).await })
-        {
+        let wait = left().clamp(Duration::from_millis(100), Duration::from_secs(2));
+        match handle.block_on(async { tokio::time::timeout(wait, alerter).await }) {
             Ok(Ok(Err(err))) => tracing::error!(error = %err, "alert delivery failed"),
             Err(_) => tracing::warn!("alert delivery did not stop in time; its claims lapse"),
             _ => {}
         }
     }
     server_stop.notify_waiters();
-    let _ = handle.block_on(async { tokio::time::timeout(Duration::from_secs(2), server).await });
+    let wait = left().clamp(Duration::from_millis(100), Duration::from_secs(2));
+    let _ = handle.block_on(async { tokio::time::timeout(wait, server).await });
     let report = store.finish();
     result?;
     let mut status = ExitCode::SUCCESS;
@@ -282,6 +286,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     }
     tracing::info!(
         files = merge.len(),
+        lines = (0..merge.len()).map(|i| merge.report(i).lines).sum::<u64>(),
         events = merge.events(),
         "gatewatch run stopped"
     );
@@ -384,7 +389,14 @@ fn spawn_discovery(
                 if stop.load(Ordering::SeqCst) {
                     return;
                 }
-                wakeup.wait(interval);
+                // A file seen before its first line was complete sends no further event
+                // when that line comes: looked at again soon, not after the whole interval.
+                let wait = if discovery.has_pending() {
+                    interval.min(poll.max(Duration::from_millis(200)))
+                } else {
+                    interval
+                };
+                wakeup.wait(wait);
             }
         })
         .context("starting the discovery thread")?;
