@@ -102,6 +102,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let rows = handle
         .block_on(store.store().load_state())
         .context("loading learned state")?;
+    // What the store holds, so that saves write only what changed.
+    let stored_state = SavedState::of(&rows);
     if !rows.is_empty() {
         let restored = engine.restore(rows);
         if restored.skipped > 0 {
@@ -191,6 +193,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         store: store.store(),
         saving: Arc::new(AtomicBool::new(false)),
         confirmed: Arc::default(),
+        stored_state: Arc::new(std::sync::Mutex::new(stored_state)),
         last_checkpoint: now(),
         saved_events: 0,
         last_metrics: now(),
@@ -235,16 +238,27 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     while daemon.saving.load(Ordering::SeqCst) && !left().is_zero() {
         std::thread::sleep(Duration::from_millis(20));
     }
-    let rows = engine.snapshot();
+    let changes = daemon
+        .stored_state
+        .lock()
+        .expect("not poisoned")
+        .changes(engine.snapshot());
     let last: Vec<Checkpoint> = daemon
         .due_checkpoints(&merge)
         .into_iter()
         .map(|(_, c)| c)
         .collect();
+    tracing::debug!(
+        changed = changes.changed.len(),
+        gone = changes.gone.len(),
+        "saving the last checkpoints and state"
+    );
     let saved = handle.block_on(async {
         tokio::time::timeout(
             left().max(Duration::from_millis(500)),
-            store.store().save_state(&rows, &last),
+            store
+                .store()
+                .save_state_changes(&changes.changed, &changes.gone, &last),
         )
         .await
     });
@@ -448,6 +462,8 @@ struct Daemon<'a> {
     saving: Arc<AtomicBool>,
     /// (file index, offset) of saves that succeeded.
     confirmed: Arc<std::sync::Mutex<Vec<(usize, u64)>>>,
+    /// The learned state as last saved (replaced when a save succeeds).
+    stored_state: Arc<std::sync::Mutex<SavedState>>,
     last_checkpoint: Instant,
     /// Incident events when state was last saved.
     saved_events: u64,
@@ -525,20 +541,34 @@ impl Daemon<'_> {
     /// the next round's state and offsets (offsets only grow).
     fn save(&mut self, rows: Vec<StateRow>, due: Vec<(usize, Checkpoint)>, events: u64) {
         self.saving.store(true, Ordering::SeqCst);
+        // No save is in flight: the stored state is settled.
+        let changes = self
+            .stored_state
+            .lock()
+            .expect("not poisoned")
+            .changes(rows);
         let store = self.store.clone();
         let saving = self.saving.clone();
         let confirmed = self.confirmed.clone();
+        let stored_state = self.stored_state.clone();
         let errors = self.metrics.checkpoint_errors();
         let probe = self.store_probe.clone();
         self.handle.spawn(async move {
             probe.stored(events).await;
             let (indexes, checkpoints): (Vec<usize>, Vec<Checkpoint>) = due.into_iter().unzip();
-            match store.save_state(&rows, &checkpoints).await {
-                Ok(()) => confirmed.lock().expect("not poisoned").extend(
-                    indexes
-                        .into_iter()
-                        .zip(checkpoints.iter().map(|c| c.offset)),
-                ),
+            let saved = store
+                .save_state_changes(&changes.changed, &changes.gone, &checkpoints)
+                .await;
+            match saved {
+                Ok(()) => {
+                    // A failed save leaves the old one: the next diff carries its changes too.
+                    *stored_state.lock().expect("not poisoned") = changes.after;
+                    confirmed.lock().expect("not poisoned").extend(
+                        indexes
+                            .into_iter()
+                            .zip(checkpoints.iter().map(|c| c.offset)),
+                    )
+                }
                 Err(err) => {
                     errors.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(error = %err, "saving checkpoints and learned state failed; will retry");
@@ -588,5 +618,111 @@ impl Sink for OpenedCounter {
 
     fn durable(&mut self) -> u64 {
         self.accepted
+    }
+}
+
+/// The learned state as the store holds it: a digest per row (keyed `detector\0entity`),
+/// so a save writes the rows that changed and deletes the keys that are gone instead of
+/// rewriting every row. About 80 bytes a key.
+#[derive(Default)]
+struct SavedState {
+    rows: HashMap<Box<str>, u64>,
+}
+
+/// A save's work: rows to write, keys to delete, and the stored state once it succeeded.
+struct StateChanges {
+    changed: Vec<StateRow>,
+    gone: Vec<(String, String)>,
+    after: SavedState,
+}
+
+impl SavedState {
+    fn of(rows: &[StateRow]) -> SavedState {
+        SavedState {
+            rows: rows.iter().map(|row| (key_of(row), digest(row))).collect(),
+        }
+    }
+
+    /// What saving the engine's `rows` (a whole snapshot) must change in the store.
+    fn changes(&self, rows: Vec<StateRow>) -> StateChanges {
+        let mut after = HashMap::with_capacity(rows.len());
+        let mut changed = Vec::new();
+        for row in rows {
+            let (key, digest) = (key_of(&row), digest(&row));
+            if self.rows.get(&key) != Some(&digest) {
+                changed.push(row);
+            }
+            after.insert(key, digest);
+        }
+        let gone = self
+            .rows
+            .keys()
+            .filter(|key| !after.contains_key(*key))
+            .map(|key| {
+                let (detector, entity) = key.split_once('\0').unwrap_or((key, ""));
+                (detector.to_string(), entity.to_string())
+            })
+            .collect();
+        StateChanges {
+            changed,
+            gone,
+            after: SavedState { rows: after },
+        }
+    }
+}
+
+fn key_of(row: &StateRow) -> Box<str> {
+    format!("{}\0{}", row.detector, row.entity).into_boxed_str()
+}
+
+fn digest(row: &StateRow) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::hash::DefaultHasher::new();
+    row.state.hash(&mut hasher);
+    row.updated_at.nanos().hash(&mut hasher);
+    hasher.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(detector: &str, entity: &str, state: &str) -> StateRow {
+        StateRow {
+            detector: detector.into(),
+            entity: entity.into(),
+            state: state.into(),
+            updated_at: Timestamp(1),
+        }
+    }
+
+    #[test]
+    fn a_save_writes_what_changed_and_deletes_what_is_gone() {
+        let stored = SavedState::of(&[
+            row("rate-spike-ip", "10.0.0.1", "{\"v\":1,\"n\":1}"),
+            row("rate-spike-ip", "10.0.0.2", "{\"v\":1,\"n\":1}"),
+            row("scanner-ip", "", "{\"v\":1}"),
+        ]);
+        let changes = stored.changes(vec![
+            row("rate-spike-ip", "10.0.0.1", "{\"v\":1,\"n\":1}"),
+            row("rate-spike-ip", "10.0.0.3", "{\"v\":1,\"n\":1}"),
+            row("scanner-ip", "", "{\"v\":1,\"x\":2}"),
+        ]);
+        let changed: Vec<(&str, &str)> = changes
+            .changed
+            .iter()
+            .map(|r| (r.detector.as_str(), r.entity.as_str()))
+            .collect();
+        assert_eq!(changed, [("rate-spike-ip", "10.0.0.3"), ("scanner-ip", "")]);
+        assert_eq!(
+            changes.gone,
+            [("rate-spike-ip".to_string(), "10.0.0.2".to_string())]
+        );
+        let again = changes.after.changes(vec![
+            row("rate-spike-ip", "10.0.0.1", "{\"v\":1,\"n\":1}"),
+            row("rate-spike-ip", "10.0.0.3", "{\"v\":1,\"n\":1}"),
+            row("scanner-ip", "", "{\"v\":1,\"x\":2}"),
+        ]);
+        assert!(again.changed.is_empty() && again.gone.is_empty());
     }
 }
