@@ -575,6 +575,76 @@ fn live_equals_replay() {
     assert_eq!(stored, expected, "the daemon's incidents are replay's");
 }
 
+/// Every stored incident's status, through the CLI.
+fn stored_statuses(db: &Path) -> Vec<String> {
+    let output = Command::new(env!("CARGO_BIN_EXE_gatewatch"))
+        .args([
+            "incidents",
+            "list",
+            "--output",
+            "json",
+            "--limit",
+            "1000",
+            "--db",
+        ])
+        .arg(format!("sqlite://{}", db.display()))
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let list: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    list.as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["status"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+#[test]
+fn quiet_incidents_close_on_the_wall_clock_without_new_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    // The built-in detectors with a 30 s quiet period (event time).
+    let defs = dir.path().join("detectors");
+    fs::create_dir(&defs).unwrap();
+    for entry in fs::read_dir("detectors").unwrap() {
+        let path = entry.unwrap().path();
+        let text: String = fs::read_to_string(&path)
+            .unwrap()
+            .lines()
+            .map(|l| {
+                if l.starts_with("quiet =") {
+                    "quiet = \"30s\"\n".to_string()
+                } else {
+                    format!("{l}\n")
+                }
+            })
+            .collect();
+        fs::write(defs.join(path.file_name().unwrap()), text).unwrap();
+    }
+    let (config, log) = live_config(dir.path());
+    let text = fs::read_to_string(&config).unwrap();
+    fs::write(&config, format!("detectors_dir = {defs:?}\n{text}")).unwrap();
+    let attacks = attacks_log();
+    // The log ends in the middle of the brute-force attack (09:17 to 09:21).
+    let lines: Vec<&[u8]> = attacks
+        .split_inclusive(|b| *b == b'\n')
+        .take_while(|l| !String::from_utf8_lossy(l).contains("20/Nov/2026:09:20:30"))
+        .collect();
+    let daemon = Daemon::start(&config);
+    write_fast(&log, &lines);
+    daemon.read_exactly(lines.len() as u64);
+    let db = dir.path().join("gw.db");
+    assert!(
+        stored_statuses(&db).iter().any(|s| s == "open"),
+        "the attack's incidents are open when the log stops"
+    );
+    // No line comes after the last: only the daemon's timer can move event time on.
+    daemon.eventually("every incident closed", || {
+        let statuses = stored_statuses(&db);
+        !statuses.is_empty() && statuses.iter().all(|s| s == "closed")
+    });
+    assert!(daemon.stop());
+}
+
 /// The labelled datasets of ../shared/eval (GATEWATCH_EVAL_DIR elsewhere), when present.
 fn eval_datasets() -> Vec<PathBuf> {
     let root = std::env::var_os("GATEWATCH_EVAL_DIR")
