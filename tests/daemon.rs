@@ -22,6 +22,12 @@ struct Daemon {
     log: PathBuf,
 }
 
+/// For what the tests report (rates, stop times), never for what they assert.
+#[allow(clippy::disallowed_methods)]
+fn stopwatch() -> std::time::Instant {
+    std::time::Instant::now()
+}
+
 fn free_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.local_addr().unwrap().port()
@@ -224,10 +230,12 @@ fn every_line_once_through_rename_rotations_and_a_copytruncate() {
     );
     let daemon = Daemon::start(&config);
     let total = 200_000;
-    let step = 40_000;
+    let step = 33_000;
     let mut written = 1000;
+    let started = stopwatch();
+    // Renames after rounds 1, 2, 4 and 5; a copytruncate after round 3.
     for round in 1..=5 {
-        let end = (round * step).min(total);
+        let end = round * step;
         write_paced(&log, written..end, 100_000);
         written = end;
         if round == 3 {
@@ -239,11 +247,18 @@ fn every_line_once_through_rename_rotations_and_a_copytruncate() {
                 .unwrap()
                 .set_len(0)
                 .unwrap();
-        } else if round < 5 {
+        } else {
             fs::rename(&log, dir.path().join(format!("access.log.{round}"))).unwrap();
         }
     }
     write_paced(&log, written..total, 100_000);
+    // Reported, not asserted (the acceptance asks for >= 50,000 lines/s; a loaded machine
+    // may write slower, which makes the test easier, not wrong).
+    eprintln!(
+        "wrote {} lines at {:.0} lines/s",
+        total - 1000,
+        (total - 1000) as f64 / started.elapsed().as_secs_f64()
+    );
     daemon.read_exactly(total);
     let text = daemon.metrics();
     assert_eq!(metric_in(&text, "gatewatch_lines_late_total"), 0.0);
@@ -256,9 +271,38 @@ fn every_line_once_through_rename_rotations_and_a_copytruncate() {
         metric_in(&text, "gatewatch_rotations_total{kind=\"truncate\"}") >= 1.0,
         "{text}"
     );
+    for name in METRICS {
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with(&format!("# TYPE {name} "))),
+            "{name} missing from /metrics:\n{text}"
+        );
+    }
+    // Bounded labels: five rotated names, one source label.
+    assert!(
+        !text.contains("access.log"),
+        "no file name in a label:\n{text}"
+    );
     check_with_promtool(&text);
     assert!(daemon.stop());
 }
+
+/// The metrics issue 9 names, all of which `/metrics` must show.
+const METRICS: [&str; 13] = [
+    "gatewatch_lines_read_total",
+    "gatewatch_lines_parsed_total",
+    "gatewatch_lines_unparsed_total",
+    "gatewatch_lines_late_total",
+    "gatewatch_incidents_opened_total",
+    "gatewatch_source_lag_bytes",
+    "gatewatch_event_time_lag_seconds",
+    "gatewatch_files_tracked",
+    "gatewatch_rotations_total",
+    "gatewatch_state_keys",
+    "gatewatch_state_evictions_total",
+    "gatewatch_store_queue_depth",
+    "gatewatch_store_errors_total",
+];
 
 /// `promtool check metrics`, when the Prometheus tools are installed (.ci/run installs them).
 fn check_with_promtool(text: &str) {
@@ -368,8 +412,8 @@ fn a_clean_stop_rereads_nothing_and_misses_nothing() {
     assert!(daemon.stop());
 }
 
-#[test]
-fn files_appearing_over_time_one_lagging_two_minutes_none_late_with_polling() {
+/// 50 pod logs appearing one after another, pod 7's two minutes behind the others.
+fn fifty_files_appearing_one_lagging(watch: &str, discover: &str) -> (Daemon, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let logs = dir.path().join("pods");
     fs::create_dir(&logs).unwrap();
@@ -377,8 +421,13 @@ fn files_appearing_over_time_one_lagging_two_minutes_none_late_with_polling() {
         dir.path(),
         &[format!("{}/*.log", logs.display())],
         "format = \"combined\"",
-        "watch = \"poll\"",
+        &format!("watch = \"{watch}\""),
     );
+    let text = fs::read_to_string(&config).unwrap().replace(
+        "discover_interval = \"300ms\"",
+        &format!("discover_interval = \"{discover}\""),
+    );
+    fs::write(&config, text).unwrap();
     let daemon = Daemon::start(&config);
     let per_file = 400;
     for pod in 0..50u64 {
@@ -387,12 +436,39 @@ fn files_appearing_over_time_one_lagging_two_minutes_none_late_with_polling() {
         let text: String = (0..per_file)
             .map(|i| line(shift + pod * 2000 + i * 5))
             .collect();
-        append(&logs.join(format!("pod-{pod:02}.log")), &text);
-        std::thread::sleep(Duration::from_millis(30));
+        let path = logs.join(format!("pod-{pod:02}.log"));
+        // Created empty first, as writers do: the file-system event comes before the line.
+        File::create(&path).unwrap();
+        std::thread::sleep(Duration::from_millis(10));
+        append(&path, &text);
+        std::thread::sleep(Duration::from_millis(20));
     }
     daemon.read_exactly(50 * per_file);
     assert_eq!(daemon.metric("gatewatch_lines_late_total"), 0.0);
     assert_eq!(daemon.metric("gatewatch_files_tracked"), 50.0);
+    (daemon, dir)
+}
+
+#[test]
+fn files_appearing_over_time_one_lagging_two_minutes_none_late_with_polling() {
+    let (daemon, _dir) = fifty_files_appearing_one_lagging("poll", "300ms");
+    assert!(
+        daemon.log_text().contains("events=false"),
+        "{}",
+        daemon.log_text()
+    );
+    assert!(daemon.stop());
+}
+
+#[test]
+fn files_appearing_over_time_one_lagging_two_minutes_none_late_with_inotify() {
+    // Globs evaluated again only hourly: every file is found through its inotify event.
+    let (daemon, _dir) = fifty_files_appearing_one_lagging("auto", "1h");
+    assert!(
+        daemon.log_text().contains("events=true"),
+        "{}",
+        daemon.log_text()
+    );
     assert!(daemon.stop());
 }
 
@@ -499,40 +575,379 @@ fn live_equals_replay() {
     assert_eq!(stored, expected, "the daemon's incidents are replay's");
 }
 
+/// Every stored incident's status, through the CLI.
+fn stored_statuses(db: &Path) -> Vec<String> {
+    let output = Command::new(env!("CARGO_BIN_EXE_gatewatch"))
+        .args([
+            "incidents",
+            "list",
+            "--output",
+            "json",
+            "--limit",
+            "1000",
+            "--db",
+        ])
+        .arg(format!("sqlite://{}", db.display()))
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let list: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    list.as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["status"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+#[test]
+fn quiet_incidents_close_on_the_wall_clock_without_new_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    // The built-in detectors with a 30 s quiet period (event time).
+    let defs = dir.path().join("detectors");
+    fs::create_dir(&defs).unwrap();
+    for entry in fs::read_dir("detectors").unwrap() {
+        let path = entry.unwrap().path();
+        let text: String = fs::read_to_string(&path)
+            .unwrap()
+            .lines()
+            .map(|l| {
+                if l.starts_with("quiet =") {
+                    "quiet = \"30s\"\n".to_string()
+                } else {
+                    format!("{l}\n")
+                }
+            })
+            .collect();
+        fs::write(defs.join(path.file_name().unwrap()), text).unwrap();
+    }
+    let (config, log) = live_config(dir.path());
+    let text = fs::read_to_string(&config).unwrap();
+    fs::write(&config, format!("detectors_dir = {defs:?}\n{text}")).unwrap();
+    let attacks = attacks_log();
+    // The log ends in the middle of the brute-force attack (09:17 to 09:21).
+    let lines: Vec<&[u8]> = attacks
+        .split_inclusive(|b| *b == b'\n')
+        .take_while(|l| !String::from_utf8_lossy(l).contains("20/Nov/2026:09:20:30"))
+        .collect();
+    let daemon = Daemon::start(&config);
+    write_fast(&log, &lines);
+    daemon.read_exactly(lines.len() as u64);
+    let db = dir.path().join("gw.db");
+    assert!(
+        stored_statuses(&db).iter().any(|s| s == "open"),
+        "the attack's incidents are open when the log stops"
+    );
+    // No line comes after the last: only the daemon's timer can move event time on.
+    daemon.eventually("every incident closed", || {
+        let statuses = stored_statuses(&db);
+        !statuses.is_empty() && statuses.iter().all(|s| s == "closed")
+    });
+    assert!(daemon.stop());
+}
+
+/// The labelled datasets of ../shared/eval (GATEWATCH_EVAL_DIR elsewhere), when present.
+fn eval_datasets() -> Vec<PathBuf> {
+    let root = std::env::var_os("GATEWATCH_EVAL_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("../shared/eval"));
+    let mut found: Vec<PathBuf> = fs::read_dir(root.join("data"))
+        .into_iter()
+        .flatten()
+        .filter_map(|entry| Some(entry.ok()?.path().join("access.log.gz")))
+        .filter(|path| path.exists())
+        .collect();
+    found.sort();
+    found
+}
+
+#[test]
+fn live_equals_replay_on_the_eval_datasets() {
+    let datasets = eval_datasets();
+    if datasets.is_empty() {
+        eprintln!("SKIPPED: no eval datasets (set GATEWATCH_EVAL_DIR to ../shared/eval)");
+        return;
+    }
+    for dataset in datasets {
+        let dir = tempfile::tempdir().unwrap();
+        let expected = replay_ids(&dataset);
+        let mut text = Vec::new();
+        flate2::read::GzDecoder::new(File::open(&dataset).unwrap())
+            .read_to_end(&mut text)
+            .unwrap();
+        let (config, log) = live_config(dir.path());
+        let auto = fs::read_to_string(&config)
+            .unwrap()
+            .replace("format = \"combined\"", "format = \"auto\"");
+        fs::write(&config, auto).unwrap();
+        let lines: Vec<&[u8]> = text.split_inclusive(|b| *b == b'\n').collect();
+        let daemon = Daemon::start(&config);
+        // 2,000 lines per 20 ms: 30-60 minutes of these logs in seconds (>= 10x real time).
+        let started = stopwatch();
+        write_fast(&log, &lines);
+        eprintln!(
+            "{}: {} lines written in {:.1} s",
+            dataset.display(),
+            lines.len(),
+            started.elapsed().as_secs_f64()
+        );
+        daemon.read_exactly(lines.len() as u64);
+        assert_eq!(daemon.metric("gatewatch_lines_late_total"), 0.0);
+        assert!(daemon.stop());
+        let stored = stored_ids(&dir.path().join("gw.db"));
+        assert!(
+            !expected.is_empty(),
+            "{}: replay finds incidents",
+            dataset.display()
+        );
+        assert_eq!(
+            stored,
+            expected,
+            "{}: the daemon's incidents are replay's",
+            dataset.display()
+        );
+    }
+}
+
+/// Sends `signal` to the daemon and waits for it: (exit success, how long it took).
+fn signal_and_wait(daemon: &mut Daemon, signal: &str) -> (bool, Duration) {
+    let started = stopwatch();
+    Command::new("kill")
+        .args([signal, &daemon.child.id().to_string()])
+        .status()
+        .unwrap();
+    let status = daemon.child.wait().unwrap();
+    (status.success(), started.elapsed())
+}
+
+/// The lines a stopped daemon says it read (its last log line).
+fn lines_at_stop(log: &str) -> u64 {
+    let stopped = log
+        .lines()
+        .rfind(|l| l.contains("gatewatch run stopped"))
+        .unwrap_or_else(|| panic!("no stop logged:\n{log}"));
+    let value = stopped.split("lines=").nth(1).unwrap();
+    value
+        .split(|c: char| !c.is_ascii_digit())
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn sigint_and_sigterm_stop_cleanly_while_lines_flow() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("access.log");
+    let config = config(
+        dir.path(),
+        &[format!("{}/*.log", dir.path().display())],
+        "format = \"combined\"",
+        "",
+    );
+    let total = 100_000;
+    let writer = {
+        let log = log.clone();
+        std::thread::spawn(move || write_paced(&log, 0..total, 20_000))
+    };
+    let mut read = 0;
+    for signal in ["-INT", "-TERM"] {
+        let mut daemon = Daemon::start(&config);
+        daemon.eventually("lines flow", || {
+            daemon.metric("gatewatch_lines_read_total") > 1000.0
+        });
+        let (ok, took) = signal_and_wait(&mut daemon, signal);
+        // Reported, not asserted: the grace period in `run` bounds it (8 s and the HTTP
+        // server's last requests).
+        eprintln!("kill {signal} while lines flow: stopped in {took:?}");
+        assert!(ok, "{}", daemon.log_text());
+        assert!(
+            !writer.is_finished(),
+            "stopped while lines were being written"
+        );
+        read += lines_at_stop(&daemon.log_text());
+    }
+    writer.join().unwrap();
+    let daemon = Daemon::start(&config);
+    // Two clean stops in mid-stream: every line read exactly once over the three runs.
+    daemon.read_exactly(total - read);
+    assert!(daemon.stop());
+}
+
+#[test]
+fn a_long_line_a_dangling_link_and_a_deleted_file_in_json_logs() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    fs::create_dir(&logs).unwrap();
+    let config = config(
+        dir.path(),
+        &[format!("{}/*.log", logs.display())],
+        "format = \"combined\"\nmax_line_bytes = 1024",
+        "[log]\nformat = \"json\"",
+    );
+    // Open before it is deleted below.
+    let doomed = logs.join("doomed.log");
+    append(&doomed, &lines(0..1));
+    // A link to a file not there yet (a pod log the runtime has not created).
+    let target = dir.path().join("later.log");
+    std::os::unix::fs::symlink(&target, logs.join("link.log")).unwrap();
+    let daemon = Daemon::start(&config);
+    daemon.read_exactly(1);
+    daemon.eventually("the dangling link is reported", || {
+        daemon.log_text().contains("cannot read file; will retry")
+    });
+
+    // A 4 MiB line between short ones: cut at 1 KiB, counted, one line.
+    let long = logs.join("long.log");
+    let mut text = lines(1..101);
+    text.push_str(&"x".repeat(4 << 20));
+    text.push('\n');
+    text.push_str(&lines(101..201));
+    append(&long, &text);
+    daemon.read_exactly(1 + 201);
+    assert_eq!(daemon.metric("gatewatch_lines_cut_total"), 1.0);
+
+    // Lines written and the file deleted at once: what it holds is still read.
+    append(&doomed, &lines(201..20_201));
+    fs::remove_file(&doomed).unwrap();
+    daemon.read_exactly(202 + 20_000);
+
+    // The link's target appears: retried, read.
+    append(&target, &lines(20_201..20_301));
+    daemon.read_exactly(20_302);
+    assert!(daemon.metric("gatewatch_rotations_total{kind=\"delete\"}") >= 1.0);
+    let log = daemon.log_text();
+    assert!(daemon.stop());
+    // Every log line is a JSON object (stderr carries nothing else).
+    for line in log
+        .lines()
+        .filter(|l| !l.starts_with("gatewatch run: listening"))
+    {
+        let value: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|err| panic!("not JSON ({err}): {line}"));
+        assert!(
+            value["fields"].is_object() || value["message"].is_string(),
+            "{line}"
+        );
+    }
+}
+
+#[test]
+fn a_far_future_line_in_a_live_file_is_set_aside_and_a_quiet_gap_is_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("access.log");
+    let config = config(
+        dir.path(),
+        &[format!("{}/*.log", dir.path().display())],
+        "format = \"combined\"",
+        "",
+    );
+    let daemon = Daemon::start(&config);
+    // Alone in its batch: no later line of the file can outvote it, the wall clock does.
+    append(
+        &log,
+        "10.9.9.9 - - [01/Jan/2200:00:00:00 +0000] \"GET / HTTP/1.1\" 200 1 \"-\" \"x\"\n",
+    );
+    daemon.read_exactly(1);
+    write_paced(&log, 0..5000, 50_000);
+    daemon.read_exactly(5001);
+    assert_eq!(daemon.metric("gatewatch_lines_out_of_range_total"), 1.0);
+    assert_eq!(daemon.metric("gatewatch_lines_late_total"), 0.0);
+    // Then quiet (in event time, far more than max_time_jump), and one line stamped now:
+    // a live source catching up with the present, not a corrupt time.
+    #[allow(clippy::disallowed_methods)] // the wall-clock rule needs a line stamped now
+    let now = chrono::Utc::now().format("%d/%b/%Y:%H:%M:%S +0000");
+    append(
+        &log,
+        &format!("10.9.9.8 - - [{now}] \"GET / HTTP/1.1\" 200 1 \"-\" \"x\"\n"),
+    );
+    daemon.read_exactly(5002);
+    assert_eq!(daemon.metric("gatewatch_lines_out_of_range_total"), 1.0);
+    assert!(daemon.stop());
+}
+
+/// Every incident row in a SQLite store (ids as listed, duplicates kept).
+fn stored_id_list(db: &Path) -> Vec<String> {
+    let output = Command::new(env!("CARGO_BIN_EXE_gatewatch"))
+        .args([
+            "incidents",
+            "list",
+            "--output",
+            "json",
+            "--limit",
+            "1000",
+            "--db",
+        ])
+        .arg(format!("sqlite://{}", db.display()))
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let list: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    list.as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
 #[test]
 fn a_hard_kill_rereads_at_most_what_was_not_checkpointed() {
     let dir = tempfile::tempdir().unwrap();
     let text = attacks_log();
     let (config, log) = live_config(dir.path());
-    let lines: Vec<&[u8]> = text.split_inclusive(|b| *b == b'\n').collect();
-    let half = lines.len() / 2;
+    let db = dir.path().join("gw.db");
+    let lines: Vec<Vec<u8>> = text
+        .split_inclusive(|b| *b == b'\n')
+        .map(<[u8]>::to_vec)
+        .collect();
+    let total = lines.len() as u64;
     let daemon = Daemon::start(&config);
-    write_fast(&log, &lines[..half]);
-    daemon.read_exactly(half as u64);
-    let first = stored_ids(&dir.path().join("gw.db"));
+    // The writer goes on through the kill and the restart.
+    let writer = {
+        let (log, lines) = (log.clone(), lines.clone());
+        std::thread::spawn(move || {
+            for chunk in lines.chunks(500) {
+                append(&log, &String::from_utf8_lossy(&chunk.concat()));
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        })
+    };
+    daemon.eventually("a third read", || {
+        daemon.metric("gatewatch_lines_read_total") as u64 >= total / 3
+    });
     daemon.kill_hard();
+    let killed_mid_stream = !writer.is_finished();
+    let first = stored_ids(&db);
+    // Where the restart resumes: the last checkpoint the killed daemon committed.
+    let resume = checkpoints(&format!("sqlite://{}", db.display()))
+        .first()
+        .map_or(0, |c| c.offset) as usize;
+    let before_resume = text[..resume].iter().filter(|&&b| b == b'\n').count() as u64;
+    assert!(
+        before_resume > 0,
+        "a checkpoint was committed before the kill"
+    );
 
     let daemon = Daemon::start(&config);
-    write_fast(&log, &lines[half..]);
-    let rest = (lines.len() - half) as u64;
-    daemon.eventually("the rest read", || {
-        daemon.metric("gatewatch_lines_read_total") as u64 >= rest
-    });
-    std::thread::sleep(Duration::from_millis(600));
-    let reread = daemon.metric("gatewatch_lines_read_total") as u64 - rest;
-    // Checkpoints are saved every 200 ms: a kill loses at most the lines since the last.
-    assert!(reread < half as u64, "{reread} lines read again");
+    writer.join().unwrap();
+    // Every line after the checkpoint is read (again); none before it.
+    daemon.read_exactly(total - before_resume);
     assert!(daemon.stop());
-    let stored = stored_ids(&dir.path().join("gw.db"));
     assert!(
-        stored.is_superset(&first),
+        killed_mid_stream,
+        "the kill came while lines were being written"
+    );
+    let stored = stored_id_list(&db);
+    let unique: BTreeSet<String> = stored.iter().cloned().collect();
+    assert_eq!(stored.len(), unique.len(), "no incident stored twice");
+    assert!(
+        unique.is_superset(&first),
         "incidents stored before the kill stay"
     );
     // The learned state saved with the checkpoint carries detection on as if never killed.
     let whole = dir.path().join("whole.log");
     fs::write(&whole, &text).unwrap();
     assert_eq!(
-        stored,
+        unique,
         replay_ids(&whole),
         "the incidents of an uninterrupted replay"
     );
@@ -687,6 +1102,11 @@ fn thirty_seconds_without_the_database_lose_nothing() {
     daemon.eventually("reading goes on during the outage", || {
         daemon.metric("gatewatch_lines_read_total") as usize == lines.len()
     });
+    daemon.eventually("/readyz says the store does not answer", || {
+        daemon
+            .get("/readyz")
+            .is_some_and(|(status, _)| status == 503)
+    });
     for _ in 0..30 {
         std::thread::sleep(Duration::from_secs(1));
         let saved = checkpoints(&db.url)[0].offset;
@@ -705,6 +1125,11 @@ fn thirty_seconds_without_the_database_lose_nothing() {
     proxy.set_up(true);
     daemon.eventually("the queue drains once the database is back", || {
         daemon.metric("gatewatch_store_queue_depth") == 0.0
+    });
+    daemon.eventually("/readyz is 200 again", || {
+        daemon
+            .get("/readyz")
+            .is_some_and(|(status, _)| status == 200)
     });
     assert!(daemon.stop());
     let saved = checkpoints(&db.url);

@@ -162,6 +162,7 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         clock: ClockSettings {
             late_tolerance_nanos: nanos(args.late_tolerance),
             max_jump_nanos: nanos(args.max_time_jump),
+            wall_clock: None,
         },
         threads: args
             .threads

@@ -34,7 +34,7 @@ struct RawConfig {
     /// How far behind its own file's newest time a line may be and still count.
     late_tolerance: Option<String>,
     /// A time jumping further than this from its file's recent lines is set aside unless
-    /// the lines after it agree.
+    /// the lines after it agree; so is a time this far after the wall clock.
     max_time_jump: Option<String>,
     #[serde(default)]
     sources: Vec<RawSource>,

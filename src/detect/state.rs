@@ -5,9 +5,10 @@
 //! name its kind and window geometry (`"kind"`, `"window": [bucket_nanos, buckets]`): a
 //! definition whose kind or window changed under the same id re-learns instead of reading
 //! windows it would misplace. Per-key rows (entity = the key as text) hold the key's state
-//! (`"state"`), its rank in the table's recency order (`"rank"`, 0 = least recent) and its
-//! open episode (`"episode"`); a detector's own row (entity `""`) holds what it learned
-//! across keys.
+//! (`"state"`), its rank in the table's recency order among the keys of its `updated_at`
+//! (`"rank"`, 0 = least recent; rows of older saves count over the whole table, which
+//! sorts the same), and its open episode (`"episode"`); a detector's own row (entity `""`)
+//! holds what it learned across keys.
 
 use super::key::EntityKey;
 use std::borrow::Cow;
@@ -150,16 +151,22 @@ pub(super) fn snapshot_keys<K: EntityKey, S: Serialize>(
     rows: &mut Vec<StateRow>,
 ) {
     let mut newest = Timestamp(i64::MIN);
-    for (rank, (key, state)) in keys.iter_oldest_first().enumerate() {
+    // Counted among the keys of the same `updated_at` only (restore sorts by both): a key
+    // entering or leaving the table then changes no other key's row, so a daemon's save
+    // writes the rows that changed, not every row.
+    let mut rank = 0u64;
+    for (key, state) in keys.iter_oldest_first() {
         let episode = episodes.saved(key);
+        let before = newest;
         newest = newest.max(last_active(state));
         if let Some(episode) = &episode {
             newest = newest.max(episode.last_seen());
         }
+        rank = if newest == before { rank + 1 } else { 0 };
         rows.push(StateRow {
             detector: detector.to_owned(),
             entity: key.to_string(),
-            state: row_json(shape, Some(rank as u64), Some(state), episode),
+            state: row_json(shape, Some(rank), Some(state), episode),
             updated_at: newest,
         });
     }

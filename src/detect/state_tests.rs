@@ -283,6 +283,33 @@ fn entities(engine: &Engine) -> Vec<String> {
 }
 
 #[test]
+fn a_key_entering_or_leaving_the_table_changes_no_other_key_row() {
+    let t0 = 1_763_600_000;
+    let mut engine = rate_spike_engine(4);
+    for (ip, at) in [
+        ("192.0.2.1", t0),
+        ("192.0.2.2", t0 + 20),
+        ("192.0.2.3", t0 + 20),
+        ("192.0.2.4", t0 + 40),
+    ] {
+        engine.observe(&request(ip, at), b"");
+    }
+    let before = engine.snapshot();
+    // A new key evicts .1: only .1 goes, .5 comes, and the detector's own row changes.
+    engine.observe(&request("192.0.2.5", t0 + 41), b"");
+    let after = engine.snapshot();
+    let keyed = |rows: &[StateRow], entity: &str| {
+        rows.iter()
+            .find(|r| r.entity == entity)
+            .map(|r| (r.state.clone(), r.updated_at))
+    };
+    for ip in ["192.0.2.2", "192.0.2.3", "192.0.2.4"] {
+        assert_eq!(keyed(&before, ip), keyed(&after, ip), "{ip}");
+    }
+    assert!(keyed(&after, "192.0.2.1").is_none());
+}
+
+#[test]
 fn a_smaller_table_keeps_the_most_recently_seen_keys() {
     let t0 = 1_763_600_000;
     let mut big = rate_spike_engine(10);

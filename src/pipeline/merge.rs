@@ -78,6 +78,8 @@ struct Cursor {
     report: SourceReport,
     /// Position among the sources by first event time: breaks ties in the merge.
     rank: usize,
+    /// The wall clock when the current batch arrived (live sources).
+    wall: Option<Timestamp>,
 }
 
 impl Cursor {
@@ -92,6 +94,7 @@ impl Cursor {
                 ..SourceReport::default()
             },
             rank,
+            wall: None,
         }
     }
 
@@ -110,7 +113,7 @@ impl Cursor {
                 let records = batch.records();
                 while let Some(record) = records.get(self.next) {
                     let ahead = records[self.next + 1..].iter().map(|r| r.ts());
-                    match self.clock.admit(record.ts(), ahead, None, clock) {
+                    match self.clock.admit(record.ts(), ahead, self.wall, clock) {
                         Admit::Accept => return Head::At(record.ts()),
                         Admit::Late => self.report.late += 1,
                         Admit::OutOfRange => self.report.out_of_range += 1,
@@ -130,7 +133,10 @@ impl Cursor {
             };
             match event {
                 SourceEvent::Format(note) => self.report.format = Some(note),
-                SourceEvent::Batch(batch) => self.start(batch),
+                SourceEvent::Batch(batch) => {
+                    self.wall = clock.wall_clock.map(|now| now());
+                    self.start(batch)
+                }
                 SourceEvent::Failed(err) => {
                     self.report.error = Some(err);
                     return Head::Done;

@@ -17,6 +17,9 @@ pub struct ClockSettings {
     /// A jump larger than this, forwards or backwards, must be confirmed by the lines after
     /// it (replay) or agree with the wall clock (live sources).
     pub max_jump_nanos: i64,
+    /// Live sources: reads the wall clock (once per batch) that their lines are judged
+    /// against. None for replay, whose lines may come from any time.
+    pub wall_clock: Option<fn() -> Timestamp>,
 }
 
 impl Default for ClockSettings {
@@ -24,6 +27,7 @@ impl Default for ClockSettings {
         ClockSettings {
             late_tolerance_nanos: 5 * NANOS_PER_SEC,
             max_jump_nanos: 10 * 60 * NANOS_PER_SEC,
+            wall_clock: None,
         }
     }
 }
@@ -64,8 +68,13 @@ impl SourceClock {
             a.nanos().abs_diff(b.nanos()) > settings.max_jump_nanos.unsigned_abs()
         };
         let verdict = match (self.newest, wall) {
-            // Live: the wall clock is the reference a log line cannot be far from.
-            (_, Some(wall)) if far(ts, wall) => Admit::OutOfRange,
+            // Live: a line cannot have been written (far) after it was read. The past is
+            // not judged by the wall clock: a file read from its start holds old lines.
+            (_, Some(wall))
+                if ts.nanos() > wall.nanos().saturating_add(settings.max_jump_nanos) =>
+            {
+                Admit::OutOfRange
+            }
             (Some(newest), _) if ts.nanos() < newest.nanos() - settings.late_tolerance_nanos => {
                 if far(ts, newest) {
                     Admit::OutOfRange
@@ -73,10 +82,12 @@ impl SourceClock {
                     Admit::Late
                 }
             }
-            (_, Some(_)) => Admit::Accept,
-            (None, None) => confirmed(ts, next, far, true),
-            (Some(newest), None) if far(ts, newest) => confirmed(ts, next, far, false),
-            (Some(_), None) => Admit::Accept,
+            // Live: a jump to about now needs no lines after it to vouch for it (the log
+            // woke after a quiet night; the first line of a new file).
+            (_, Some(wall)) if !far(ts, wall) => Admit::Accept,
+            (None, _) => confirmed(ts, next, far, true),
+            (Some(newest), _) if far(ts, newest) => confirmed(ts, next, far, false),
+            (Some(_), _) => Admit::Accept,
         };
         match verdict {
             Admit::Accept => self.newest = self.newest.max(Some(ts)),
@@ -198,6 +209,32 @@ mod tests {
         assert_eq!(
             run(&[wall - 2, wall + 86_400, wall - 1, 5], Some(wall)),
             [Accept, OutOfRange, Accept, OutOfRange]
+        );
+        // A far-future first line with nothing after it yet (a live file's first batch)
+        // is set aside; it does not make the lines after it late.
+        let mut clock = SourceClock::default();
+        let settings = ClockSettings::default();
+        let now = Some(Timestamp(wall * S));
+        let alone = |clock: &mut SourceClock, t: i64| {
+            clock.admit(Timestamp(t * S), std::iter::empty(), now, &settings)
+        };
+        assert_eq!(alone(&mut clock, 9_000_000_000), OutOfRange);
+        assert_eq!(alone(&mut clock, wall), Accept);
+        // Quiet for hours, then one line at about now: the wall clock vouches for it.
+        let mut clock = SourceClock::default();
+        assert_eq!(alone(&mut clock, wall - 5 * 3600), Accept);
+        assert_eq!(alone(&mut clock, wall), Accept);
+    }
+
+    #[test]
+    fn live_sources_may_hold_old_lines() {
+        // A file read from its start (or an old log written into a watched file): its
+        // past times are judged against its own lines, as in replay.
+        let wall = 1_790_000_000;
+        let old = wall - 30 * 86_400;
+        assert_eq!(
+            run(&[old, old + 1, old + 2, 5, old + 3], Some(wall)),
+            [Accept, Accept, Accept, OutOfRange, Accept]
         );
     }
 }

@@ -118,6 +118,64 @@ impl Store {
         Ok(())
     }
 
+    /// Saves what changed in the learned state since the last save (rows `changed`, keys
+    /// `gone`: evicted, or closed incidents) and the checkpoints the state corresponds to,
+    /// in one transaction. The daemon's periodic save: rewriting every row of a large state
+    /// each time (200,000 keys: seconds, and the database locked meanwhile) would not keep up.
+    pub async fn save_state_changes(
+        &self,
+        changed: &[crate::detect::StateRow],
+        gone: &[(String, String)],
+        checkpoints: &[Checkpoint],
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        for chunk in gone.chunks(STATE_ROWS_PER_INSERT) {
+            let values: Vec<String> = (0..chunk.len())
+                .map(|i| format!("(${}, ${})", 2 * i + 1, 2 * i + 2))
+                .collect();
+            let sql = format!(
+                "DELETE FROM baselines WHERE (detector, entity) IN (VALUES {})",
+                values.join(", ")
+            );
+            let mut delete = sqlx::query(&sql);
+            for (detector, entity) in chunk {
+                delete = delete.bind(detector.as_str()).bind(entity.as_str());
+            }
+            delete.execute(&mut *tx).await?;
+        }
+        for chunk in changed.chunks(STATE_ROWS_PER_INSERT) {
+            let values: Vec<String> = (0..chunk.len())
+                .map(|i| {
+                    format!(
+                        "(${}, ${}, ${}, ${})",
+                        4 * i + 1,
+                        4 * i + 2,
+                        4 * i + 3,
+                        4 * i + 4
+                    )
+                })
+                .collect();
+            let sql = format!(
+                "INSERT INTO baselines (detector, entity, state, updated_at_ns) VALUES {} \
+                 ON CONFLICT (detector, entity) DO UPDATE SET \
+                 state = excluded.state, updated_at_ns = excluded.updated_at_ns",
+                values.join(", ")
+            );
+            let mut insert = sqlx::query(&sql);
+            for row in chunk {
+                insert = insert
+                    .bind(row.detector.as_str())
+                    .bind(row.entity.as_str())
+                    .bind(row.state.as_str())
+                    .bind(row.updated_at.nanos());
+            }
+            insert.execute(&mut *tx).await?;
+        }
+        upsert_checkpoints(&mut tx, checkpoints).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// The learned state saved last (empty before the first save).
     pub async fn load_state(&self) -> Result<Vec<crate::detect::StateRow>, StoreError> {
         let rows = sqlx::query("SELECT detector, entity, state, updated_at_ns FROM baselines")

@@ -48,6 +48,8 @@ pub struct Discovery {
     following: HashMap<(usize, DevIno), Arc<Tracked>>,
     first_scan: bool,
     warned: HashSet<PathBuf>,
+    /// Files the last scan could not start yet (first line incomplete, or unreadable).
+    pending: usize,
     stop: Arc<AtomicBool>,
     follow: FollowSettings,
     pub stats: Arc<TailStats>,
@@ -67,6 +69,7 @@ impl Discovery {
             following: HashMap::new(),
             first_scan: true,
             warned: HashSet::new(),
+            pending: 0,
             stop,
             follow,
             stats: Arc::new(TailStats::default()),
@@ -78,6 +81,7 @@ impl Discovery {
         self.following
             .retain(|_, tracked| tracked.active.load(Ordering::Relaxed));
         let mut found = Vec::new();
+        self.pending = 0;
         for group in 0..self.groups.len() {
             for path in self.paths(group) {
                 match self.consider(group, &path) {
@@ -87,6 +91,7 @@ impl Discovery {
                     }
                     Ok(None) => {}
                     Err(err) => {
+                        self.pending += 1;
                         // Logged once per path; retried at every scan.
                         if self.warned.insert(path.clone()) {
                             tracing::warn!(path = %path.display(), error = %err, "cannot read file; will retry");
@@ -97,6 +102,12 @@ impl Discovery {
         }
         self.first_scan = false;
         found
+    }
+
+    /// Whether the last scan left files to look at again soon: one created empty (its
+    /// file-system event came before its first line) or one that could not be read.
+    pub fn has_pending(&self) -> bool {
+        self.pending > 0
     }
 
     fn paths(&self, group: usize) -> Vec<PathBuf> {
@@ -125,6 +136,7 @@ impl Discovery {
         let file = File::open(path)?;
         // Not named until its first line is complete; looked at again next scan.
         let Some(fingerprint) = fingerprint::of_file(&file)? else {
+            self.pending += 1;
             return Ok(None);
         };
         let gzip = fingerprint::is_gzip(&file)?;

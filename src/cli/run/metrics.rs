@@ -126,6 +126,15 @@ impl Metrics {
         }
     }
 
+    /// Every detector's incident counter from 0, so `/metrics` names each before its
+    /// first incident (a rate() over a series that appears late misses its first step).
+    pub fn detectors(&self, engine: &Engine) {
+        for (detector, _) in engine.detector_stats() {
+            counter!("gatewatch_incidents_opened_total", "detector" => detector.to_string())
+                .absolute(0);
+        }
+    }
+
     pub fn store(&self, store: &StoreProbe) {
         gauge!("gatewatch_store_queue_depth").set(store.queued() as f64);
         counter!("gatewatch_store_errors_total")
