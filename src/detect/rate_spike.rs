@@ -32,7 +32,9 @@ struct KeyState {
     /// Its authenticated, successful requests in the window (kept from the first one on:
     /// anonymous clients pay nothing).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    authenticated: Option<RateWindow>,
+    /// Boxed: most keys never authenticate, and a table full of one-request clients should
+    /// not pay a second window each.
+    authenticated: Option<Box<RateWindow>>,
     /// The key's recent user agents (with `shared_address_agents`).
     #[serde(default, skip_serializing_if = "Agents::is_empty")]
     agents: Agents,
@@ -334,7 +336,7 @@ impl<K: EntityKey> Detector for RateSpike<K> {
             if ok || state.authenticated.is_some() {
                 let window = state
                     .authenticated
-                    .get_or_insert_with(|| RateWindow::new(bucket));
+                    .get_or_insert_with(|| Box::new(RateWindow::new(bucket)));
                 window.advance(&spec, bucket, |_, _| {});
                 if ok {
                     window.add(&spec, bucket, 1);
