@@ -33,6 +33,25 @@ pub struct Opening<'l> {
     pub line: &'l [u8],
 }
 
+impl<'l> Opening<'l> {
+    /// An incident one request decides (a rule broken, a first sighting): it starts and is
+    /// detected at that request, observed once against an expectation of none.
+    pub fn single(ts: Timestamp, severity: Severity, summary: String, line: &'l [u8]) -> Self {
+        Opening {
+            started_at: ts,
+            detected_at: ts,
+            severity,
+            score: Score {
+                observed: 1.0,
+                expected: 0.0,
+                p_value: None,
+            },
+            summary,
+            line,
+        }
+    }
+}
+
 struct Open {
     incident: Incident,
     last_anomalous: Timestamp,

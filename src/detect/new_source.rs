@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::definition::{DetectorDef, NewSourceParams};
 use super::episodes::{EpisodeSettings, Episodes, Opening};
-use super::incident::{IncidentEvent, Score, Severity};
+use super::incident::{IncidentEvent, Severity};
 use super::key::EntityKey;
 use super::state::{self, Shape};
 use super::unexpected_source::short_text;
@@ -117,18 +117,7 @@ impl<K: EntityKey> Detector for NewSource<K> {
         );
         self.episodes.open(
             key,
-            Opening {
-                started_at: ts,
-                detected_at: ts,
-                severity: self.severity,
-                score: Score {
-                    observed: 1.0,
-                    expected: 0.0,
-                    p_value: None,
-                },
-                summary,
-                line,
-            },
+            Opening::single(ts, self.severity, summary, line),
             events,
         );
     }

@@ -9,7 +9,7 @@ use ipnet::IpNet;
 
 use super::definition::{DetectorDef, UnexpectedSourceParams};
 use super::episodes::{EpisodeSettings, Episodes, Opening};
-use super::incident::{IncidentEvent, Score, Severity};
+use super::incident::{IncidentEvent, Severity};
 use super::{Context, Detector, DetectorStats};
 use crate::event::{Request, Timestamp};
 
@@ -89,18 +89,7 @@ impl Detector for UnexpectedSource {
         );
         self.episodes.open(
             ip,
-            Opening {
-                started_at: ts,
-                detected_at: ts,
-                severity: self.severity,
-                score: Score {
-                    observed: 1.0,
-                    expected: 0.0,
-                    p_value: None,
-                },
-                summary,
-                line,
-            },
+            Opening::single(ts, self.severity, summary, line),
             events,
         );
     }
