@@ -371,3 +371,25 @@ fn an_ignore_file_keeps_its_clients_from_every_detector_and_a_bad_one_is_refused
         "{stderr}"
     );
 }
+
+#[test]
+fn a_forced_format_that_reads_under_half_of_the_first_lines_fails_naming_the_right_one() {
+    let out = gatewatch(&["replay", "--format", "traefik", ATTACK_LOG], None);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--format traefik parses 0 of the first 64 lines")
+            && stderr.contains("auto-detection would pick combined (64/64 lines)"),
+        "{stderr}"
+    );
+    let out = gatewatch(
+        &["replay", "--log-format", "$remote_addr $status", ATTACK_LOG],
+        None,
+    );
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--log-format parses 0 of the first"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

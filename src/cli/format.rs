@@ -43,6 +43,31 @@ fn named_parser(name: &str) -> anyhow::Result<Box<dyn Parser>> {
     })
 }
 
+/// A forced format that reads under half of an input's first lines is a mistake, not a
+/// log full of bad lines: refuse it, saying what auto-detection would pick.
+fn check_forced(parser: &dyn Parser, flag: &str, sample: &[Vec<u8>]) -> anyhow::Result<()> {
+    let parsed = sample.iter().filter(|l| parser.parse(l).is_ok()).count();
+    if sample.is_empty() || parsed * 2 >= sample.len() {
+        return Ok(());
+    }
+    let hint = match detect_format(sample.iter().map(Vec::as_slice)) {
+        Some(found) if flag == format!("--format {}", found.format) => {
+            "no other preset reads more of them: is this an access log? (--log-format \
+             describes other layouts)"
+                .to_string()
+        }
+        Some(found) => format!(
+            "auto-detection would pick {} ({}/{} lines): use --format {} or --format auto",
+            found.format, found.parsed, found.sampled, found.format
+        ),
+        None => "no preset reads them either: describe the lines with --log-format".into(),
+    };
+    anyhow::bail!(
+        "{flag} parses {parsed} of the first {} lines; {hint}",
+        sample.len()
+    )
+}
+
 /// Unwraps container wrappers from sample lines, for format detection.
 fn unwrapped_sample(lines: &[&[u8]]) -> Vec<Vec<u8>> {
     lines
@@ -78,24 +103,32 @@ impl FormatArgs {
     /// Resolves the parser for one input from its first lines. Returns the parser and a
     /// note saying how it was chosen.
     pub fn choose(&self, sample: &[&[u8]]) -> anyhow::Result<(Box<dyn Parser>, String)> {
-        if let Some(format) = &self.log_format {
+        let unwrapped = unwrapped_sample(sample);
+        let forced: Option<(Box<dyn Parser>, String, String)> = if let Some(format) =
+            &self.log_format
+        {
             let parser = LogFormat::compile("log-format", format, Leniency::default())
                 .map_err(|e| anyhow::anyhow!("--log-format: {e}"))?;
-            return Ok((Box::new(parser), "custom (--log-format)".into()));
-        }
-        if let Some(fields) = &self.json_fields {
-            return Ok((
+            Some((Box::new(parser), "custom (--log-format)".into(), "--log-format".into()))
+        } else if let Some(fields) = &self.json_fields {
+            Some((
                 Box::new(MappedJson::new(fields.clone())),
                 "json (--json-fields)".into(),
-            ));
-        }
-        if self.format != "auto" {
-            return Ok((
+                "--json-fields".into(),
+            ))
+        } else if self.format != "auto" {
+            Some((
                 named_parser(&self.format)?,
                 format!("{} (--format)", self.format),
-            ));
+                format!("--format {}", self.format),
+            ))
+        } else {
+            None
+        };
+        if let Some((parser, note, flag)) = forced {
+            check_forced(parser.as_ref(), &flag, &unwrapped)?;
+            return Ok((parser, note));
         }
-        let unwrapped = unwrapped_sample(sample);
         match detect_format(unwrapped.iter().map(Vec::as_slice)) {
             Some(found) => Ok((
                 named_parser(found.format)?,
