@@ -23,6 +23,21 @@ pub struct QueryText {
     pub cursor: Option<String>,
 }
 
+/// An entity filter; text that starts as an address and has a `/` must be a valid CIDR
+/// (`10.0.0.0/33` is a mistake, not an entity no incident has).
+fn entity_filter(text: &str) -> Result<EntityFilter, String> {
+    if let Some((addr, _)) = text.trim().split_once('/') {
+        if addr.parse::<std::net::IpAddr>().is_ok() && text.trim().parse::<ipnet::IpNet>().is_err()
+        {
+            return Err(format!(
+                "entity: {text:?} is not a CIDR (an address and a prefix of at most 32 for \
+                 IPv4, 128 for IPv6)"
+            ));
+        }
+    }
+    Ok(EntityFilter::parse(text))
+}
+
 impl QueryText {
     /// The query, or an error naming the bad field. `now` anchors durations.
     pub fn to_query(&self, now: Timestamp) -> Result<IncidentQuery, String> {
@@ -38,7 +53,10 @@ impl QueryText {
             until: time("until", &self.until)?,
             detector: non_empty(&self.detector),
             kind: non_empty(&self.kind),
-            entity: non_empty(&self.entity).as_deref().map(EntityFilter::parse),
+            entity: non_empty(&self.entity)
+                .as_deref()
+                .map(entity_filter)
+                .transpose()?,
             min_severity: self
                 .severity
                 .as_deref()

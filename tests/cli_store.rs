@@ -384,3 +384,88 @@ fn serve_refuses_to_start_without_a_token() {
         "{stderr}"
     );
 }
+
+#[test]
+fn replay_stores_into_gatewatch_db_when_no_db_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("env.db").display());
+    let output = Command::new(env!("CARGO_BIN_EXE_gatewatch"))
+        .args(["replay", "--no-progress", ATTACK_LOG])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("GATEWATCH_DB", &url)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let printed = by_id(json_lines(&String::from_utf8(output.stdout).unwrap()));
+    assert!(!printed.is_empty());
+    assert_eq!(stored_incidents(&url), printed);
+}
+
+#[test]
+fn read_only_commands_never_create_a_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("typo.db");
+    let url = format!("sqlite://{}", path.display());
+    for args in [
+        vec!["incidents", "list", "--db", &url],
+        vec!["incidents", "show", "abcd", "--db", &url],
+        vec!["alerts", "list", "--db", &url],
+    ] {
+        let output = gatewatch(&args);
+        assert!(!output.status.success(), "{args:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains(&format!("no database at {}", path.display())),
+            "{args:?}: {stderr}"
+        );
+        assert!(!path.exists(), "{args:?} created {}", path.display());
+    }
+    let output = gatewatch(&["incidents", "list", "--db", "sqlite://"]);
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("names no file"));
+}
+
+#[test]
+fn a_bad_cidr_or_an_unknown_detector_is_an_error_listing_what_there_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("g.db").display());
+    ok(&["replay", ATTACK_LOG, "--db", &url, "--output", "none"]);
+    let output = gatewatch(&["incidents", "list", "--db", &url, "--entity", "10.0.0.0/33"]);
+    assert!(!output.status.success());
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("\"10.0.0.0/33\" is not a CIDR"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let output = gatewatch(&["incidents", "list", "--db", &url, "--detector", "scanner"]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("no such detector") && stderr.contains("scanner-ip"),
+        "{stderr}"
+    );
+    let stored = stored_incidents(&url);
+    let short = &stored[0]["id"].as_str().unwrap()[..3];
+    let output = gatewatch(&["incidents", "show", short, "--db", &url]);
+    assert!(!output.status.success());
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("at least 4 hex digits"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // A route filter has slashes too, and is fine.
+    ok(&[
+        "incidents",
+        "list",
+        "--db",
+        &url,
+        "--entity",
+        "GET /api/v1/x",
+        "--detector",
+        "scanner-ip",
+    ]);
+}

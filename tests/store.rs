@@ -392,9 +392,9 @@ async fn triage_and_id_prefixes(db: &TestDb) {
     assert!(
         matches!(
             store.resolve_id(&target.id[..2]).await,
-            Err(StoreError::NotFound(_))
+            Err(StoreError::ShortId(_))
         ),
-        "too short a prefix"
+        "too short a prefix says so"
     );
     assert!(matches!(
         store.resolve_id("'; DROP TABLE incidents; --").await,

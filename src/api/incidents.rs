@@ -39,7 +39,7 @@ impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
         let status = match &err {
             StoreError::NotFound(_) => StatusCode::NOT_FOUND,
-            StoreError::Ambiguous(_) => StatusCode::BAD_REQUEST,
+            StoreError::Ambiguous(_) | StoreError::ShortId(_) => StatusCode::BAD_REQUEST,
             err if err.is_transient() => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };

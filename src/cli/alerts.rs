@@ -50,7 +50,7 @@ impl StoreArgs {
             Some(config) => Store::open(&config.store_url)
                 .await
                 .with_context(|| format!("{}: [store]", config.path.display())),
-            None => self.db.open().await,
+            None => self.db.open_existing().await,
         }
     }
 }

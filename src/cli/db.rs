@@ -24,6 +24,21 @@ impl DbArgs {
         Ok(Store::open(&self.url).await?)
     }
 
+    /// Opens a store that must exist already: the analysts' commands never create an empty
+    /// SQLite file for a mistyped path (which would then answer "no incidents").
+    pub async fn open_existing(&self) -> anyhow::Result<Store> {
+        if let Some(path) = sqlite_path(&self.url)? {
+            if !std::path::Path::new(path).exists() {
+                anyhow::bail!(
+                    "no database at {path} (--db {}): nothing was stored there; \
+                     `gatewatch replay --db URL FILE` or `gatewatch migrate --db URL` creates one",
+                    self.shown()
+                );
+            }
+        }
+        self.open().await
+    }
+
     pub fn shown(&self) -> String {
         redact_url(&self.url)
     }
@@ -36,4 +51,36 @@ pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .worker_threads(2)
         .enable_all()
         .build()?)
+}
+
+/// The file of a `sqlite:` URL (`None` for other backends and in-memory databases).
+fn sqlite_path(url: &str) -> anyhow::Result<Option<&str>> {
+    let Some(rest) = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+    else {
+        return Ok(None);
+    };
+    let path = rest.split('?').next().unwrap_or_default();
+    if path.is_empty() {
+        anyhow::bail!("--db {url}: the SQLite URL names no file (sqlite://PATH)");
+    }
+    Ok((path != ":memory:").then_some(path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_paths_are_found_in_their_urls() {
+        assert_eq!(sqlite_path("sqlite://a/b.db").unwrap(), Some("a/b.db"));
+        assert_eq!(
+            sqlite_path("sqlite:///var/g.db?mode=ro").unwrap(),
+            Some("/var/g.db")
+        );
+        assert_eq!(sqlite_path("sqlite::memory:").unwrap(), None);
+        assert_eq!(sqlite_path("postgres://u@h/db").unwrap(), None);
+        assert!(sqlite_path("sqlite://").is_err());
+    }
 }

@@ -104,27 +104,30 @@ impl FormatArgs {
     /// note saying how it was chosen.
     pub fn choose(&self, sample: &[&[u8]]) -> anyhow::Result<(Box<dyn Parser>, String)> {
         let unwrapped = unwrapped_sample(sample);
-        let forced: Option<(Box<dyn Parser>, String, String)> = if let Some(format) =
-            &self.log_format
-        {
-            let parser = LogFormat::compile("log-format", format, Leniency::default())
-                .map_err(|e| anyhow::anyhow!("--log-format: {e}"))?;
-            Some((Box::new(parser), "custom (--log-format)".into(), "--log-format".into()))
-        } else if let Some(fields) = &self.json_fields {
-            Some((
-                Box::new(MappedJson::new(fields.clone())),
-                "json (--json-fields)".into(),
-                "--json-fields".into(),
-            ))
-        } else if self.format != "auto" {
-            Some((
-                named_parser(&self.format)?,
-                format!("{} (--format)", self.format),
-                format!("--format {}", self.format),
-            ))
-        } else {
-            None
-        };
+        let forced: Option<(Box<dyn Parser>, String, String)> =
+            if let Some(format) = &self.log_format {
+                let parser = LogFormat::compile("log-format", format, Leniency::default())
+                    .map_err(|e| anyhow::anyhow!("--log-format: {e}"))?;
+                Some((
+                    Box::new(parser),
+                    "custom (--log-format)".into(),
+                    "--log-format".into(),
+                ))
+            } else if let Some(fields) = &self.json_fields {
+                Some((
+                    Box::new(MappedJson::new(fields.clone())),
+                    "json (--json-fields)".into(),
+                    "--json-fields".into(),
+                ))
+            } else if self.format != "auto" {
+                Some((
+                    named_parser(&self.format)?,
+                    format!("{} (--format)", self.format),
+                    format!("--format {}", self.format),
+                ))
+            } else {
+                None
+            };
         if let Some((parser, note, flag)) = forced {
             check_forced(parser.as_ref(), &flag, &unwrapped)?;
             return Ok((parser, note));

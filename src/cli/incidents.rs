@@ -145,13 +145,34 @@ pub fn run(command: IncidentsCommand) -> anyhow::Result<ExitCode> {
     })
 }
 
+/// An id that no built-in detector has and no stored incident names is a typo (`scanner`
+/// for `scanner-ip`): say so, with the ids there are, rather than list nothing.
+async fn check_detector(store: &Store, detector: &str) -> anyhow::Result<()> {
+    let mut known: Vec<String> = crate::detect::definition::with_builtins(None)
+        .map(|defs| defs.into_iter().map(|d| d.id).collect())
+        .unwrap_or_default();
+    known.extend(store.stored_detectors().await?);
+    known.sort();
+    known.dedup();
+    if known.iter().any(|id| id == detector) {
+        return Ok(());
+    }
+    anyhow::bail!(
+        "--detector {detector:?}: no such detector; known: {}",
+        known.join(", ")
+    )
+}
+
 async fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
     let mut query = args
         .filters
         .to_query(args.limit.min(MAX_PAGE))
         .map_err(|e| anyhow::anyhow!("--{e}"))?;
     query.with_evidence = matches!(args.output, ListOutput::Json | ListOutput::Jsonl);
-    let store = args.db.open().await?;
+    let store = args.db.open_existing().await?;
+    if let Some(detector) = &query.detector {
+        check_detector(&store, detector).await?;
+    }
     // Page through the store so --limit may exceed one page.
     let mut incidents: Vec<StoredIncident> = Vec::new();
     let mut more = false;
@@ -200,7 +221,7 @@ async fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn show(args: ShowArgs) -> anyhow::Result<ExitCode> {
-    let store = args.db.open().await?;
+    let store = args.db.open_existing().await?;
     let stored = store.get_incident(&args.id).await?;
     store.close().await;
     let mut out = io::stdout().lock();
@@ -256,7 +277,7 @@ fn write_detail(out: &mut impl Write, stored: &StoredIncident) -> io::Result<()>
 }
 
 async fn triage(args: TriageArgs, state: TriageState) -> anyhow::Result<ExitCode> {
-    let store: Store = args.db.open().await?;
+    let store: Store = args.db.open_existing().await?;
     let id = store.resolve_id(&args.id).await?;
     store
         .set_triage(&id, state, args.note.as_deref())
@@ -268,7 +289,7 @@ async fn triage(args: TriageArgs, state: TriageState) -> anyhow::Result<ExitCode
 }
 
 async fn prune(args: PruneArgs) -> anyhow::Result<ExitCode> {
-    let store = args.db.open().await?;
+    let store = args.db.open_existing().await?;
     let before = duration_before(wall_clock(), args.older_than);
     let pruned = store.prune(before).await?;
     store.close().await;

@@ -64,8 +64,15 @@ pub struct ReplayArgs {
     #[arg(long)]
     no_progress: bool,
     /// Also store incidents (as they open, escalate and close) in this database:
-    /// sqlite://PATH (created if missing) or postgres://USER@HOST/DB.
-    #[arg(long = "db", value_name = "URL")]
+    /// sqlite://PATH (created if missing) or postgres://USER@HOST/DB. Without it (and
+    /// without GATEWATCH_DB) replay only prints.
+    #[arg(
+        long = "db",
+        value_name = "URL",
+        env = "GATEWATCH_DB",
+        // The URL may hold a password: never print the variable's value in --help.
+        hide_env_values = true
+    )]
     db: Option<String>,
 }
 

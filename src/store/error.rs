@@ -24,6 +24,8 @@ pub enum StoreError {
     NotFound(String),
     #[error("id prefix {0} matches several incidents; give more digits")]
     Ambiguous(String),
+    #[error("id prefix {0} is too short: give at least 4 hex digits of the id")]
+    ShortId(String),
 }
 
 impl StoreError {

@@ -278,6 +278,16 @@ impl Store {
             .await?)
     }
 
+    /// The detector ids that have stored incidents, sorted.
+    pub async fn stored_detectors(&self) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query("SELECT DISTINCT detector FROM incidents ORDER BY detector")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| Ok(sqlx::Row::try_get::<String, _>(row, 0)?))
+            .collect()
+    }
+
     /// The incident with this id, or with this unique id prefix (at least 4 hex digits).
     pub async fn get_incident(&self, id: &str) -> Result<StoredIncident, StoreError> {
         let id = self.resolve_id(id).await?;
@@ -312,7 +322,8 @@ impl Store {
         match matches.as_slice() {
             [only] if id.len() >= 4 => Ok(only.clone()),
             [_, _] if id.len() >= 4 => Err(StoreError::Ambiguous(id)),
-            _ => Err(StoreError::NotFound(id)),
+            [] => Err(StoreError::NotFound(id)),
+            _ => Err(StoreError::ShortId(id)),
         }
     }
 
