@@ -362,15 +362,21 @@ fn migrate_applies_once_and_bad_urls_are_named() {
         stderr.contains("unsupported database URL mysql://u:***@h/db"),
         "{stderr}"
     );
-    let unreachable = gatewatch(&[
+    // A command that creates its database names the one it cannot create; a read-only one
+    // names the file that is not there.
+    let unreachable = gatewatch(&["migrate", "--db", "sqlite:///nonexistent-dir/x/gw.db"]);
+    assert_eq!(unreachable.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&unreachable.stderr)
+        .contains("cannot open database sqlite:///nonexistent-dir/x/gw.db"));
+    let missing = gatewatch(&[
         "incidents",
         "list",
         "--db",
         "sqlite:///nonexistent-dir/x/gw.db",
     ]);
-    assert_eq!(unreachable.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&unreachable.stderr)
-        .contains("cannot open database sqlite:///nonexistent-dir/x/gw.db"));
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&missing.stderr)
+        .contains("no database at /nonexistent-dir/x/gw.db"));
 }
 
 #[test]
