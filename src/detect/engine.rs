@@ -142,20 +142,21 @@ impl Engine {
         let first = *self.first.get_or_insert(ts);
         self.advance_to(ts);
         self.stats.accepted += 1;
-        let route = self
-            .routes
-            .as_mut()
-            .map(|scratch| RouteKey::of_with(req, scratch));
-        let ctx = Context {
+        let mut ctx = Context {
             now: self.watermark,
             learning: self.watermark.nanos() - first.nanos() < self.settings.warmup_nanos,
             path_bits,
-            route: route.as_ref().map(Option::as_ref),
+            route: None,
         };
         if !self.ignore.is_empty() && self.ignore.ignores(req, &ctx) {
             self.stats.ignored += 1;
             return Observed::Ignored;
         }
+        let route = self
+            .routes
+            .as_mut()
+            .map(|scratch| RouteKey::of_with(req, scratch));
+        ctx.route = route.as_ref().map(Option::as_ref);
         for detector in &mut self.detectors {
             detector.observe(req, line, &ctx, &mut self.events);
         }

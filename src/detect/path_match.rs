@@ -44,7 +44,7 @@ impl Default for PathMatch {
     }
 }
 
-/// Slots of the per-thread cache of user-agent results (direct-mapped, 64 KiB).
+/// Slots of the per-thread cache of user-agent results (direct-mapped, 96 KiB).
 const AGENT_SLOTS: usize = 4096;
 
 thread_local! {
