@@ -136,6 +136,26 @@ async fn health_is_open_and_incidents_need_the_token(server: Server) {
         server.get("/api/v1/incidents", Some(TOKEN)).await.0,
         StatusCode::OK
     );
+    // Every answer, refused, failed or served: no cache keeps it, no browser sniffs it.
+    for (path, token) in [
+        ("/healthz", None),
+        ("/api/v1/incidents", None),
+        ("/api/v1/incidents", Some(TOKEN)),
+        ("/api/v1/incidents/ffffffff", Some(TOKEN)),
+        ("/api/v1/incidents?limit=0", Some(TOKEN)),
+    ] {
+        let mut request = server.client.get(format!("{}{path}", server.base));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.headers()["cache-control"], "no-store", "{path}");
+        assert_eq!(
+            response.headers()["x-content-type-options"],
+            "nosniff",
+            "{path}"
+        );
+    }
 }
 
 async fn filters_and_cursor_pages(server: Server) {

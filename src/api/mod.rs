@@ -69,4 +69,15 @@ pub fn router_for(store: Store, token: ApiToken, daemon: Daemon) -> Router {
         .route("/readyz", get(incidents::ready))
         .merge(api)
         .with_state(state)
+        .layer(middleware::map_response(protective_headers))
+}
+
+/// Incidents carry attackers' text and analysts' notes: no cache keeps them, and no browser
+/// guesses a type for them other than the one sent.
+async fn protective_headers(mut response: axum::response::Response) -> axum::response::Response {
+    use axum::http::header::{HeaderValue, CACHE_CONTROL, X_CONTENT_TYPE_OPTIONS};
+    let headers = response.headers_mut();
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    response
 }
