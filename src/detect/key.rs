@@ -29,10 +29,9 @@ pub trait EntityKey: Hash + Eq + Ord + Clone + Display + FromStr + Send + 'stati
     /// `of_with`, or what the engine built for this request already.
     fn of_request(
         req: &Request<'_>,
-        ctx: &super::Context<'_>,
+        _ctx: &super::Context<'_>,
         scratch: &mut Self::Scratch,
     ) -> Option<Self> {
-        let _ = ctx;
         Self::of_with(req, scratch)
     }
 }

@@ -73,6 +73,45 @@ impl Store {
 /// SQLite's and PostgreSQL's limits).
 const STATE_ROWS_PER_INSERT: usize = 1000;
 
+/// `($1, $2), ($3, $4)` for `rows` rows of `columns` values: `$n` placeholders, which both
+/// backends read through the Any driver.
+fn placeholders(rows: usize, columns: usize) -> String {
+    (0..rows)
+        .map(|row| {
+            let values: Vec<String> = (1..=columns)
+                .map(|column| format!("${}", row * columns + column))
+                .collect();
+            format!("({})", values.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Inserts state rows in multi-row statements, each followed by `on_conflict` (empty, or an
+/// upsert clause).
+async fn insert_state_rows(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    rows: &[crate::detect::StateRow],
+    on_conflict: &str,
+) -> Result<(), StoreError> {
+    for chunk in rows.chunks(STATE_ROWS_PER_INSERT) {
+        let sql = format!(
+            "INSERT INTO baselines (detector, entity, state, updated_at_ns) VALUES {}{on_conflict}",
+            placeholders(chunk.len(), 4)
+        );
+        let mut insert = sqlx::query(&sql);
+        for row in chunk {
+            insert = insert
+                .bind(row.detector.as_str())
+                .bind(row.entity.as_str())
+                .bind(row.state.as_str())
+                .bind(row.updated_at.nanos());
+        }
+        insert.execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
 impl Store {
     /// Saves the engine's learned state and the checkpoints it corresponds to, in one
     /// transaction: a restart resumes every file exactly where the restored state left it.
@@ -86,33 +125,7 @@ impl Store {
         sqlx::query("DELETE FROM baselines")
             .execute(&mut *tx)
             .await?;
-        for chunk in rows.chunks(STATE_ROWS_PER_INSERT) {
-            // `$n` placeholders, which both backends read through the Any driver.
-            let values: Vec<String> = (0..chunk.len())
-                .map(|i| {
-                    format!(
-                        "(${}, ${}, ${}, ${})",
-                        4 * i + 1,
-                        4 * i + 2,
-                        4 * i + 3,
-                        4 * i + 4
-                    )
-                })
-                .collect();
-            let sql = format!(
-                "INSERT INTO baselines (detector, entity, state, updated_at_ns) VALUES {}",
-                values.join(", ")
-            );
-            let mut insert = sqlx::query(&sql);
-            for row in chunk {
-                insert = insert
-                    .bind(row.detector.as_str())
-                    .bind(row.entity.as_str())
-                    .bind(row.state.as_str())
-                    .bind(row.updated_at.nanos());
-            }
-            insert.execute(&mut *tx).await?;
-        }
+        insert_state_rows(&mut tx, rows, "").await?;
         upsert_checkpoints(&mut tx, checkpoints).await?;
         tx.commit().await?;
         Ok(())
@@ -130,12 +143,9 @@ impl Store {
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         for chunk in gone.chunks(STATE_ROWS_PER_INSERT) {
-            let values: Vec<String> = (0..chunk.len())
-                .map(|i| format!("(${}, ${})", 2 * i + 1, 2 * i + 2))
-                .collect();
             let sql = format!(
                 "DELETE FROM baselines WHERE (detector, entity) IN (VALUES {})",
-                values.join(", ")
+                placeholders(chunk.len(), 2)
             );
             let mut delete = sqlx::query(&sql);
             for (detector, entity) in chunk {
@@ -143,34 +153,13 @@ impl Store {
             }
             delete.execute(&mut *tx).await?;
         }
-        for chunk in changed.chunks(STATE_ROWS_PER_INSERT) {
-            let values: Vec<String> = (0..chunk.len())
-                .map(|i| {
-                    format!(
-                        "(${}, ${}, ${}, ${})",
-                        4 * i + 1,
-                        4 * i + 2,
-                        4 * i + 3,
-                        4 * i + 4
-                    )
-                })
-                .collect();
-            let sql = format!(
-                "INSERT INTO baselines (detector, entity, state, updated_at_ns) VALUES {} \
-                 ON CONFLICT (detector, entity) DO UPDATE SET \
-                 state = excluded.state, updated_at_ns = excluded.updated_at_ns",
-                values.join(", ")
-            );
-            let mut insert = sqlx::query(&sql);
-            for row in chunk {
-                insert = insert
-                    .bind(row.detector.as_str())
-                    .bind(row.entity.as_str())
-                    .bind(row.state.as_str())
-                    .bind(row.updated_at.nanos());
-            }
-            insert.execute(&mut *tx).await?;
-        }
+        insert_state_rows(
+            &mut tx,
+            changed,
+            " ON CONFLICT (detector, entity) DO UPDATE SET \
+             state = excluded.state, updated_at_ns = excluded.updated_at_ns",
+        )
+        .await?;
         upsert_checkpoints(&mut tx, checkpoints).await?;
         tx.commit().await?;
         Ok(())
@@ -191,5 +180,14 @@ impl Store {
                 })
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn placeholders_number_rows_then_columns() {
+        assert_eq!(super::placeholders(2, 2), "($1, $2), ($3, $4)");
+        assert_eq!(super::placeholders(1, 4), "($1, $2, $3, $4)");
     }
 }
