@@ -56,6 +56,8 @@ fn generate() -> Vec<Incident> {
                     start,
                     b"10.1.2.3 - - [20/Nov/2026:10:03:12 +0000] \"GET /api/v1/cart HTTP/1.1\" 200 512 \"-\" \"curl/8.5\"",
                 )],
+                explain: Default::default(),
+                related: Vec::new(),
             }
         })
         .collect()

@@ -322,6 +322,8 @@ async fn terminal_output_escapes_hostile_log_text() {
             Timestamp(2),
             b"GET /\x1b[31mred\x1b[0m HTTP/1.1",
         )],
+        explain: Default::default(),
+        related: Vec::new(),
     };
     store.upsert_incidents(&[hostile]).await.unwrap();
     store.close().await;

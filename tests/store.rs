@@ -77,6 +77,7 @@ on_both_backends!(
     wide_and_narrow_address_ranges_match_a_model,
     learned_state_and_checkpoints_are_saved_together_and_replaced,
     a_missing_p_value_first_does_not_break_later_writes,
+    explanations_related_ids_and_newer_evidence_are_kept,
 );
 
 /// Regression: the first incident written on a connection had no p-value, and every later
@@ -674,5 +675,57 @@ async fn wide_and_narrow_address_ranges_match_a_model(db: &TestDb) {
         assert!(!expected.is_empty());
         assert_eq!(got, expected, "{cidr}");
     }
+    store.close().await;
+}
+
+/// The explanation and related ids come back as written; the newest view's evidence replaces
+/// an older view's (anomalous lines displace ordinary ones), and a stale view changes nothing.
+async fn explanations_related_ids_and_newer_evidence_are_kept(db: &TestDb) {
+    use gatewatch::detect::{Explain, Tally};
+    let store = Store::open(&db.url).await.unwrap();
+    let mut opened = ip("203.0.113.8", 0, 10);
+    opened.status = Status::Open;
+    opened.explain = Explain {
+        rule: "≥ 8 probe points in 10m".into(),
+        top_paths: vec![Tally {
+            value: "/.env".into(),
+            count: 1,
+        }],
+        ..Explain::default()
+    };
+    opened.evidence = vec![
+        Evidence::new(at(0), b"probe"),
+        Evidence::new(at(1), b"ordinary"),
+    ];
+    let mut closed = opened.clone();
+    closed.status = Status::Closed;
+    closed.last_seen = at(90);
+    closed.explain.top_paths = vec![
+        Tally {
+            value: "/.git/config".into(),
+            count: 7,
+        },
+        Tally {
+            value: "/.env\u{202e}<b>".into(),
+            count: 2,
+        },
+    ];
+    closed.explain.user_agents = vec![Tally {
+        value: "curl/8.5".into(),
+        count: 9,
+    }];
+    closed.related = vec!["00112233aabbccdd".into()];
+    closed.evidence = vec![
+        Evidence::new(at(0), b"probe"),
+        Evidence::new(at(60), b"later probe"),
+    ];
+    store.upsert_incidents(&[opened.clone()]).await.unwrap();
+    store.upsert_incidents(&[closed.clone()]).await.unwrap();
+    store.upsert_incidents(&[opened.clone()]).await.unwrap();
+    let stored = store.get_incident(&closed.id).await.unwrap();
+    assert_eq!(stored.incident, closed);
+    let json = serde_json::to_value(&stored).unwrap();
+    assert_eq!(json["explain"]["top_paths"][0]["value"], "/.git/config");
+    assert_eq!(json["related"][0], "00112233aabbccdd");
     store.close().await;
 }

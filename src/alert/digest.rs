@@ -161,6 +161,8 @@ mod tests {
             summary: "asked for /<!channel>".into(),
             status: Status::Open,
             evidence: Vec::new(),
+            explain: Default::default(),
+            related: Vec::new(),
         };
         HeldAlert {
             id: i64::from(n),

@@ -105,6 +105,8 @@ mod tests {
             summary: "40 requests".into(),
             status: Status::Open,
             evidence: Vec::new(),
+            explain: Default::default(),
+            related: Vec::new(),
         }
     }
 

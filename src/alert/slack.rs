@@ -149,6 +149,8 @@ mod tests {
             evidence: (0..lines)
                 .map(|_| Evidence::new(start, line.as_bytes()))
                 .collect(),
+            explain: Default::default(),
+            related: Vec::new(),
         }
     }
 

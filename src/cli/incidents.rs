@@ -9,6 +9,7 @@ use clap::{Args, Subcommand, ValueEnum};
 use super::db::{runtime, DbArgs};
 use super::output::{escape_for_terminal, incident_table_header, incident_table_row, write_csv};
 use crate::clock::wall_clock;
+use crate::detect::Incident;
 use crate::query_text::{duration_before, QueryText};
 use crate::store::{IncidentQuery, Store, StoredIncident, TriageState, MAX_PAGE};
 
@@ -264,6 +265,7 @@ fn write_detail(out: &mut impl Write, stored: &StoredIncident) -> io::Result<()>
         None => writeln!(out)?,
     }
     writeln!(out, "summary      {}", e(&i.summary))?;
+    write_explain(out, i)?;
     writeln!(out, "evidence")?;
     for evidence in &i.evidence {
         writeln!(
@@ -272,6 +274,30 @@ fn write_detail(out: &mut impl Write, stored: &StoredIncident) -> io::Result<()>
             evidence.ts.to_rfc3339_millis(),
             e(&evidence.line)
         )?;
+    }
+    Ok(())
+}
+
+/// Why it fired and what the entity did: the rule, then each tally as `count  value`.
+fn write_explain(out: &mut impl Write, i: &Incident) -> io::Result<()> {
+    let e = escape_for_terminal;
+    if !i.explain.rule.is_empty() {
+        writeln!(out, "rule         {}", e(&i.explain.rule))?;
+    }
+    let lists = [
+        ("top paths", &i.explain.top_paths),
+        ("statuses", &i.explain.statuses),
+        ("user agents", &i.explain.user_agents),
+        ("upstreams", &i.explain.upstreams),
+    ];
+    for (name, tallies) in lists {
+        for (n, tally) in tallies.iter().enumerate() {
+            let label = if n == 0 { name } else { "" };
+            writeln!(out, "{label:<12} {:>7}  {}", tally.count, e(&tally.value))?;
+        }
+    }
+    if !i.related.is_empty() {
+        writeln!(out, "related      {}", e(&i.related.join(" ")))?;
     }
     Ok(())
 }

@@ -52,12 +52,7 @@ impl BadAgent {
             agents,
             agent_bit,
             keys: KeyTable::new(params.capacity),
-            episodes: Episodes::new(EpisodeSettings {
-                detector: def.id.clone(),
-                kind: "bad_user_agent",
-                entity_kind: def.entity,
-                quiet_nanos: params.quiet_nanos,
-            }),
+            episodes: Episodes::new(EpisodeSettings::of(def, params.quiet_nanos)),
             params: params.clone(),
         }
     }
@@ -115,7 +110,7 @@ impl Detector for BadAgent {
         let (count, answers) = (state.requests.sum(), state.answered.sum());
         let first_seen = state.first_seen;
         if self.episodes.is_open(&ip) {
-            self.episodes.touch(&ip, ts, line, count as f64, true);
+            self.episodes.touch(&ip, req, ts, line, count as f64, true);
             return;
         }
         let engaged = count >= self.params.min_requests && answers >= self.params.min_answered;
@@ -145,6 +140,7 @@ impl Detector for BadAgent {
                     "{ip} sent {count} requests as {tool:?} in {window_secs}s, {answers} of them answered"
                 ),
                 line,
+                req,
             },
             events,
         );

@@ -14,6 +14,7 @@ use super::key::{EntityKey, GlobalKey, RouteKey, RouteScratch, SubnetKey};
 use super::new_source::NewSource;
 use super::path_match::PathMatch;
 use super::rate_spike::RateSpike;
+use super::related::{Related, SavedRelated};
 use super::signal_count::{SignalCount, SignalKind};
 use super::state::{self, RestoreReport, StateRow, ENGINE_ROW, STATE_VERSION};
 use super::token_sources::{IpManyTokens, TokenNewSource, TokenSources};
@@ -74,6 +75,7 @@ pub struct Engine {
     next_tick: i64,
     stats: EngineStats,
     events: Vec<IncidentEvent>,
+    related: Related,
 }
 
 /// Quiet incidents are closed once per second of event time.
@@ -88,6 +90,9 @@ struct SavedEngine {
     first: Option<Timestamp>,
     watermark: Timestamp,
     next_tick: i64,
+    /// Incidents still linkable (absent in rows saved before links existed).
+    #[serde(default)]
+    related: SavedRelated,
 }
 
 impl Engine {
@@ -113,6 +118,7 @@ impl Engine {
             next_tick: i64::MIN,
             stats: EngineStats::default(),
             events: Vec::new(),
+            related: Related::default(),
         }
     }
 
@@ -190,8 +196,10 @@ impl Engine {
         }
     }
 
-    /// Incident events produced since the last call, in the order they happened.
+    /// Incident events produced since the last call, in the order they happened, each
+    /// listing the incidents related to it so far.
     pub fn drain_events(&mut self) -> std::vec::Drain<'_, IncidentEvent> {
+        self.related.link(&mut self.events);
         self.events.drain(..)
     }
 
@@ -219,6 +227,7 @@ impl Engine {
             first: self.first,
             watermark: self.watermark,
             next_tick: self.next_tick,
+            related: self.related.saved(),
         };
         let mut rows = vec![StateRow {
             detector: ENGINE_ROW.to_owned(),
@@ -276,6 +285,7 @@ impl Engine {
             self.first = Some(self.first.map_or(first, |own| own.min(first)));
             self.watermark = self.watermark.max(saved.watermark);
             self.next_tick = self.next_tick.max(saved.next_tick);
+            self.related = Related::restored(saved.related);
         }
         true
     }

@@ -52,12 +52,7 @@ impl<K: EntityKey> ErrorSpike<K> {
             alpha: Ewma::alpha_for_half_life(params.half_life_buckets),
             scratch: K::Scratch::default(),
             keys: KeyTable::new(params.capacity),
-            episodes: Episodes::new(EpisodeSettings {
-                detector: def.id.clone(),
-                kind: "error_spike",
-                entity_kind: def.entity,
-                quiet_nanos: params.quiet_nanos,
-            }),
+            episodes: Episodes::new(EpisodeSettings::of(def, params.quiet_nanos)),
             params: params.clone(),
         }
     }
@@ -128,7 +123,7 @@ impl<K: EntityKey> Detector for ErrorSpike<K> {
             && share >= self.params.ratio * usual;
         if open {
             self.episodes
-                .touch(&key, ts, line, f64::from(failures), anomalous);
+                .touch(&key, req, ts, line, f64::from(failures), anomalous);
             return;
         }
         let trusted = bucket - state.first_bucket >= self.params.min_history_buckets;
@@ -161,6 +156,7 @@ impl<K: EntityKey> Detector for ErrorSpike<K> {
                     usual * 100.0
                 ),
                 line,
+                req,
             },
             events,
         );

@@ -114,7 +114,36 @@ pub struct Incident {
     pub summary: String,
     pub status: Status,
     pub evidence: Vec<Evidence>,
+    /// Why it fired and what the entity did during the episode.
+    pub explain: Explain,
+    /// Ids of incidents of the same actor in the same episode from other detectors.
+    pub related: Vec<String>,
 }
+
+/// One value and how often it was seen.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Tally {
+    pub value: String,
+    pub count: u64,
+}
+
+/// What an analyst asks first: which rule fired, and what the entity was doing.
+/// The tallies cover the episode's requests, from detection to `last_seen` (most frequent
+/// first; approximate beyond `MAX_TALLIES` distinct values).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct Explain {
+    /// The detector's rule with its thresholds, in words.
+    pub rule: String,
+    pub top_paths: Vec<Tally>,
+    pub statuses: Vec<Tally>,
+    pub user_agents: Vec<Tally>,
+    /// Upstream service / router (or upstream address when the format has no name).
+    pub upstreams: Vec<Tally>,
+}
+
+/// Values kept per tally list.
+pub const MAX_TALLIES: usize = 5;
 
 /// Stable across runs and instances, so two writers of one episode agree on its key.
 pub fn incident_id(detector: &str, entity: &str, started_at: Timestamp) -> String {

@@ -10,8 +10,11 @@ mod incident;
 pub mod key;
 mod new_source;
 mod path_match;
+mod profile;
 mod rate_spike;
+mod related;
 mod route_rule;
+mod rule_text;
 mod signal_count;
 mod state;
 #[cfg(test)]
@@ -23,8 +26,11 @@ mod unexpected_source;
 
 pub use definition::{DefinitionErrors, DetectorDef, KindParams};
 pub use engine::{Engine, EngineSettings, EngineStats, Observed};
-pub use incident::{incident_id, Evidence, Incident, IncidentEvent, Score, Severity, Status};
+pub use incident::{
+    incident_id, Evidence, Explain, Incident, IncidentEvent, Score, Severity, Status, Tally,
+};
 pub use path_match::PathMatch;
+pub use rule_text::duration_words;
 pub use state::{RestoreReport, StateRow, ENGINE_ROW, STATE_VERSION};
 
 use std::fmt::Display;

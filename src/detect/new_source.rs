@@ -41,12 +41,7 @@ impl<K: EntityKey> NewSource<K> {
             scratch: K::Scratch::default(),
             known: KeyTable::new(params.capacity),
             first: None,
-            episodes: Episodes::new(EpisodeSettings {
-                detector: def.id.clone(),
-                kind: "new_source_sensitive_route",
-                entity_kind: def.entity,
-                quiet_nanos: params.quiet_nanos,
-            }),
+            episodes: Episodes::new(EpisodeSettings::of(def, params.quiet_nanos)),
             params: params.clone(),
         }
     }
@@ -101,7 +96,7 @@ impl<K: EntityKey> Detector for NewSource<K> {
         }
         known.last_seen = known.last_seen.max(ts);
         if self.episodes.is_open(&key) {
-            self.episodes.touch(&key, ts, line, 1.0, new);
+            self.episodes.touch(&key, req, ts, line, 1.0, new);
             return;
         }
         let learning = ctx.learning || ts.nanos() - first.nanos() < self.params.min_history_nanos;
@@ -117,7 +112,7 @@ impl<K: EntityKey> Detector for NewSource<K> {
         );
         self.episodes.open(
             key,
-            Opening::single(ts, self.severity, summary, line),
+            Opening::single(ts, self.severity, summary, line, req),
             events,
         );
     }

@@ -36,6 +36,27 @@ fn first_segment(path: &[u8]) -> &[u8] {
 }
 
 impl RouteRule {
+    /// The routes in words, for explanations: `/admin/*, /deploy on ci.example.com`.
+    pub fn describe(&self) -> String {
+        const SHOWN: usize = 4;
+        let text = |b: &Vec<u8>| String::from_utf8_lossy(b).into_owned();
+        let paths: Vec<String> = (self.all.exact.iter().map(text))
+            .chain(self.all.prefixes.iter().map(|p| format!("{}*", text(p))))
+            .collect();
+        let mut out = paths[..paths.len().min(SHOWN)].join(", ");
+        if paths.len() > SHOWN {
+            out.push_str(&format!(" (+{} more)", paths.len() - SHOWN));
+        }
+        let hosts: Vec<String> = (self.hosts.iter().map(text))
+            .chain(self.host_suffixes.iter().map(|s| format!("*{}", text(s))))
+            .collect();
+        if !hosts.is_empty() {
+            out.push_str(" on ");
+            out.push_str(&hosts.join(", "));
+        }
+        out
+    }
+
     /// Checks the patterns; problems as (key, reason).
     pub fn new(
         hosts: &[String],

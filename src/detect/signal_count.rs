@@ -162,12 +162,7 @@ impl SignalCount {
             path_bit,
             keys: KeyTable::new(params.capacity),
             doorkeeper: Doorkeeper::default(),
-            episodes: Episodes::new(EpisodeSettings {
-                detector: def.id.clone(),
-                kind: kind.name(),
-                entity_kind: def.entity,
-                quiet_nanos: params.quiet_nanos,
-            }),
+            episodes: Episodes::new(EpisodeSettings::of(def, params.quiet_nanos)),
             params: params.clone(),
         }
     }
@@ -271,7 +266,8 @@ impl Detector for SignalCount {
         let min_count = self.params.min_count as f64;
         if self.episodes.is_open(&ip) {
             let anomalous = signal && count as f64 >= self.params.sustain * min_count;
-            self.episodes.touch(&ip, ts, line, count as f64, anomalous);
+            self.episodes
+                .touch(&ip, req, ts, line, count as f64, anomalous);
             return;
         }
         let fraction = count as f64 / total.max(1) as f64;
@@ -298,6 +294,7 @@ impl Detector for SignalCount {
                     fraction * 100.0
                 ),
                 line,
+                req,
             },
             events,
         );

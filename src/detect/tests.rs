@@ -916,3 +916,86 @@ fn a_route_failing_far_more_than_usual_is_an_error_spike_and_its_usual_failures_
     assert!((1200..1260).contains(&detected), "detected at {detected} s");
     assert!(spikes[0].score.p_value.is_some_and(|p| p < 1e-6));
 }
+
+#[test]
+fn a_scanner_turning_to_brute_force_is_one_story_that_explains_itself() {
+    let mut traffic = Traffic::default();
+    traffic.background(1200);
+    let attacker = ip("203.0.113.77");
+    traffic.probes(attacker, 400, 460, 120, 404);
+    traffic.steady(attacker, 500, 620, 240, 401, "/api/v1/auth/login");
+    // Another address brute-forcing at the same time is another story.
+    traffic.steady(
+        ip("198.51.100.99"),
+        500,
+        620,
+        240,
+        401,
+        "/api/v1/auth/login",
+    );
+    let incidents = traffic.run();
+    let scanner = incidents.iter().find(|i| i.kind == "scanner").unwrap();
+    let brute = (incidents.iter())
+        .find(|i| i.kind == "brute_force" && i.entity == "203.0.113.77")
+        .unwrap();
+    let other = (incidents.iter())
+        .find(|i| i.kind == "brute_force" && i.entity == "198.51.100.99")
+        .unwrap();
+    assert!(scanner.related.contains(&brute.id), "{:?}", scanner.related);
+    assert!(brute.related.contains(&scanner.id), "{:?}", brute.related);
+    assert!(!other.related.contains(&scanner.id), "{:?}", other.related);
+
+    // The scanner's explanation: its rule, what it probed and how it was answered.
+    assert!(
+        scanner.explain.rule.contains("probe points"),
+        "{}",
+        scanner.explain.rule
+    );
+    let probed: Vec<&str> = (scanner.explain.top_paths.iter())
+        .map(|t| t.value.as_str())
+        .collect();
+    assert!(
+        probed
+            .iter()
+            .all(|p| PROBES.contains(p) || *p == "/api/v1/auth/login"),
+        "{probed:?}"
+    );
+    // Its episode lasted into the brute force: both answers show, the probes' 404s included.
+    let statuses: Vec<&str> = (scanner.explain.statuses.iter())
+        .map(|t| t.value.as_str())
+        .collect();
+    assert!(statuses.contains(&"404") && statuses.contains(&"401"), "{statuses:?}");
+    // The brute force: one route, refused.
+    assert_eq!(brute.explain.top_paths[0].value, "/api/v1/auth/login");
+    assert_eq!(brute.explain.statuses[0].value, "401");
+    assert_eq!(brute.explain.statuses[0].count, brute.count);
+}
+
+#[test]
+fn a_rate_spike_summary_quotes_its_peak_and_what_it_was_held_against() {
+    let mut traffic = Traffic::default();
+    traffic.background(1200);
+    // Ramps up: 60 requests in its first minute, then 900 a minute.
+    traffic.steady(ip("203.0.113.88"), 600, 660, 120, 200, "/products");
+    traffic.steady(ip("203.0.113.88"), 660, 780, 1800, 200, "/products");
+    let incidents = traffic.run();
+    let spike = (incidents.iter())
+        .find(|i| i.detector == "rate-spike-ip" && i.entity == "203.0.113.88")
+        .unwrap();
+    let peak = spike.score.observed;
+    assert!(peak >= 800.0, "peak {peak}");
+    assert!(
+        spike
+            .summary
+            .starts_with(&format!("203.0.113.88 sent {peak} requests in 60s")),
+        "{}",
+        spike.summary
+    );
+    assert!(
+        spike
+            .summary
+            .contains(&format!("of {:.1}", spike.score.expected)),
+        "{}",
+        spike.summary
+    );
+}

@@ -95,12 +95,7 @@ impl TokenSources {
             severity: def.severity,
             alpha: Ewma::alpha_for_half_life(params.half_life_buckets),
             tokens: KeyTable::new(params.capacity),
-            episodes: Episodes::new(EpisodeSettings {
-                detector: def.id.clone(),
-                kind: "token_many_sources",
-                entity_kind: def.entity,
-                quiet_nanos: params.quiet_nanos,
-            }),
+            episodes: Episodes::new(EpisodeSettings::of(def, params.quiet_nanos)),
             params: params.clone(),
             tokens_hash: TokenHasher::new(key),
         }
@@ -196,6 +191,7 @@ impl Detector for TokenSources {
             let evidence = masked(line, token, &fingerprint);
             self.episodes.touch(
                 &fingerprint,
+                req,
                 ts,
                 &evidence,
                 distinct,
@@ -232,6 +228,7 @@ impl Detector for TokenSources {
                      (usually {usual:.0})"
                 ),
                 line: &evidence,
+                req,
             },
             events,
         );
@@ -312,12 +309,7 @@ impl TokenNewSource {
             id: def.id.clone(),
             severity: def.severity,
             tokens: KeyTable::new(params.capacity),
-            episodes: Episodes::new(EpisodeSettings {
-                detector: def.id.clone(),
-                kind: "token_new_source",
-                entity_kind: def.entity,
-                quiet_nanos: params.quiet_nanos,
-            }),
+            episodes: Episodes::new(EpisodeSettings::of(def, params.quiet_nanos)),
             params: params.clone(),
             tokens_hash: TokenHasher::new(key),
         }
@@ -354,7 +346,7 @@ impl Detector for TokenNewSource {
             let evidence = masked(line, token, &fingerprint);
             let from_new = state.candidate.as_ref().is_some_and(|c| c.ip == ip);
             self.episodes
-                .touch(&fingerprint, ts, &evidence, 1.0, from_new);
+                .touch(&fingerprint, req, ts, &evidence, 1.0, from_new);
             if !from_new {
                 state.learn(ip, ts);
             }
@@ -420,6 +412,7 @@ impl Detector for TokenNewSource {
                     candidate.new_requests, candidate.known_requests
                 ),
                 line: &evidence,
+                req,
             },
             events,
         );
@@ -487,12 +480,7 @@ impl IpManyTokens {
             id: def.id.clone(),
             severity: def.severity,
             addresses: KeyTable::new(params.capacity),
-            episodes: Episodes::new(EpisodeSettings {
-                detector: def.id.clone(),
-                kind: "ip_many_tokens",
-                entity_kind: def.entity,
-                quiet_nanos: params.quiet_nanos,
-            }),
+            episodes: Episodes::new(EpisodeSettings::of(def, params.quiet_nanos)),
             params: params.clone(),
             tokens_hash: TokenHasher::new(key),
         }
@@ -532,7 +520,7 @@ impl Detector for IpManyTokens {
         if self.episodes.is_open(&ip) {
             let evidence = evidence();
             self.episodes
-                .touch(&ip, ts, &evidence, f64::from(distinct), anomalous);
+                .touch(&ip, req, ts, &evidence, f64::from(distinct), anomalous);
             return;
         }
         if !anomalous {
@@ -556,6 +544,7 @@ impl Detector for IpManyTokens {
                      {refused_tokens} of them refused"
                 ),
                 line: &evidence,
+                req,
             },
             events,
         );

@@ -25,12 +25,7 @@ impl UnexpectedSource {
         UnexpectedSource {
             id: def.id.clone(),
             severity: def.severity,
-            episodes: Episodes::new(EpisodeSettings {
-                detector: def.id.clone(),
-                kind: "unexpected_source",
-                entity_kind: def.entity,
-                quiet_nanos: params.quiet_nanos,
-            }),
+            episodes: Episodes::new(EpisodeSettings::of(def, params.quiet_nanos)),
             params: params.clone(),
         }
     }
@@ -76,7 +71,7 @@ impl Detector for UnexpectedSource {
             return;
         }
         if self.episodes.is_open(&ip) {
-            self.episodes.touch(&ip, ts, line, 1.0, true);
+            self.episodes.touch(&ip, req, ts, line, 1.0, true);
             return;
         }
         let text = |bytes: Option<&[u8]>| short_text(bytes.unwrap_or(b"-"));
@@ -89,7 +84,7 @@ impl Detector for UnexpectedSource {
         );
         self.episodes.open(
             ip,
-            Opening::single(ts, self.severity, summary, line),
+            Opening::single(ts, self.severity, summary, line, req),
             events,
         );
     }

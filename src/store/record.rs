@@ -57,7 +57,7 @@ pub struct StoredIncident {
 
 pub(super) const INCIDENT_COLUMNS: &str = "id, detector, kind, severity, entity_kind, entity, \
      started_at_ns, detected_at_ns, last_seen_ns, count, score_observed, score_expected, \
-     score_p_value, summary, status, triage, triage_note, triaged_at_wall_ns";
+     score_p_value, summary, status, triage, triage_note, triaged_at_wall_ns, explain, related";
 
 fn bad(column: &str, value: &str) -> StoreError {
     StoreError::BadRow(format!("{column} = {value:?}"))
@@ -90,6 +90,9 @@ pub(super) fn incident_from_row(row: &AnyRow) -> Result<StoredIncident, StoreErr
         summary: text("summary")?,
         status: Status::parse(&status).ok_or_else(|| bad("status", &status))?,
         evidence: Vec::new(),
+        // Rows from before the explanation (`{}`) read as an empty one.
+        explain: serde_json::from_str(&text("explain")?).unwrap_or_default(),
+        related: serde_json::from_str(&text("related")?).unwrap_or_default(),
     };
     let triaged_at: Option<i64> = row.try_get("triaged_at_wall_ns")?;
     Ok(StoredIncident {

@@ -16,9 +16,9 @@ use crate::event::Timestamp;
 const UPSERT_INCIDENT: &str = "\
 INSERT INTO incidents (id, detector, kind, severity, severity_rank, entity_kind, entity, ip_lo,
     ip_hi, started_at_ns, detected_at_ns, last_seen_ns, count, score_observed, score_expected,
-    score_p_value, summary, status, stored_at_wall_ns, updated_at_wall_ns)
+    score_p_value, summary, status, stored_at_wall_ns, updated_at_wall_ns, explain, related)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15,
-    CASE WHEN $20 = 1 THEN $16 ELSE NULL END, $17, $18, $19, $19)
+    CASE WHEN $20 = 1 THEN $16 ELSE NULL END, $17, $18, $19, $19, $21, $22)
 ON CONFLICT (id) DO UPDATE SET
     severity = CASE WHEN excluded.severity_rank > incidents.severity_rank
         THEN excluded.severity ELSE incidents.severity END,
@@ -43,11 +43,18 @@ ON CONFLICT (id) DO UPDATE SET
         WHEN excluded.last_seen_ns = incidents.last_seen_ns AND excluded.status = 'closed'
             THEN excluded.status
         ELSE incidents.status END,
+    explain = CASE WHEN excluded.last_seen_ns >= incidents.last_seen_ns
+        THEN excluded.explain ELSE incidents.explain END,
+    related = CASE WHEN excluded.last_seen_ns >= incidents.last_seen_ns
+        THEN excluded.related ELSE incidents.related END,
     updated_at_wall_ns = excluded.updated_at_wall_ns";
 
-const INSERT_EVIDENCE: &str = "\
+/// Evidence of the newest view wins (later anomalous lines replace ordinary ones); `$5` is
+/// that view's `last_seen_ns`, compared after its incident row was merged.
+const UPSERT_EVIDENCE: &str = "\
 INSERT INTO incident_evidence (incident_id, seq, ts_ns, line) VALUES ($1, $2, $3, $4)
-ON CONFLICT (incident_id, seq) DO NOTHING";
+ON CONFLICT (incident_id, seq) DO UPDATE SET ts_ns = excluded.ts_ns, line = excluded.line
+WHERE $5 >= (SELECT last_seen_ns FROM incidents WHERE id = $1)";
 
 /// PostgreSQL text cannot hold NUL; the engine already avoids it in evidence, this keeps any
 /// other attacker-supplied text (route names, summaries) from failing a whole batch.
@@ -57,6 +64,10 @@ fn sql_text(text: &str) -> std::borrow::Cow<'_, str> {
     } else {
         text.into()
     }
+}
+
+fn json_text(value: &impl serde::Serialize) -> String {
+    serde_json::to_string(value).unwrap_or_else(|_| "null".to_owned())
 }
 
 fn rank(incident: &Incident) -> i64 {
@@ -93,14 +104,17 @@ async fn upsert_one(
         .bind(incident.status.as_str())
         .bind(now)
         .bind(i64::from(incident.score.p_value.is_some()))
+        .bind(sql_text(&json_text(&incident.explain)).into_owned())
+        .bind(json_text(&incident.related))
         .execute(&mut **tx)
         .await?;
     for (seq, evidence) in incident.evidence.iter().enumerate() {
-        sqlx::query(INSERT_EVIDENCE)
+        sqlx::query(UPSERT_EVIDENCE)
             .bind(incident.id.as_str())
             .bind(seq as i64)
             .bind(evidence.ts.nanos())
             .bind(sql_text(&evidence.line).into_owned())
+            .bind(incident.last_seen.nanos())
             .execute(&mut **tx)
             .await?;
     }

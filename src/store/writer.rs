@@ -590,6 +590,8 @@ mod tests {
             summary: String::new(),
             status: Status::Open,
             evidence: Vec::new(),
+            explain: Default::default(),
+            related: Vec::new(),
         }
     }
 

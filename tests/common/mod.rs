@@ -54,6 +54,8 @@ pub fn incident(
         summary: format!("{entity} did something"),
         status: Status::Closed,
         evidence: vec![Evidence::new(start, b"sample line")],
+        explain: Default::default(),
+        related: Vec::new(),
     }
 }
 
