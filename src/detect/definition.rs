@@ -434,6 +434,9 @@ pub struct SignalParams {
     pub ignore_referred: bool,
     /// Each path counts once per key among its recent signals.
     pub distinct: bool,
+    /// Path and query substrings of known exploits: each request counts, repeats too.
+    pub exploit_paths: Vec<String>,
+    pub exploit_requests: Vec<String>,
 }
 
 /// Every problem found, each naming its file and key.
@@ -592,6 +595,12 @@ struct RawSignal {
     /// Count each path once among the key's recent signals: a scanner probes many paths,
     /// a retrying client repeats one.
     distinct: bool,
+    /// Case-insensitive substrings of the path that mark a known exploit (scanner only).
+    /// Each such request counts 2, repeats included: an exploit is retried and sprayed.
+    exploit_paths: Vec<String>,
+    /// The same, searched in the raw request line (method, target with its query,
+    /// protocol) of formats that log one: `" /?author="` is an author lookup on the root.
+    exploit_requests: Vec<String>,
 }
 
 impl Default for RawSignal {
@@ -609,6 +618,8 @@ impl Default for RawSignal {
             ignore_suffixes: Vec::new(),
             ignore_referred: false,
             distinct: false,
+            exploit_paths: Vec::new(),
+            exploit_requests: Vec::new(),
         }
     }
 }
@@ -911,8 +922,22 @@ impl Checker<'_> {
         if let Some(bad) = raw.statuses.iter().find(|s| !(100..=599).contains(*s)) {
             self.error("params.statuses", format!("{bad} is not an HTTP status"));
         }
-        if raw.paths.iter().any(String::is_empty) {
-            self.error("params.paths", "an empty pattern would match every path");
+        for (key, list) in [
+            ("params.paths", &raw.paths),
+            ("params.exploit_paths", &raw.exploit_paths),
+            ("params.exploit_requests", &raw.exploit_requests),
+        ] {
+            if list.iter().any(String::is_empty) {
+                self.error(key, "an empty pattern would match every request");
+            }
+        }
+        if kind == "brute_force"
+            && !(raw.exploit_paths.is_empty() && raw.exploit_requests.is_empty())
+        {
+            self.error(
+                "params",
+                "exploit patterns are a scanner's, not brute_force's",
+            );
         }
         if raw.ignore_suffixes.iter().any(String::is_empty) {
             self.error(
@@ -936,6 +961,8 @@ impl Checker<'_> {
                 .collect(),
             ignore_referred: raw.ignore_referred,
             distinct: raw.distinct,
+            exploit_paths: raw.exploit_paths,
+            exploit_requests: raw.exploit_requests,
         }
     }
 }

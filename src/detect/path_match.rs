@@ -21,6 +21,10 @@ pub type StatusGate = Option<Arc<[bool; 600]>>;
 pub enum MatchField {
     /// The path, the query, or an unsplit request line (see `matches`).
     Target,
+    /// The path only (an exploit's mark in the path, not in a query parameter's value).
+    Path,
+    /// The raw request line (`GET /?author=2 HTTP/1.1`), when the format logs one.
+    RequestLine,
     UserAgent,
 }
 
@@ -92,6 +96,9 @@ impl PathMatch {
                 passes(gate)
                     && match field {
                         MatchField::Target => matches(set, req),
+                        MatchField::Path | MatchField::RequestLine => {
+                            matches_field(set, req, *field)
+                        }
                         MatchField::UserAgent => {
                             let bits = *agent_bits.get_or_insert_with(|| self.agent_bits(req));
                             bits & (1 << i) != 0
@@ -133,6 +140,16 @@ impl PathMatch {
 
 /// The path, the query, or (when the request line could not be split) the raw request
 /// line contains one of the set's patterns.
+/// `set` matches the request's `field` (the path or the query; `Target` as `matches`).
+pub(super) fn matches_field(set: &AhoCorasick, req: &Request<'_>, field: MatchField) -> bool {
+    match field {
+        MatchField::Path => req.path.as_deref().is_some_and(|p| set.is_match(p)),
+        MatchField::RequestLine => (req.request_line.as_deref()).is_some_and(|l| set.is_match(l)),
+        MatchField::Target => matches(set, req),
+        MatchField::UserAgent => req.user_agent.as_deref().is_some_and(|a| set.is_match(a)),
+    }
+}
+
 pub(super) fn matches(set: &AhoCorasick, req: &Request<'_>) -> bool {
     req.path.as_deref().is_some_and(|p| set.is_match(p))
         || req.query.as_deref().is_some_and(|q| set.is_match(q))

@@ -49,8 +49,9 @@ impl KindParams {
                 rule
             }
             KindParams::Scanner(p) => format!(
-                "≥ {min} probe points in {window} (a sensitive path or attack pattern 2, \
-                 another unreferred non-asset {st} 1, each path once), ≥ {frac:.0}% of its requests",
+                "≥ {min} probe points in {window} (a known exploit 2 each time; a sensitive \
+                 path or attack pattern 2, another unreferred non-asset {st} 1, each path once), \
+                 points ≥ {frac:.0}% of its requests",
                 min = p.min_count,
                 window = duration_words(p.window.window_nanos()),
                 st = statuses(&p.statuses),

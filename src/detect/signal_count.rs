@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::definition::{DetectorDef, SignalParams};
 use super::episodes::{EpisodeSettings, Episodes, Opening};
 use super::incident::{IncidentEvent, Score, Severity};
-use super::path_match::{matches, PathMatch};
+use super::path_match::{matches, matches_field, MatchField, PathMatch};
 use super::state::{self, RestoreReport, Shape, StateRow};
 use super::{Context, Detector, DetectorStats};
 use crate::event::{Request, Timestamp};
@@ -33,7 +33,7 @@ impl SignalKind {
 
     fn describe(self) -> &'static str {
         match self {
-            SignalKind::Scanner => "probe points (a sensitive path 2, another miss 1)",
+            SignalKind::Scanner => "probe points (an exploit or sensitive path 2, another miss 1)",
             SignalKind::BruteForce => "failed logins",
         }
     }
@@ -94,6 +94,8 @@ enum Signal {
     Error,
     /// A sensitive path or an attack pattern (for a brute force: a failed login).
     Path,
+    /// A known exploit's request: counts on every repeat.
+    Exploit,
 }
 
 impl Signal {
@@ -102,7 +104,7 @@ impl Signal {
     fn weight(self, kind: SignalKind) -> u32 {
         match (self, kind) {
             (Signal::None, _) => 0,
-            (Signal::Path, SignalKind::Scanner) => 2,
+            (Signal::Path | Signal::Exploit, SignalKind::Scanner) => 2,
             _ => 1,
         }
     }
@@ -118,6 +120,8 @@ pub struct SignalCount {
     paths: Option<Arc<AhoCorasick>>,
     /// This detector's bit in the engine's `PathMatch`, when it has one.
     path_bit: Option<u8>,
+    /// Exploit pattern sets (path, query), each with its field and bit.
+    exploits: [Option<ExploitSet>; 2],
     keys: KeyTable<IpAddr, KeyState>,
     episodes: Episodes<IpAddr>,
     doorkeeper: Doorkeeper,
@@ -126,6 +130,21 @@ pub struct SignalCount {
 fn ip_hash(ip: IpAddr) -> u64 {
     use std::hash::BuildHasher;
     foldhash::fast::FixedState::with_seed(0xd00e).hash_one(ip)
+}
+
+type ExploitSet = (Arc<AhoCorasick>, MatchField, Option<u8>);
+
+/// A DFA: the pattern sets are small and every request's path is searched.
+fn pattern_set(patterns: &[String]) -> Option<Arc<AhoCorasick>> {
+    (!patterns.is_empty()).then(|| {
+        Arc::new(
+            AhoCorasickBuilder::new()
+                .ascii_case_insensitive(true)
+                .kind(Some(AhoCorasickKind::DFA))
+                .build(patterns)
+                .expect("definition checked the patterns"),
+        )
+    })
 }
 
 impl SignalCount {
@@ -140,19 +159,20 @@ impl SignalCount {
             statuses[status as usize] = true;
         }
         let statuses = Arc::new(statuses);
-        let paths = (!params.paths.is_empty()).then(|| {
-            // A DFA: the pattern sets are small and every request's path is searched.
-            Arc::new(
-                AhoCorasickBuilder::new()
-                    .ascii_case_insensitive(true)
-                    .kind(Some(AhoCorasickKind::DFA))
-                    .build(&params.paths)
-                    .expect("definition checked the patterns"),
-            )
-        });
+        let paths = pattern_set(&params.paths);
         // A brute force only asks about the path of a failed login: match no other.
         let gate = (kind == SignalKind::BruteForce).then(|| statuses.clone());
         let path_bit = paths.clone().and_then(|set| path_match.register(set, gate));
+        let exploits = [
+            (&params.exploit_paths, MatchField::Path),
+            (&params.exploit_requests, MatchField::RequestLine),
+        ]
+        .map(|(patterns, field)| {
+            pattern_set(patterns).map(|set| {
+                let bit = path_match.register_on(set.clone(), None, field);
+                (set, field, bit)
+            })
+        });
         SignalCount {
             id: def.id.clone(),
             kind,
@@ -160,6 +180,7 @@ impl SignalCount {
             statuses,
             paths,
             path_bit,
+            exploits,
             keys: KeyTable::new(params.capacity),
             doorkeeper: Doorkeeper::default(),
             episodes: Episodes::new(EpisodeSettings::of(def, params.quiet_nanos)),
@@ -183,7 +204,14 @@ impl SignalCount {
             (Some(bits), Some(bit)) => bits & (1 << bit) != 0,
             _ => self.paths.as_ref().is_some_and(|set| matches(set, req)),
         };
+        let exploit = || {
+            (self.exploits.iter().flatten()).any(|(set, field, bit)| match (ctx.path_bits, bit) {
+                (Some(bits), Some(bit)) => bits & (1 << bit) != 0,
+                _ => matches_field(set, req, *field),
+            })
+        };
         match self.kind {
+            SignalKind::Scanner if exploit() => Signal::Exploit,
             SignalKind::Scanner if path() => Signal::Path,
             SignalKind::Scanner if status && self.probe_like(req) => Signal::Error,
             SignalKind::BruteForce if status && path() => Signal::Path,
@@ -256,8 +284,12 @@ impl Detector for SignalCount {
         };
         state.total.record(&spec, bucket, |_, _| {});
         state.signals.advance(&spec, bucket, |_, _| {});
-        // With `distinct`, a path repeated among the key's recent signals adds nothing.
-        let signal = signal && (!distinct || state.recent.insert(path_hash(req)));
+        // With `distinct`, a path repeated among the key's recent signals adds nothing
+        // (an exploit's repeats still count: retrying a payload is the attack).
+        let signal = signal
+            && (!distinct
+                || kind_of_signal == Signal::Exploit
+                || state.recent.insert(path_hash(req)));
         if signal {
             state.signals.add(&spec, bucket, weight);
         }
@@ -289,9 +321,8 @@ impl Detector for SignalCount {
                     p_value: None,
                 },
                 summary: format!(
-                    "{ip} sent {count} {} in {window_secs}s ({:.0}% of its requests)",
+                    "{ip} scored {count} {} over {total} requests in {window_secs}s",
                     self.kind.describe(),
-                    fraction * 100.0
                 ),
                 line,
                 req,

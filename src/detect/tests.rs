@@ -964,7 +964,10 @@ fn a_scanner_turning_to_brute_force_is_one_story_that_explains_itself() {
     let statuses: Vec<&str> = (scanner.explain.statuses.iter())
         .map(|t| t.value.as_str())
         .collect();
-    assert!(statuses.contains(&"404") && statuses.contains(&"401"), "{statuses:?}");
+    assert!(
+        statuses.contains(&"404") && statuses.contains(&"401"),
+        "{statuses:?}"
+    );
     // The brute force: one route, refused.
     assert_eq!(brute.explain.top_paths[0].value, "/api/v1/auth/login");
     assert_eq!(brute.explain.statuses[0].value, "401");
@@ -997,5 +1000,43 @@ fn a_rate_spike_summary_quotes_its_peak_and_what_it_was_held_against() {
             .contains(&format!("of {:.1}", spike.score.expected)),
         "{}",
         spike.summary
+    );
+}
+
+#[test]
+fn a_known_exploit_retried_four_times_is_a_scanner_and_once_is_background_noise() {
+    let mut traffic = Traffic::default();
+    traffic.background(1200);
+    // The same CVE-2024-38475 payload (an encoded "?" in the path), retried.
+    traffic.steady(
+        ip("203.0.113.60"),
+        600,
+        640,
+        4,
+        404,
+        "/html/usr/share/x.html%3f",
+    );
+    // Three tries, and the same mark one address away, are the internet's background.
+    traffic.steady(
+        ip("203.0.113.61"),
+        600,
+        640,
+        3,
+        404,
+        "/html/usr/share/x.html%3F",
+    );
+    traffic.steady(ip("203.0.113.62"), 700, 701, 1, 404, "/etc/passwd%3f");
+    let incidents = traffic.run();
+    assert_eq!(of_kind(&incidents, "scanner"), ["203.0.113.60"]);
+    let scanner = incidents.iter().find(|i| i.kind == "scanner").unwrap();
+    assert!(
+        scanner.summary.contains("8 probe points"),
+        "{}",
+        scanner.summary
+    );
+    assert!(
+        scanner.summary.contains("over 4 requests"),
+        "{}",
+        scanner.summary
     );
 }
