@@ -1040,3 +1040,40 @@ fn a_known_exploit_retried_four_times_is_a_scanner_and_once_is_background_noise(
         scanner.summary
     );
 }
+
+#[test]
+fn a_network_flooding_new_addresses_is_itself_an_incident_and_hides_no_scanner() {
+    let mut traffic = Traffic::default();
+    traffic.background_networks(1200);
+    let scanner = ip("203.0.113.50");
+    for k in 0..30i64 {
+        let at = (T0 + 600 + k * 4) * 1000;
+        traffic
+            .0
+            .push((scanner, at, 404, PROBES[k as usize % PROBES.len()]));
+        // Between two probes, 2,000 new addresses of one /64 ask once for something missing.
+        for n in 0..2000i64 {
+            let one_off = IpAddr::V6(std::net::Ipv6Addr::from(
+                0x2001_0db8_0000_0000_0000_0000_0000_0000u128 + (k * 2000 + n) as u128,
+            ));
+            traffic
+                .0
+                .push((one_off, at + 1 + n % 3000, 404, "/missing"));
+        }
+    }
+    let incidents = traffic.run();
+    assert_eq!(of_kind(&incidents, "scanner"), ["203.0.113.50"]);
+    assert!(
+        entities_of(&incidents, "rate-spike-subnet").contains(&"2001:db8::/64"),
+        "the flooding network: {:?}",
+        (incidents.iter())
+            .map(|i| (&i.detector, &i.entity))
+            .collect::<Vec<_>>()
+    );
+    assert!(
+        !(incidents.iter())
+            .any(|i| i.entity.starts_with("2001:db8::")
+                && i.entity_kind == crate::event::EntityKind::Ip),
+        "no one-off address is an incident of its own"
+    );
+}
