@@ -34,15 +34,27 @@ fn free_port() -> u16 {
 }
 
 /// A config for one source group over `paths`, storing in `dir/gw.db`.
+/// One token key for the daemons and the replays they are compared with (without one, the
+/// daemon fingerprints with its store's generated key and replay with none).
+fn token_key_file() -> PathBuf {
+    let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join("daemon-tests-token.key");
+    if !path.exists() {
+        fs::write(&path, "daemon-tests-key").unwrap();
+    }
+    path
+}
+
 fn config(dir: &Path, paths: &[String], extra_source: &str, extra: &str) -> PathBuf {
     let paths: Vec<String> = paths.iter().map(|p| format!("{p:?}")).collect();
     let text = format!(
         "warmup = \"1m\"\n\
+         [tokens]\nkey_file = {:?}\n\
          [[sources]]\nname = \"web\"\npaths = [{}]\n{extra_source}\n\
          [store]\nurl = \"sqlite://{}\"\n\
          [api]\nlisten = \"127.0.0.1:{}\"\n\
          [tail]\npoll_interval = \"50ms\"\ndiscover_interval = \"300ms\"\nidle_timeout = \"2s\"\n\
          checkpoint_interval = \"200ms\"\n{extra}\n",
+        token_key_file().display().to_string(),
         paths.join(", "),
         dir.join("gw.db").display(),
         free_port(),
@@ -514,7 +526,14 @@ fn attacks_log() -> Vec<u8> {
 
 fn replay_ids(path: &Path) -> BTreeSet<String> {
     let replayed = Command::new(env!("CARGO_BIN_EXE_gatewatch"))
-        .args(["replay", "--no-progress", "--output", "jsonl"])
+        .args([
+            "replay",
+            "--no-progress",
+            "--output",
+            "jsonl",
+            "--token-key-file",
+        ])
+        .arg(token_key_file())
         .arg(path)
         .output()
         .unwrap();

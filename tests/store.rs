@@ -78,6 +78,7 @@ on_both_backends!(
     learned_state_and_checkpoints_are_saved_together_and_replaced,
     a_missing_p_value_first_does_not_break_later_writes,
     explanations_related_ids_and_newer_evidence_are_kept,
+    the_token_key_is_generated_once_and_shared,
 );
 
 /// Regression: the first incident written on a connection had no p-value, and every later
@@ -163,6 +164,7 @@ async fn migrations_create_every_table_once(db: &TestDb) {
         "checkpoints",
         "alert_outbox",
         "baselines",
+        "settings",
     ] {
         let n: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table}"))
             .fetch_one(&mut conn)
@@ -728,4 +730,29 @@ async fn explanations_related_ids_and_newer_evidence_are_kept(db: &TestDb) {
     assert_eq!(json["explain"]["top_paths"][0]["value"], "/.git/config");
     assert_eq!(json["related"][0], "00112233aabbccdd");
     store.close().await;
+}
+
+/// Without a key file, fingerprints use the store's key: made by the first caller, then the
+/// same for every later one and every other handle on the database.
+async fn the_token_key_is_generated_once_and_shared(db: &TestDb) {
+    let first = Store::open(&db.url).await.unwrap();
+    let other = Store::open(&db.url).await.unwrap();
+    let (a, b) = tokio::join!(first.token_key(), other.token_key());
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!(a, b, "concurrent first callers agree");
+    assert_eq!(a.len(), 64);
+    assert!(a.bytes().all(|c| c.is_ascii_hexdigit()));
+    first.close().await;
+    let again = Store::open(&db.url).await.unwrap();
+    assert_eq!(again.token_key().await.unwrap(), a, "kept across opens");
+    let elsewhere = TestDb::sqlite();
+    let another = Store::open(&elsewhere.url).await.unwrap();
+    assert_ne!(
+        another.token_key().await.unwrap(),
+        a,
+        "each database has its own"
+    );
+    another.close().await;
+    again.close().await;
+    other.close().await;
 }

@@ -97,6 +97,24 @@ impl Cli {
     }
 }
 
+/// The token fingerprint key: the key file's when one is given, else the store's (generated
+/// once and kept there), else none (fingerprints are then plain hashes: stable, but a
+/// known token's fingerprint can be computed).
+pub fn token_key(
+    file: Option<&std::path::Path>,
+    store: Option<&crate::pipeline::StoreSink>,
+) -> anyhow::Result<std::sync::Arc<[u8]>> {
+    match (file, store) {
+        (Some(_), _) | (None, None) => read_token_key(file),
+        (None, Some(store)) => {
+            let key = (store.handle())
+                .block_on(store.store().token_key())
+                .map_err(|e| anyhow::anyhow!("reading the store's token key: {e}"))?;
+            Ok(std::sync::Arc::from(key.as_bytes()))
+        }
+    }
+}
+
 /// The token fingerprint key from `--token-key-file`: the file's bytes, surrounding
 /// whitespace stripped (as the scorer reads it); empty without a file.
 pub fn read_token_key(path: Option<&std::path::Path>) -> anyhow::Result<std::sync::Arc<[u8]>> {

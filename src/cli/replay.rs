@@ -36,7 +36,8 @@ pub struct ReplayArgs {
     #[arg(long)]
     detectors: Option<PathBuf>,
     /// Key of token fingerprints (`fp_` + HMAC-SHA256 of the log's user field): the file's
-    /// bytes, surrounding whitespace stripped. Without it fingerprints are unkeyed hashes.
+    /// bytes, surrounding whitespace stripped. Without it: the key of the store (`--db`), generated
+    /// there once; without a store, unkeyed hashes.
     #[arg(long, value_name = "FILE")]
     token_key_file: Option<PathBuf>,
     /// Requests no detector sees (one's own monitors, scanners, health checks): a TOML file
@@ -157,11 +158,16 @@ fn read_ignore(path: Option<&std::path::Path>) -> anyhow::Result<IgnoreRules> {
 
 pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     let defs = crate::detectors_dir::load(args.detectors.as_deref())?;
+    let mut store = args
+        .db
+        .as_deref()
+        .map(|url| StoreSink::open(url, WriterSettings::default()))
+        .transpose()?;
     let mut engine = Engine::new(
         &defs,
         EngineSettings {
             warmup_nanos: nanos(args.warmup),
-            token_key: super::read_token_key(args.token_key_file.as_deref())?,
+            token_key: super::token_key(args.token_key_file.as_deref(), store.as_ref())?,
             ignore: read_ignore(args.ignore_file.as_deref())?,
         },
     );
@@ -194,11 +200,6 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     read.path_match = Some(engine.path_match());
     let streams = pipeline::sources(inputs, &read, &settings);
 
-    let mut store = args
-        .db
-        .as_deref()
-        .map(|url| StoreSink::open(url, WriterSettings::default()))
-        .transpose()?;
     let mut printer = Printer {
         out: BufWriter::with_capacity(1 << 16, io::stdout().lock()),
         kind: args.output,

@@ -70,15 +70,6 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     }
     .with_context(|| format!("{}: [api]", config.path.display()))?;
     let defs = crate::detectors_dir::load(config.detectors_dir.as_deref())?;
-    let mut engine = Engine::new(
-        &defs,
-        EngineSettings {
-            warmup_nanos: nanos(config.warmup),
-            token_key: super::read_token_key(config.token_key_file.as_deref())
-                .with_context(|| format!("{}: tokens.key_file", config.path.display()))?,
-            ignore: config.ignore.clone(),
-        },
-    );
     let writer = WriterSettings {
         alerts: (!config.alerts.is_empty())
             .then(|| Router(Arc::new(Routes::new(config.alerts.clone())))),
@@ -86,6 +77,15 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     };
     let mut store = StoreSink::open(&config.store_url, writer)
         .with_context(|| format!("{}: [store]", config.path.display()))?;
+    let mut engine = Engine::new(
+        &defs,
+        EngineSettings {
+            warmup_nanos: nanos(config.warmup),
+            token_key: super::token_key(config.token_key_file.as_deref(), Some(&store))
+                .with_context(|| format!("{}: tokens.key_file", config.path.display()))?,
+            ignore: config.ignore.clone(),
+        },
+    );
     let handle = store.handle();
     // Deliveries left pending by an earlier run go out from the start.
     let (alerts_stop, alerts_stopping) = tokio::sync::watch::channel(false);

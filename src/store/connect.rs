@@ -77,11 +77,13 @@ const SQLITE_MIGRATIONS: Embedded = &[
     migration!("sqlite", 1, "init", "0001_init.sql"),
     migration!("sqlite", 2, "alert outbox", "0002_alert_outbox.sql"),
     migration!("sqlite", 3, "explain", "0003_explain.sql"),
+    migration!("sqlite", 4, "settings", "0004_settings.sql"),
 ];
 const POSTGRES_MIGRATIONS: Embedded = &[
     migration!("postgres", 1, "init", "0001_init.sql"),
     migration!("postgres", 2, "alert outbox", "0002_alert_outbox.sql"),
     migration!("postgres", 3, "explain", "0003_explain.sql"),
+    migration!("postgres", 4, "settings", "0004_settings.sql"),
 ];
 
 /// The schema compiled into the binary, so a deployed gatewatch needs no migrations folder.

@@ -10,6 +10,7 @@ mod ip_key;
 mod outbox;
 mod query;
 mod record;
+mod settings;
 mod write;
 mod writer;
 
