@@ -45,7 +45,7 @@ impl BadAgent {
                 .build(&params.agents)
                 .expect("definition checked the patterns"),
         );
-        let agent_bit = path_match.register_on(agents.clone(), None, MatchField::UserAgent);
+        let agent_bit = path_match.register_on(agents.clone(), &[], None, MatchField::UserAgent);
         BadAgent {
             id: def.id.clone(),
             severity: def.severity,

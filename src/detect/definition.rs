@@ -436,7 +436,7 @@ pub struct SignalParams {
     pub distinct: bool,
     /// Path and query substrings of known exploits: each request counts, repeats too.
     pub exploit_paths: Vec<String>,
-    pub exploit_requests: Vec<String>,
+    pub exploit_queries: Vec<String>,
 }
 
 /// Every problem found, each naming its file and key.
@@ -598,9 +598,10 @@ struct RawSignal {
     /// Case-insensitive substrings of the path that mark a known exploit (scanner only).
     /// Each such request counts 2, repeats included: an exploit is retried and sprayed.
     exploit_paths: Vec<String>,
-    /// The same, searched in the raw request line (method, target with its query,
-    /// protocol) of formats that log one: `" /?author="` is an author lookup on the root.
-    exploit_requests: Vec<String>,
+    /// The same, searched in the raw request line (method, target, protocol) of requests
+    /// with a query string, in formats that log one: `" /?author="` is an author lookup
+    /// on the site root.
+    exploit_queries: Vec<String>,
 }
 
 impl Default for RawSignal {
@@ -619,7 +620,7 @@ impl Default for RawSignal {
             ignore_referred: false,
             distinct: false,
             exploit_paths: Vec::new(),
-            exploit_requests: Vec::new(),
+            exploit_queries: Vec::new(),
         }
     }
 }
@@ -925,14 +926,14 @@ impl Checker<'_> {
         for (key, list) in [
             ("params.paths", &raw.paths),
             ("params.exploit_paths", &raw.exploit_paths),
-            ("params.exploit_requests", &raw.exploit_requests),
+            ("params.exploit_queries", &raw.exploit_queries),
         ] {
             if list.iter().any(String::is_empty) {
                 self.error(key, "an empty pattern would match every request");
             }
         }
         if kind == "brute_force"
-            && !(raw.exploit_paths.is_empty() && raw.exploit_requests.is_empty())
+            && !(raw.exploit_paths.is_empty() && raw.exploit_queries.is_empty())
         {
             self.error(
                 "params",
@@ -962,7 +963,7 @@ impl Checker<'_> {
             ignore_referred: raw.ignore_referred,
             distinct: raw.distinct,
             exploit_paths: raw.exploit_paths,
-            exploit_requests: raw.exploit_requests,
+            exploit_queries: raw.exploit_queries,
         }
     }
 }

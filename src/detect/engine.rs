@@ -103,6 +103,7 @@ impl Engine {
             .map(|def| build(def, &mut path_match, &settings.token_key))
             .collect();
         let ignore = Ignore::new(settings.ignore.clone(), &mut path_match);
+        path_match.finish();
         let routes = defs
             .iter()
             .any(|def| def.enabled && def.entity == EntityKind::Route)

@@ -117,7 +117,7 @@ impl Ignore {
         // The user-agent search runs on the decode threads with the detectors' sets.
         let agent_bit = agents
             .clone()
-            .and_then(|set| path_match.register_on(set, None, MatchField::UserAgent));
+            .and_then(|set| path_match.register_on(set, &[], None, MatchField::UserAgent));
         Ignore {
             rules,
             agents,

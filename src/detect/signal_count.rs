@@ -141,6 +141,9 @@ fn pattern_set(patterns: &[String]) -> Option<Arc<AhoCorasick>> {
             AhoCorasickBuilder::new()
                 .ascii_case_insensitive(true)
                 .kind(Some(AhoCorasickKind::DFA))
+                // Most patterns start with `/`, which every path is full of: a start-byte
+                // prefilter restarts at each one and costs more than the DFA's plain scan.
+                .prefilter(false)
                 .build(patterns)
                 .expect("definition checked the patterns"),
         )
@@ -162,14 +165,16 @@ impl SignalCount {
         let paths = pattern_set(&params.paths);
         // A brute force only asks about the path of a failed login: match no other.
         let gate = (kind == SignalKind::BruteForce).then(|| statuses.clone());
-        let path_bit = paths.clone().and_then(|set| path_match.register(set, gate));
+        let path_bit = paths
+            .clone()
+            .and_then(|set| path_match.register(set, &params.paths, gate));
         let exploits = [
             (&params.exploit_paths, MatchField::Path),
-            (&params.exploit_requests, MatchField::RequestLine),
+            (&params.exploit_queries, MatchField::QueryRequestLine),
         ]
         .map(|(patterns, field)| {
             pattern_set(patterns).map(|set| {
-                let bit = path_match.register_on(set.clone(), None, field);
+                let bit = path_match.register_on(set.clone(), patterns, None, field);
                 (set, field, bit)
             })
         });
