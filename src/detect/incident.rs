@@ -140,7 +140,13 @@ pub struct Explain {
     pub user_agents: Vec<Tally>,
     /// Upstream service / router (or upstream address when the format has no name).
     pub upstreams: Vec<Tally>,
+    /// The episode's requests per minute, `[minute start (Unix seconds), count]`, oldest
+    /// first (at most `MAX_TIMELINE_MINUTES`, the newest kept).
+    pub timeline: Vec<(i64, u64)>,
 }
+
+/// Minutes of an incident's timeline kept.
+pub const MAX_TIMELINE_MINUTES: usize = 240;
 
 /// Values kept per tally list.
 pub const MAX_TALLIES: usize = 5;

@@ -7,7 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::incident::{Explain, Tally, MAX_TALLIES};
+use super::incident::{Explain, Tally, MAX_TALLIES, MAX_TIMELINE_MINUTES};
 use crate::event::Request;
 
 /// Values tracked per field (twice what is shown, so the shown ones are nearly exact).
@@ -85,6 +85,7 @@ pub struct SavedProfile {
     statuses: Vec<(String, u64, u64)>,
     agents: Vec<(String, u64, u64)>,
     upstreams: Vec<(String, u64, u64)>,
+    timeline: Vec<(i64, u64)>,
 }
 
 /// The requests of one open episode, summarised.
@@ -94,6 +95,8 @@ pub struct Profile {
     statuses: TopValues,
     agents: TopValues,
     upstreams: TopValues,
+    /// Requests per minute, `(minute start in Unix seconds, count)`, oldest first.
+    timeline: std::collections::VecDeque<(i64, u64)>,
 }
 
 impl Profile {
@@ -110,6 +113,28 @@ impl Profile {
         if let Some(upstream) = req.route.as_ref().or(req.upstream.as_ref()) {
             self.upstreams.add(upstream);
         }
+        if let Some(ts) = req.ts {
+            self.count_minute(ts.nanos().div_euclid(60 * crate::event::NANOS_PER_SEC) * 60);
+        }
+    }
+
+    /// One more request in the minute starting at `minute` (an older line than the newest
+    /// minute joins its own minute if it is still kept).
+    fn count_minute(&mut self, minute: i64) {
+        match self.timeline.back_mut() {
+            Some((newest, count)) if *newest == minute => *count += 1,
+            Some((newest, _)) if *newest > minute => {
+                if let Some(entry) = self.timeline.iter_mut().find(|(m, _)| *m == minute) {
+                    entry.1 += 1;
+                }
+            }
+            _ => {
+                self.timeline.push_back((minute, 1));
+                if self.timeline.len() > MAX_TIMELINE_MINUTES {
+                    self.timeline.pop_front();
+                }
+            }
+        }
     }
 
     pub fn explain(&self, rule: &str) -> Explain {
@@ -119,6 +144,7 @@ impl Profile {
             statuses: self.statuses.tallies(),
             user_agents: self.agents.tallies(),
             upstreams: self.upstreams.tallies(),
+            timeline: self.timeline.iter().copied().collect(),
         }
     }
 
@@ -128,6 +154,7 @@ impl Profile {
             statuses: self.statuses.saved(),
             agents: self.agents.saved(),
             upstreams: self.upstreams.saved(),
+            timeline: self.timeline.iter().copied().collect(),
         }
     }
 
@@ -137,6 +164,9 @@ impl Profile {
             statuses: TopValues::restored(&saved.statuses),
             agents: TopValues::restored(&saved.agents),
             upstreams: TopValues::restored(&saved.upstreams),
+            timeline: (saved.timeline.iter().copied())
+                .take(MAX_TIMELINE_MINUTES)
+                .collect(),
         }
     }
 }
@@ -254,5 +284,38 @@ mod tests {
             .statuses
             .iter()
             .any(|t| t.value == "65535"));
+    }
+}
+
+#[cfg(test)]
+mod timeline_tests {
+    use super::*;
+    use crate::event::Timestamp;
+
+    fn at(secs: i64) -> Request<'static> {
+        Request {
+            ts: Some(Timestamp(secs * 1_000_000_000)),
+            ..Request::default()
+        }
+    }
+
+    #[test]
+    fn requests_are_counted_per_minute_and_late_ones_join_their_minute() {
+        let mut profile = Profile::default();
+        for secs in [0, 10, 59, 60, 61, 185, 30] {
+            profile.add(&at(secs));
+        }
+        assert_eq!(profile.explain("").timeline, [(0, 4), (60, 2), (180, 1)]);
+    }
+
+    #[test]
+    fn the_timeline_keeps_its_newest_minutes() {
+        let mut profile = Profile::default();
+        for minute in 0..(MAX_TIMELINE_MINUTES as i64 + 10) {
+            profile.add(&at(minute * 60));
+        }
+        let timeline = profile.explain("").timeline;
+        assert_eq!(timeline.len(), MAX_TIMELINE_MINUTES);
+        assert_eq!(timeline[0].0, 10 * 60);
     }
 }
