@@ -41,6 +41,7 @@ fn entity_filter(text: &str) -> Result<EntityFilter, String> {
 impl QueryText {
     /// The query, or an error naming the bad field. `now` anchors durations.
     pub fn to_query(&self, now: Timestamp) -> Result<IncidentQuery, String> {
+        self.refuse_nul()?;
         let time = |field: &str, value: &Option<String>| {
             value
                 .as_deref()
@@ -94,6 +95,29 @@ impl QueryText {
                 .transpose()?,
             with_evidence: false,
         })
+    }
+}
+
+impl QueryText {
+    /// A NUL is nobody's filter, and PostgreSQL text cannot hold one: the caller's mistake,
+    /// named before any query (on SQLite too, so both backends answer alike).
+    fn refuse_nul(&self) -> Result<(), String> {
+        let fields = [
+            ("since", &self.since),
+            ("until", &self.until),
+            ("detector", &self.detector),
+            ("kind", &self.kind),
+            ("entity", &self.entity),
+            ("severity", &self.severity),
+            ("status", &self.status),
+            ("cursor", &self.cursor),
+        ];
+        for (name, value) in fields {
+            if value.as_deref().is_some_and(|v| v.contains('\0')) {
+                return Err(format!("{name}: contains a NUL character"));
+            }
+        }
+        Ok(())
     }
 }
 

@@ -273,21 +273,70 @@ fn analysts_list_filter_triage_and_prune() {
         String::from_utf8_lossy(&missing.stderr).contains("no incident with id 0123456789abcdef")
     );
 
-    // The log's events are days old: a long horizon keeps them, a short one prunes them all.
+    // The log's events are days old: a long horizon keeps them, a short one prunes all but
+    // the resolved one, and only with --yes.
     assert!(ok(&[
         "incidents",
         "prune",
         "--db",
         &db.url,
         "--older-than",
-        "36500d"
+        "36500d",
+        "--yes"
     ])
     .starts_with("pruned 0 "));
-    let pruned = ok(&["incidents", "prune", "--db", &db.url, "--older-than", "1s"]);
+    let asked = gatewatch(&["incidents", "prune", "--db", &db.url, "--older-than", "0s"]);
+    assert_eq!(asked.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&asked.stderr);
     assert!(
-        pruned.starts_with(&format!("pruned {} ", printed.len())),
+        stderr.contains(&format!(
+            "prune would delete {} incident(s) last seen before",
+            printed.len() - 1
+        )) && stderr.contains("1 triaged (acknowledged or resolved) kept")
+            && stderr.contains("add --yes to delete them"),
+        "{stderr}"
+    );
+    assert_eq!(
+        ok(&["incidents", "list", "--db", &db.url]).lines().count(),
+        printed.len() + 1,
+        "nothing deleted without --yes"
+    );
+    let pruned = ok(&[
+        "incidents",
+        "prune",
+        "--db",
+        &db.url,
+        "--older-than",
+        "0s",
+        "--yes",
+    ]);
+    assert!(
+        pruned.starts_with(&format!("pruned {} ", printed.len() - 1))
+            && pruned.contains("--include-triaged deletes them"),
         "{pruned}"
     );
+    let left = json_lines(&ok(&[
+        "incidents",
+        "list",
+        "--db",
+        &db.url,
+        "--output",
+        "jsonl",
+    ]));
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0]["id"], id.as_str());
+    assert_eq!(left[0]["triage"]["state"], "resolved");
+    let pruned = ok(&[
+        "incidents",
+        "prune",
+        "--db",
+        &db.url,
+        "--older-than",
+        "0s",
+        "--include-triaged",
+        "--yes",
+    ]);
+    assert!(pruned.starts_with("pruned 1 "), "{pruned}");
     assert_eq!(
         ok(&["incidents", "list", "--db", &db.url]).lines().count(),
         1
