@@ -98,9 +98,35 @@ fn sqlite_url(url: &str, access: Access) -> String {
     let separator = if url.contains('?') { '&' } else { '?' };
     let mode = match access {
         Access::ReadWrite => "rwc",
+        Access::ReadOnly if cannot_change(url) => "ro&immutable=1",
         Access::ReadOnly => "ro",
     };
     format!("{url}{separator}mode={mode}")
+}
+
+/// A WAL database read-only needs its `-shm` file, which SQLite cannot create in a
+/// directory we may not write. With no `-wal` there either, nobody is writing the database
+/// (a writer keeps its `-wal` while it runs) and it can only be read as it is: immutable.
+fn cannot_change(url: &str) -> bool {
+    let Some(path) = sqlite_file(url).filter(|p| !p.is_empty()) else {
+        return false;
+    };
+    let path = std::path::Path::new(path);
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => std::path::Path::new("."),
+    };
+    let wal = std::path::PathBuf::from(format!("{}-wal", path.display()));
+    !wal.exists() && !writable(dir)
+}
+
+fn writable(dir: &std::path::Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c_path) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: access only reads the NUL-terminated path.
+    unsafe { libc::access(c_path.as_ptr(), libc::W_OK) == 0 }
 }
 
 /// What SQLite would only call "unable to open database file": no file named, or a
@@ -235,14 +261,17 @@ impl Store {
             source,
         };
         let options: AnyConnectOptions = connect_url.parse().map_err(connect_error)?;
-        if backend == Backend::Sqlite && access == Access::ReadWrite {
-            // journal_mode is a property of the file: set it once, before the pool opens.
+        if backend == Backend::Sqlite {
+            // One connection first, so a file SQLite cannot open fails at once (not as a
+            // pool timeout); journal_mode is a property of the file: set it once, here.
             let mut conn = AnyConnection::connect_with(&options)
                 .await
                 .map_err(connect_error)?;
-            conn.execute("PRAGMA journal_mode = WAL")
-                .await
-                .map_err(connect_error)?;
+            if access == Access::ReadWrite {
+                conn.execute("PRAGMA journal_mode = WAL")
+                    .await
+                    .map_err(connect_error)?;
+            }
             conn.close().await.map_err(connect_error)?;
         }
         let pool = AnyPoolOptions::new()
