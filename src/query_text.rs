@@ -154,6 +154,27 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_nul_in_any_filter_is_named() {
+        let now = Timestamp::parse_rfc3339("2026-11-20T12:00:00Z").unwrap();
+        let text = QueryText {
+            entity: Some("10.0.0.1\0".into()),
+            ..QueryText::default()
+        };
+        assert_eq!(
+            text.to_query(now).unwrap_err(),
+            "entity: contains a NUL character"
+        );
+        let text = QueryText {
+            cursor: Some("\0".into()),
+            ..QueryText::default()
+        };
+        assert_eq!(
+            text.to_query(now).unwrap_err(),
+            "cursor: contains a NUL character"
+        );
+    }
+
+    #[test]
     fn time_bounds() {
         let now = Timestamp::parse_rfc3339("2026-11-20T12:00:00Z").unwrap();
         let at = |t| parse_time_bound(t, now).unwrap().to_rfc3339();

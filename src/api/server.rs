@@ -126,7 +126,7 @@ pub fn raise_open_file_limit() -> u64 {
             }
         }
     }
-    limit.rlim_cur as u64
+    limit.rlim_cur
 }
 
 /// Serves `router` on `listener` until `shutdown` resolves, then lets requests in flight

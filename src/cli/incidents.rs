@@ -14,9 +14,9 @@ use crate::store::{IncidentQuery, Store, StoredIncident, TriageState, MAX_PAGE};
 
 #[derive(Subcommand, Debug)]
 pub enum IncidentsCommand {
-    /// List incidents, newest first.
+    /// List incidents, newest first (opens the database read-only).
     List(ListArgs),
-    /// Show one incident in full, with its evidence lines.
+    /// Show one incident in full, with its evidence lines (opens the database read-only).
     Show(ShowArgs),
     /// Mark an incident acknowledged (someone is on it).
     Ack(TriageArgs),

@@ -18,7 +18,8 @@ pub struct ServeArgs {
     /// Address to listen on (port 0 picks a free port; the address is printed).
     #[arg(long, default_value = "127.0.0.1:9400")]
     listen: SocketAddr,
-    /// File holding the bearer token /api/v1 requires (instead of GATEWATCH_API_TOKEN).
+    /// File holding the bearer token /api/v1 requires, at least 16 characters (instead of
+    /// GATEWATCH_API_TOKEN).
     #[arg(long, conflicts_with = "token_env")]
     token_file: Option<PathBuf>,
     /// Environment variable holding the bearer token (at least 16 characters).

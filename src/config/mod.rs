@@ -665,6 +665,31 @@ mod tests {
     }
 
     #[test]
+    fn api_limits_are_read_and_checked() {
+        let config = load(
+            "[[sources]]\npaths = [\"/l/*.log\"]\n[api]\nheader_timeout = \"2s\"\n\
+             idle_timeout = \"5m\"\nmax_connections = 100\n",
+        )
+        .unwrap();
+        assert_eq!(config.api.header_timeout, Duration::from_secs(2));
+        assert_eq!(config.api.idle_timeout, Duration::from_secs(300));
+        assert_eq!(config.api.max_connections, 100);
+        let err = load(
+            "[[sources]]\npaths = [\"/l/*.log\"]\n[api]\nheader_timeout = \"0s\"\n\
+             idle_timeout = \"soon\"\nmax_connections = 0\n",
+        )
+        .unwrap_err()
+        .to_string();
+        for key in [
+            "api.header_timeout",
+            "api.idle_timeout",
+            "api.max_connections",
+        ] {
+            assert!(err.contains(key), "{key}: {err}");
+        }
+    }
+
+    #[test]
     fn every_problem_is_reported_with_its_key() {
         let err = load(
             "warmup = \"soon\"\n[[sources]]\npaths = []\nformat = \"apache\"\nstart_at = \"middle\"\n\
