@@ -41,6 +41,7 @@ fn entity_filter(text: &str) -> Result<EntityFilter, String> {
 impl QueryText {
     /// The query, or an error naming the bad field. `now` anchors durations.
     pub fn to_query(&self, now: Timestamp) -> Result<IncidentQuery, String> {
+        self.refuse_nul()?;
         let time = |field: &str, value: &Option<String>| {
             value
                 .as_deref()
@@ -97,6 +98,29 @@ impl QueryText {
     }
 }
 
+impl QueryText {
+    /// A NUL is nobody's filter, and PostgreSQL text cannot hold one: the caller's mistake,
+    /// named before any query (on SQLite too, so both backends answer alike).
+    fn refuse_nul(&self) -> Result<(), String> {
+        let fields = [
+            ("since", &self.since),
+            ("until", &self.until),
+            ("detector", &self.detector),
+            ("kind", &self.kind),
+            ("entity", &self.entity),
+            ("severity", &self.severity),
+            ("status", &self.status),
+            ("cursor", &self.cursor),
+        ];
+        for (name, value) in fields {
+            if value.as_deref().is_some_and(|v| v.contains('\0')) {
+                return Err(format!("{name}: contains a NUL character"));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// A `--since`/`--until` value: an RFC 3339 timestamp, a date (midnight UTC), or a duration
 /// meaning that long before `now` (`90m`, `2h`, `7d`).
 pub fn parse_time_bound(text: &str, now: Timestamp) -> Result<Timestamp, String> {
@@ -128,6 +152,27 @@ pub fn duration_before(now: Timestamp, ago: Duration) -> Timestamp {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_nul_in_any_filter_is_named() {
+        let now = Timestamp::parse_rfc3339("2026-11-20T12:00:00Z").unwrap();
+        let text = QueryText {
+            entity: Some("10.0.0.1\0".into()),
+            ..QueryText::default()
+        };
+        assert_eq!(
+            text.to_query(now).unwrap_err(),
+            "entity: contains a NUL character"
+        );
+        let text = QueryText {
+            cursor: Some("\0".into()),
+            ..QueryText::default()
+        };
+        assert_eq!(
+            text.to_query(now).unwrap_err(),
+            "cursor: contains a NUL character"
+        );
+    }
 
     #[test]
     fn time_bounds() {

@@ -333,7 +333,7 @@ fn slack_gets_escaped_digests_within_block_kit_limits_at_most_one_per_second() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let left = runtime.block_on(async {
         let store = Store::open(&db.url).await.unwrap();
-        store.prune(Timestamp(i64::MAX)).await.unwrap();
+        store.prune(Timestamp(i64::MAX), true).await.unwrap();
         store
             .list_alerts(&AlertQuery {
                 limit: 10_000,

@@ -2,7 +2,9 @@
 
 mod common;
 
-use gatewatch::api::{router, ApiToken};
+use std::time::Duration;
+
+use gatewatch::api::{router, serve, ApiToken, ServeSettings};
 use gatewatch::detect::{incident_id, Incident, Severity};
 use gatewatch::event::{EntityKind, Timestamp};
 use gatewatch::store::Store;
@@ -11,7 +13,7 @@ use serde_json::{json, Value};
 
 use common::TestDb;
 
-const TOKEN: &str = "test-token-4f9d";
+const TOKEN: &str = "test-token-4f9d-7c21";
 /// 2026-11-18T11:06:40Z in ns; incident i starts i minutes later.
 const T0: i64 = 1_795_000_000_000_000_000;
 
@@ -36,6 +38,8 @@ fn entities(body: &Value) -> Vec<&str> {
 struct Server {
     base: String,
     client: reqwest::Client,
+    id: String,
+    url: String,
 }
 
 impl Server {
@@ -49,10 +53,18 @@ impl Server {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let app = router(store, ApiToken::new(TOKEN).unwrap());
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        // The hardened server `serve` and `run` use.
+        let settings = ServeSettings::default();
+        tokio::spawn(async move {
+            serve(listener, app, settings, std::future::pending())
+                .await
+                .unwrap()
+        });
         Server {
             base,
             client: reqwest::Client::new(),
+            id: incidents[9].id.clone(),
+            url: db.url.clone(),
         }
     }
 
@@ -68,6 +80,18 @@ impl Server {
             status,
             serde_json::from_str(&text).unwrap_or(Value::String(text)),
         )
+    }
+
+    /// As if the schema had never been migrated (a database recreated under the server).
+    async fn forget_migrations(&self) {
+        use sqlx::Connection as _;
+        sqlx::any::install_default_drivers();
+        let mut conn = sqlx::AnyConnection::connect(&self.url).await.unwrap();
+        sqlx::query("DROP TABLE _sqlx_migrations")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        conn.close().await.unwrap();
     }
 
     async fn post(&self, path: &str, body: Option<Value>) -> (StatusCode, Value) {
@@ -108,7 +132,130 @@ on_both_backends!(
     health_is_open_and_incidents_need_the_token,
     filters_and_cursor_pages,
     one_incident_and_triage,
+    a_nul_anywhere_is_a_bad_request,
+    bodies_over_64_kib_are_413,
+    readyz_is_503_while_the_schema_is_missing,
 );
+
+async fn a_nul_anywhere_is_a_bad_request(server: Server) {
+    for (path, field) in [
+        ("/api/v1/incidents?entity=%00", "entity"),
+        ("/api/v1/incidents?detector=scanner%00-ip", "detector"),
+        ("/api/v1/incidents?kind=a%00", "kind"),
+        ("/api/v1/incidents?since=%002h", "since"),
+        ("/api/v1/incidents/abcd%00ef", "id"),
+    ] {
+        let (status, body) = server.get(path, Some(TOKEN)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {body}");
+        assert_eq!(
+            body["error"],
+            format!("{field}: contains a NUL character"),
+            "{path}"
+        );
+    }
+    let (status, body) = server
+        .post(
+            &format!("/api/v1/incidents/{}/ack", server.id),
+            Some(json!({"note": "a\u{0}b"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"], "note: contains a NUL character");
+    // Nothing was written.
+    let (_, shown) = server
+        .get(&format!("/api/v1/incidents/{}", server.id), Some(TOKEN))
+        .await;
+    assert_eq!(shown["triage"]["state"], "new");
+}
+
+/// Sends `head` and then up to `body` bytes on a raw connection; returns the answer's status
+/// line and body.
+async fn raw_exchange(base: &str, head: String, body: Vec<u8>) -> (String, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let stream = tokio::net::TcpStream::connect(base.trim_start_matches("http://"))
+        .await
+        .unwrap();
+    let (mut reader, mut writer) = stream.into_split();
+    // The server may answer before reading it all: write on the side, read the answer.
+    let writing = tokio::spawn(async move {
+        writer.write_all(head.as_bytes()).await?;
+        writer.write_all(&body).await?;
+        Ok::<_, std::io::Error>(writer)
+    });
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(30), reader.read_to_end(&mut answer)).await;
+    writing.abort();
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+    (
+        head.lines().next().unwrap_or_default().to_owned(),
+        body.to_owned(),
+    )
+}
+
+async fn bodies_over_64_kib_are_413(server: Server) {
+    let path = format!("/api/v1/incidents/{}/ack", server.id);
+    // 100 MB announced: refused before a byte of it is read.
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n\
+         Content-Type: application/json\r\nContent-Length: 104857600\r\nConnection: close\r\n\r\n"
+    );
+    let (status, body) = raw_exchange(&server.base, head, vec![b' '; 1 << 20]).await;
+    assert!(status.starts_with("HTTP/1.1 413"), "{status}: {body}");
+    assert!(body.contains("at most 65536"), "{body}");
+    // Chunked, so no length up front: cut at the limit as it is read.
+    let mut chunked = format!("{:x}\r\n", 100_000).into_bytes();
+    chunked.extend(format!("{{\"note\":\"{}\"}}", "x".repeat(100_000 - 11)).into_bytes());
+    chunked.extend(b"\r\n0\r\n\r\n");
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n\
+         Content-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+    );
+    let (status, body) = raw_exchange(&server.base, head, chunked).await;
+    assert!(status.starts_with("HTTP/1.1 413"), "{status}: {body}");
+    // A note under the limit is fine.
+    let (status, _) = server
+        .post(&path, Some(json!({"note": "x".repeat(60_000)})))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+async fn readyz_is_503_while_the_schema_is_missing(server: Server) {
+    assert_eq!(
+        server.get("/readyz", None).await,
+        (StatusCode::OK, json!("ready\n"))
+    );
+    server.forget_migrations().await;
+    let (status, body) = server.get("/readyz", None).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(body, "store schema not migrated (gatewatch migrate)\n");
+}
+
+/// The store's PostgreSQL database goes away under the server: /readyz says 503 and a
+/// short reason to anyone, and keeps the database's words for the log.
+#[tokio::test]
+async fn readyz_is_503_without_the_database_error_when_the_store_is_unreachable() {
+    let Some(db) = TestDb::postgres("api::readyz_is_503_when_the_store_is_unreachable") else {
+        return;
+    };
+    let server = Server::start(&db).await;
+    assert_eq!(server.get("/readyz", None).await.0, StatusCode::OK);
+    assert!(db.drop_postgres_database_now());
+    let (status, body) = server.get("/readyz", None).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(body, "store unreachable\n");
+    // An authenticated request fails too, without the database's words.
+    let (status, body) = server.get("/api/v1/incidents", Some(TOKEN)).await;
+    assert!(status.is_server_error(), "{status} {body}");
+    assert!(
+        [
+            "the store is unavailable; try again",
+            "internal error (logged)"
+        ]
+        .contains(&body["error"].as_str().unwrap()),
+        "{body}"
+    );
+}
 
 async fn health_is_open_and_incidents_need_the_token(server: Server) {
     assert_eq!(server.get("/healthz", None).await.0, StatusCode::OK);
@@ -116,7 +263,12 @@ async fn health_is_open_and_incidents_need_the_token(server: Server) {
     let (status, body) = server.get("/api/v1/incidents", None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_eq!(body["error"], "missing or wrong bearer token");
-    for wrong in ["", "test-token-4f9", "test-token-4f9dx", "TEST-TOKEN-4F9D"] {
+    for wrong in [
+        "",
+        "test-token-4f9d-7c2",
+        "test-token-4f9d-7c21x",
+        "TEST-TOKEN-4F9D-7C21",
+    ] {
         assert_eq!(
             server.get("/api/v1/incidents", Some(wrong)).await.0,
             StatusCode::UNAUTHORIZED,

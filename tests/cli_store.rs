@@ -273,21 +273,70 @@ fn analysts_list_filter_triage_and_prune() {
         String::from_utf8_lossy(&missing.stderr).contains("no incident with id 0123456789abcdef")
     );
 
-    // The log's events are days old: a long horizon keeps them, a short one prunes them all.
+    // The log's events are days old: a long horizon keeps them, a short one prunes all but
+    // the resolved one, and only with --yes.
     assert!(ok(&[
         "incidents",
         "prune",
         "--db",
         &db.url,
         "--older-than",
-        "36500d"
+        "36500d",
+        "--yes"
     ])
     .starts_with("pruned 0 "));
-    let pruned = ok(&["incidents", "prune", "--db", &db.url, "--older-than", "1s"]);
+    let asked = gatewatch(&["incidents", "prune", "--db", &db.url, "--older-than", "0s"]);
+    assert_eq!(asked.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&asked.stderr);
     assert!(
-        pruned.starts_with(&format!("pruned {} ", printed.len())),
+        stderr.contains(&format!(
+            "prune would delete {} incident(s) last seen before",
+            printed.len() - 1
+        )) && stderr.contains("1 triaged (acknowledged or resolved) kept")
+            && stderr.contains("add --yes to delete them"),
+        "{stderr}"
+    );
+    assert_eq!(
+        ok(&["incidents", "list", "--db", &db.url]).lines().count(),
+        printed.len() + 1,
+        "nothing deleted without --yes"
+    );
+    let pruned = ok(&[
+        "incidents",
+        "prune",
+        "--db",
+        &db.url,
+        "--older-than",
+        "0s",
+        "--yes",
+    ]);
+    assert!(
+        pruned.starts_with(&format!("pruned {} ", printed.len() - 1))
+            && pruned.contains("--include-triaged deletes them"),
         "{pruned}"
     );
+    let left = json_lines(&ok(&[
+        "incidents",
+        "list",
+        "--db",
+        &db.url,
+        "--output",
+        "jsonl",
+    ]));
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0]["id"], id.as_str());
+    assert_eq!(left[0]["triage"]["state"], "resolved");
+    let pruned = ok(&[
+        "incidents",
+        "prune",
+        "--db",
+        &db.url,
+        "--older-than",
+        "0s",
+        "--include-triaged",
+        "--yes",
+    ]);
+    assert!(pruned.starts_with("pruned 1 "), "{pruned}");
     assert_eq!(
         ok(&["incidents", "list", "--db", &db.url]).lines().count(),
         1
@@ -316,11 +365,12 @@ async fn terminal_output_escapes_hostile_log_text() {
             expected: 0.0,
             p_value: None,
         },
-        summary: "agent \u{1b}[2J\u{1b}]0;pwned\u{7}\u{9b}31m".into(),
+        summary: "agent \u{1b}[2J\u{1b}]0;pwned\u{7}\u{9b}31m \u{202e}nimda\u{202c}\u{2028}forged"
+            .into(),
         status: Status::Open,
         evidence: vec![Evidence::new(
             Timestamp(2),
-            b"GET /\x1b[31mred\x1b[0m HTTP/1.1",
+            "GET /\x1b[31mred\x1b[0m/\u{2066}\u{202e}gpj.exe\u{2069}\u{2029} HTTP/1.1".as_bytes(),
         )],
         explain: Default::default(),
         related: Vec::new(),
@@ -339,9 +389,26 @@ async fn terminal_output_escapes_hostile_log_text() {
             "{args:?} printed a control character: {out:?}"
         );
         assert!(out.contains("\\u{1b}[2J"), "{out}");
+        // Bidi controls and separators reorder or split what the analyst reads.
+        let layout = [
+            '\u{202e}', '\u{202c}', '\u{2028}', '\u{2029}', '\u{2066}', '\u{2069}',
+        ];
+        assert!(
+            !out.contains(layout),
+            "{args:?} printed a bidi control or separator: {out:?}"
+        );
+        assert!(
+            out.contains("\\u{202e}nimda\\u{202c}\\u{2028}forged"),
+            "{out}"
+        );
     }
     let csv = ok(&["incidents", "list", "--db", &db.url, "--output", "csv"]);
     assert!(csv.contains(",'=cmd|"), "a formula is defused: {csv}");
+    let shown = ok(&["incidents", "show", "--db", &db.url, "00aa00aa"]);
+    assert!(
+        shown.contains("\\u{2066}\\u{202e}gpj.exe\\u{2069}\\u{2029}"),
+        "evidence escaped: {shown}"
+    );
 }
 
 #[test]
@@ -368,8 +435,21 @@ fn migrate_applies_once_and_bad_urls_are_named() {
     // names the file that is not there.
     let unreachable = gatewatch(&["migrate", "--db", "sqlite:///nonexistent-dir/x/gw.db"]);
     assert_eq!(unreachable.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&unreachable.stderr)
-        .contains("cannot open database sqlite:///nonexistent-dir/x/gw.db"));
+    let stderr = String::from_utf8_lossy(&unreachable.stderr);
+    assert!(
+        stderr.contains(
+            "cannot open database sqlite:///nonexistent-dir/x/gw.db: \
+             directory /nonexistent-dir/x does not exist"
+        ) && !stderr.contains("code: 14"),
+        "{stderr}"
+    );
+    let replay = gatewatch(&["replay", ATTACK_LOG, "--db", "sqlite://no-such-dir/gw.db"]);
+    assert_eq!(replay.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&replay.stderr).contains("directory no-such-dir does not exist"),
+        "{}",
+        String::from_utf8_lossy(&replay.stderr)
+    );
     let missing = gatewatch(&[
         "incidents",
         "list",
@@ -391,6 +471,227 @@ fn serve_refuses_to_start_without_a_token() {
         stderr.contains("GATEWATCH_API_TOKEN") && stderr.contains("no API token"),
         "{stderr}"
     );
+}
+
+#[test]
+fn short_api_tokens_are_refused_naming_where_they_came_from() {
+    let db = TestDb::sqlite();
+    let serve = |token_env: &str, extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_gatewatch"))
+            .args(["serve", "--db", &db.url, "--listen", "127.0.0.1:0"])
+            .args(extra)
+            .env("GATEWATCH_API_TOKEN", token_env)
+            .output()
+            .unwrap()
+    };
+    let out = serve("hunter2", &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(
+            "environment variable GATEWATCH_API_TOKEN: the API token is 7 characters long; \
+             at least 16 are required"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("hunter2"),
+        "the token was printed: {stderr}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("token");
+    std::fs::write(&file, "x\n").unwrap();
+    let out = serve("", &["--token-file", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "--token-file {}: the API token is 1 characters long",
+            file.display()
+        )),
+        "{stderr}"
+    );
+    // The daemon says which config and section.
+    let config = dir.path().join("gw.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[sources]]\npaths = [\"{}/*.log\"]\n[store]\nurl = \"{}\"\n[api]\n\
+             listen = \"127.0.0.1:0\"\ntoken_env = \"GW_SHORT_TOKEN\"\n",
+            dir.path().display(),
+            db.url
+        ),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_gatewatch"))
+        .args(["run", "--config", config.to_str().unwrap()])
+        .env("GW_SHORT_TOKEN", "short")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("{}: [api]", config.display()))
+            && stderr.contains("environment variable GW_SHORT_TOKEN: the API token is 5"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn database_passwords_are_never_printed() {
+    // Port 1: nothing listens, so every command fails and says which database.
+    for url in [
+        "postgres://gw:hunter2@127.0.0.1:1/gw",
+        "postgres://gw@127.0.0.1:1/gw?sslmode=disable&password=hunter2",
+        "postgresql://gw:hunter2@127.0.0.1:1/gw?password=hunter2",
+    ] {
+        for args in [
+            vec!["incidents", "list", "--db", url],
+            vec!["incidents", "prune", "--older-than", "1d", "--db", url],
+            vec!["migrate", "--db", url],
+            vec!["replay", ATTACK_LOG, "--db", url, "--output", "none"],
+            vec!["alerts", "list", "--db", url],
+        ] {
+            let out = gatewatch(&args);
+            assert_eq!(out.status.code(), Some(1), "{args:?}");
+            let text = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert!(
+                !text.contains("hunter2"),
+                "{args:?} printed the password: {text}"
+            );
+            assert!(
+                text.contains("***@127.0.0.1:1/gw") || text.contains("password=***"),
+                "{args:?}: {text}"
+            );
+        }
+    }
+}
+
+#[test]
+fn an_empty_sqlite_path_fails_before_anything_is_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let attack_log = Path::new(env!("CARGO_MANIFEST_DIR")).join(ATTACK_LOG);
+    for args in [
+        vec!["replay", attack_log.to_str().unwrap(), "--db", "sqlite://"],
+        vec!["migrate", "--db", "sqlite://"],
+        vec!["migrate", "--db", "sqlite://?mode=rwc"],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_gatewatch"))
+            .args(&args)
+            .current_dir(dir.path())
+            .env_remove("GATEWATCH_DB")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("the SQLite URL names no file (sqlite://PATH)"),
+            "{args:?}: {stderr}"
+        );
+        assert!(
+            out.stdout.is_empty(),
+            "{args:?} printed incidents before failing"
+        );
+        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert!(left.is_empty(), "{args:?} created {left:?}");
+    }
+}
+
+/// Runs gatewatch as a user who may not write `db`'s files: as root (who may write
+/// anything), as `nobody`.
+fn gatewatch_reader(args: &[&str]) -> Output {
+    use std::os::unix::process::CommandExt as _;
+    let mut command = Command::new(env!("CARGO_BIN_EXE_gatewatch"));
+    command
+        .args(args)
+        .current_dir("/")
+        .env_remove("GATEWATCH_DB");
+    if unsafe_geteuid() == 0 {
+        command.uid(65534).gid(65534);
+    }
+    command.output().unwrap()
+}
+
+fn unsafe_geteuid() -> u32 {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() }
+}
+
+#[test]
+fn read_only_databases_can_be_listed_and_shown() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let root = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(root.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let dir = root.path().join("db");
+    std::fs::create_dir(&dir).unwrap();
+    let path = dir.join("g.db");
+    let url = format!("sqlite://{}", path.display());
+    let printed = by_id(json_lines(&ok(&["replay", ATTACK_LOG, "--db", &url])));
+    let id = printed[0]["id"].as_str().unwrap().to_owned();
+    let read_only = |mode: u32| {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let file = entry.unwrap().path();
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o444)).unwrap();
+        }
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode)).unwrap();
+    };
+    let check = |case: &str| {
+        let listed = gatewatch_reader(&["incidents", "list", "--db", &url]);
+        assert!(
+            listed.status.success(),
+            "{case}: {}",
+            String::from_utf8_lossy(&listed.stderr)
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&listed.stdout).lines().count(),
+            printed.len() + 1,
+            "{case}"
+        );
+        let shown = gatewatch_reader(&["incidents", "show", &id[..8], "--db", &url]);
+        assert!(
+            shown.status.success() && String::from_utf8_lossy(&shown.stdout).contains(&id),
+            "{case}: {}",
+            String::from_utf8_lossy(&shown.stderr)
+        );
+        // Writing is still refused, loudly.
+        let acked = gatewatch_reader(&["incidents", "ack", &id[..8], "--db", &url]);
+        assert_eq!(acked.status.code(), Some(1), "{case}");
+        assert!(
+            String::from_utf8_lossy(&acked.stderr).contains("readonly database"),
+            "{case}"
+        );
+    };
+    // Files 0444 in a read-only directory, as the writer left them (with -wal and -shm).
+    read_only(0o555);
+    check("read-only directory, WAL files present");
+    // Checkpointed and closed: only the database file, which SQLite cannot give a -shm.
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let file = entry.unwrap().path();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    checkpoint(&url);
+    assert!(!dir.join("g.db-wal").exists());
+    read_only(0o555);
+    check("read-only directory, database file only");
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// Folds the WAL into the database and closes, as a clean last close does.
+fn checkpoint(url: &str) {
+    use sqlx::Connection as _;
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let mut conn = sqlx::SqliteConnection::connect(url).await.unwrap();
+        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        conn.close().await.unwrap();
+    });
 }
 
 #[test]

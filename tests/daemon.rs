@@ -1309,3 +1309,41 @@ fn two_daemons_on_one_postgres_outbox_deliver_each_alert_once() {
     assert_eq!(ids.len(), rows.len());
     assert_eq!(receiver.received().len(), rows.len(), "nothing sent twice");
 }
+
+/// The daemon serves through the same hardened server as `serve`: `[api]` timeouts close a
+/// silent socket and a half-sent header, and the API keeps answering.
+#[test]
+fn the_daemons_api_closes_silent_and_half_sent_connections() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("access.log");
+    fs::write(&log, lines(0..10)).unwrap();
+    let path = config(dir.path(), &[log.display().to_string()], "", "");
+    let text = fs::read_to_string(&path).unwrap().replacen(
+        "[api]\n",
+        "[api]\nheader_timeout = \"1s\"\nidle_timeout = \"1s\"\nmax_connections = 64\n",
+        1,
+    );
+    fs::write(&path, text).unwrap();
+    let daemon = Daemon::start(&path);
+    let closed = |stream: &mut TcpStream| {
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        let mut buf = [0u8; 256];
+        loop {
+            match stream.read(&mut buf) {
+                Ok(0) => return true,
+                Ok(_) => continue,
+                Err(e) => return e.kind() == std::io::ErrorKind::ConnectionReset,
+            }
+        }
+    };
+    let mut silent = TcpStream::connect(("127.0.0.1", daemon.port)).unwrap();
+    let mut half = TcpStream::connect(("127.0.0.1", daemon.port)).unwrap();
+    half.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    assert!(closed(&mut silent), "a silent socket stays open");
+    assert!(closed(&mut half), "a half-sent header stays open");
+    assert_eq!(daemon.get("/healthz").map(|(s, _)| s), Some(200));
+    assert!(daemon.stop());
+}

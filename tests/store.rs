@@ -446,7 +446,8 @@ async fn prune_removes_old_incidents_with_their_evidence(db: &TestDb) {
         .upsert_incidents(&[old.clone(), recent.clone()])
         .await
         .unwrap();
-    assert_eq!(store.prune(at(1000)).await.unwrap(), 1);
+    assert_eq!(store.prunable(at(1000), false).await.unwrap(), (1, 0));
+    assert_eq!(store.prune(at(1000), false).await.unwrap(), 1);
     assert!(matches!(
         store.get_incident(&old.id).await,
         Err(StoreError::NotFound(_))
@@ -467,7 +468,17 @@ async fn prune_removes_old_incidents_with_their_evidence(db: &TestDb) {
         .await
         .unwrap();
     assert_eq!(store.get_incident(&old.id).await.unwrap().incident, old);
-    assert_eq!(store.prune(at(0)).await.unwrap(), 0);
+    assert_eq!(store.prune(at(0), true).await.unwrap(), 0);
+    // An analyst's triage is kept unless asked for.
+    store
+        .set_triage(&old.id, TriageState::Resolved, Some("false positive"))
+        .await
+        .unwrap();
+    assert_eq!(store.prunable(at(1000), false).await.unwrap(), (0, 1));
+    assert_eq!(store.prune(at(1000), false).await.unwrap(), 0);
+    assert!(store.get_incident(&old.id).await.is_ok());
+    assert_eq!(store.prunable(at(1000), true).await.unwrap(), (1, 0));
+    assert_eq!(store.prune(at(1000), true).await.unwrap(), 1);
     store.close().await;
 }
 

@@ -2,14 +2,25 @@
 //! how much of a guess was right.
 
 use std::fmt;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
+
+use super::throttle::Throttled;
+
+/// Shorter tokens are refused at start: a guessable token is no token.
+pub const MIN_TOKEN_CHARS: usize = 16;
+
+/// Refused requests are logged at most this often (with a count of the rest).
+const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
 /// The expected token, kept only as its SHA-256 so comparisons have a fixed length.
 #[derive(Clone)]
@@ -25,10 +36,20 @@ impl fmt::Debug for ApiToken {
 
 impl ApiToken {
     /// Surrounding whitespace is ignored (token files usually end in a newline); an empty
-    /// token is refused, since it would let anyone in.
-    pub fn new(token: &str) -> Option<ApiToken> {
+    /// or short token is refused, since it would let anyone (who guesses) in.
+    pub fn new(token: &str) -> Result<ApiToken, String> {
         let token = token.trim();
-        (!token.is_empty()).then(|| ApiToken {
+        let chars = token.chars().count();
+        if chars == 0 {
+            return Err("no API token (the API refuses to serve incidents without one)".into());
+        }
+        if chars < MIN_TOKEN_CHARS {
+            return Err(format!(
+                "the API token is {chars} characters long; at least {MIN_TOKEN_CHARS} are \
+                 required (e.g. `head -c 24 /dev/urandom | base64`)"
+            ));
+        }
+        Ok(ApiToken {
             digest: Sha256::digest(token.as_bytes()).into(),
         })
     }
@@ -39,29 +60,73 @@ impl ApiToken {
     }
 }
 
+/// The token and the throttled log of refusals.
+#[derive(Clone)]
+pub(super) struct Auth {
+    token: ApiToken,
+    refused: Arc<Mutex<Throttled>>,
+}
+
+impl Auth {
+    pub fn new(token: ApiToken) -> Auth {
+        Auth {
+            token,
+            refused: Arc::new(Mutex::new(Throttled::new(REFUSAL_LOG_INTERVAL))),
+        }
+    }
+
+    /// Logs a refusal (never the token presented), at most once per interval.
+    fn log_refusal(&self, request: &Request, reason: &str) {
+        let report = self
+            .refused
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .hit(tokio::time::Instant::now());
+        let Some(more) = report else { return };
+        let peer = request
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(peer)| peer.to_string())
+            .unwrap_or_else(|| "unknown".into());
+        tracing::warn!(
+            %peer,
+            method = %request.method(),
+            path = request.uri().path(),
+            refused_since_last_report = more,
+            "API request refused: {reason}"
+        );
+    }
+}
+
 pub(super) async fn require_bearer(
-    State(token): State<ApiToken>,
+    State(auth): State<Auth>,
     request: Request,
     next: Next,
 ) -> Response {
-    let presented = request
-        .headers()
-        .get(header::AUTHORIZATION)
+    let header = request.headers().get(header::AUTHORIZATION);
+    let presented = header
         .and_then(|value| value.to_str().ok())
         .and_then(|value| {
             value
                 .strip_prefix("Bearer ")
                 .or_else(|| value.strip_prefix("bearer "))
         });
-    match presented {
-        Some(presented) if token.matches(presented.trim()) => next.run(request).await,
-        _ => (
-            StatusCode::UNAUTHORIZED,
-            [(header::WWW_AUTHENTICATE, "Bearer")],
-            Json(serde_json::json!({"error": "missing or wrong bearer token"})),
-        )
-            .into_response(),
-    }
+    let reason = match presented {
+        Some(presented) if auth.token.matches(presented.trim()) => None,
+        Some(_) => Some("wrong bearer token"),
+        None if header.is_some() => Some("not a bearer token"),
+        None => Some("no Authorization header"),
+    };
+    let Some(reason) = reason else {
+        return next.run(request).await;
+    };
+    auth.log_refusal(&request, reason);
+    (
+        StatusCode::UNAUTHORIZED,
+        [(header::WWW_AUTHENTICATE, "Bearer")],
+        Json(serde_json::json!({"error": "missing or wrong bearer token"})),
+    )
+        .into_response()
 }
 
 #[cfg(test)]
@@ -70,10 +135,13 @@ mod tests {
 
     #[test]
     fn tokens_match_exactly() {
-        let token = ApiToken::new("s3cret\n").unwrap();
-        assert!(token.matches("s3cret"));
-        assert!(!token.matches("s3cre"));
-        assert!(!token.matches("s3cret2"));
-        assert!(ApiToken::new("  \n").is_none());
+        let token = ApiToken::new("s3cret-s3cret-s3cret\n").unwrap();
+        assert!(token.matches("s3cret-s3cret-s3cret"));
+        assert!(!token.matches("s3cret-s3cret-s3cre"));
+        assert!(!token.matches("s3cret-s3cret-s3cret2"));
+        assert!(ApiToken::new("  \n").unwrap_err().contains("no API token"));
+        let short = ApiToken::new("x").unwrap_err();
+        assert!(short.contains("1 characters long; at least 16"), "{short}");
+        assert!(ApiToken::new("0123456789abcdef").is_ok());
     }
 }

@@ -29,6 +29,12 @@ pub(super) struct TriageBody {
 
 pub(super) struct ApiError(StatusCode, String);
 
+impl ApiError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
+        ApiError(status, message.into())
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         (self.0, Json(serde_json::json!({"error": self.1}))).into_response()
@@ -43,15 +49,29 @@ impl From<StoreError> for ApiError {
             err if err.is_transient() => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
+        // The database's own words stay in the log: they describe our schema and server.
+        let message = match status {
+            StatusCode::SERVICE_UNAVAILABLE => "the store is unavailable; try again".to_owned(),
+            StatusCode::INTERNAL_SERVER_ERROR => "internal error (logged)".to_owned(),
+            _ => err.to_string(),
+        };
         if status.is_server_error() {
             tracing::warn!(error = %err, "API request failed");
         }
-        ApiError(status, err.to_string())
+        ApiError(status, message)
     }
 }
 
 fn bad_request(message: impl Into<String>) -> ApiError {
     ApiError(StatusCode::BAD_REQUEST, message.into())
+}
+
+/// PostgreSQL text cannot hold NUL: refuse it as the caller's mistake, before any query.
+fn no_nul(what: &str, text: &str) -> Result<(), ApiError> {
+    if text.contains('\0') {
+        return Err(bad_request(format!("{what}: contains a NUL character")));
+    }
+    Ok(())
 }
 
 pub(super) async fn list(
@@ -72,6 +92,7 @@ pub(super) async fn show(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<StoredIncident>, ApiError> {
+    no_nul("id", &id)?;
     Ok(Json(state.store.get_incident(&id).await?))
 }
 
@@ -85,8 +106,16 @@ async fn set_triage(
         Ok(Json(body)) => body,
         // An empty POST is a plain ack without a note.
         Err(JsonRejection::MissingJsonContentType(_)) => TriageBody::default(),
+        // 413 for a body over the limit; every other mistake in it is 400.
+        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return Err(ApiError(rejection.status(), rejection.body_text()))
+        }
         Err(rejection) => return Err(bad_request(rejection.body_text())),
     };
+    no_nul("id", &id)?;
+    if let Some(note) = &body.note {
+        no_nul("note", note)?;
+    }
     let id = state.store.resolve_id(&id).await?;
     state
         .store
@@ -111,18 +140,27 @@ pub(super) async fn resolve(
     set_triage(state, id, body, TriageState::Resolved).await
 }
 
-/// Ready when the store answers and (in the daemon) the sources are open.
-pub(super) async fn ready(
-    State(state): State<AppState>,
-) -> Result<(axum::http::StatusCode, &'static str), ApiError> {
+/// Ready when the store answers with the schema this binary needs and (in the daemon) the
+/// sources are open. Unauthenticated: the reason is short, the database's error is logged.
+pub(super) async fn ready(State(state): State<AppState>) -> (StatusCode, &'static str) {
     if let Some(open) = &state.sources_open {
         if !open.load(std::sync::atomic::Ordering::Relaxed) {
-            return Ok((
-                axum::http::StatusCode::SERVICE_UNAVAILABLE,
-                "sources not open yet\n",
-            ));
+            return (StatusCode::SERVICE_UNAVAILABLE, "sources not open yet\n");
         }
     }
-    state.store.ping().await?;
-    Ok((axum::http::StatusCode::OK, "ready\n"))
+    if let Err(err) = state.store.ping().await {
+        tracing::warn!(error = %err, "readiness: the store does not answer");
+        return (StatusCode::SERVICE_UNAVAILABLE, "store unreachable\n");
+    }
+    match state.store.pending_migrations().await {
+        Ok(0) => (StatusCode::OK, "ready\n"),
+        Ok(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store schema not migrated (gatewatch migrate)\n",
+        ),
+        Err(err) => {
+            tracing::warn!(error = %err, "readiness: cannot read the store's schema version");
+            (StatusCode::SERVICE_UNAVAILABLE, "store schema unknown\n")
+        }
+    }
 }

@@ -1,18 +1,29 @@
 //! The HTTP API over the store: `/healthz`, `/readyz`, and `/api/v1/incidents` behind a
-//! bearer token.
+//! bearer token; `server` is the hardened accept loop `serve` and `run` share.
 
 mod auth;
+mod connection;
 mod incidents;
+mod server;
+mod throttle;
 
-pub use auth::ApiToken;
+pub use auth::{ApiToken, MIN_TOKEN_CHARS};
+pub use server::{raise_open_file_limit, serve, ServeSettings, REQUEST_TIMEOUT};
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::{header, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{middleware, Router};
 
 use crate::store::Store;
+
+/// The largest request body taken (triage notes are the only bodies).
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 #[derive(Clone)]
 struct AppState {
@@ -46,7 +57,10 @@ pub fn router_for(store: Store, token: ApiToken, daemon: Daemon) -> Router {
         .route("/api/v1/incidents/{id}", get(incidents::show))
         .route("/api/v1/incidents/{id}/ack", post(incidents::ack))
         .route("/api/v1/incidents/{id}/resolve", post(incidents::resolve))
-        .route_layer(middleware::from_fn_with_state(token, auth::require_bearer));
+        .route_layer(middleware::from_fn_with_state(
+            auth::Auth::new(token),
+            auth::require_bearer,
+        ));
     let mut root = Router::new();
     if let Some(render) = daemon.metrics {
         root = root.route(
@@ -69,12 +83,36 @@ pub fn router_for(store: Store, token: ApiToken, daemon: Daemon) -> Router {
         .route("/readyz", get(incidents::ready))
         .merge(api)
         .with_state(state)
-        .layer(middleware::map_response(protective_headers))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn(refuse_large_bodies))
+        .layer(middleware::map_response(protective_headers_layer))
+}
+
+/// A body announced larger than the limit is refused before any of it is read (a chunked
+/// one is cut by `DefaultBodyLimit` as the handler reads it, also with 413).
+async fn refuse_large_bodies(request: Request, next: Next) -> Response {
+    let announced = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    match announced {
+        Some(length) if length > MAX_BODY_BYTES as u64 => incidents::ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("request body of {length} bytes; at most {MAX_BODY_BYTES} are accepted"),
+        )
+        .into_response(),
+        _ => next.run(request).await,
+    }
 }
 
 /// Incidents carry attackers' text and analysts' notes: no cache keeps them, and no browser
 /// guesses a type for them other than the one sent.
-async fn protective_headers(mut response: axum::response::Response) -> axum::response::Response {
+async fn protective_headers_layer(response: Response) -> Response {
+    protective_headers(response)
+}
+
+fn protective_headers(mut response: Response) -> Response {
     use axum::http::header::{HeaderValue, CACHE_CONTROL, X_CONTENT_TYPE_OPTIONS};
     let headers = response.headers_mut();
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));

@@ -6,7 +6,8 @@ use crate::store::{redact_url, Store};
 
 #[derive(Args, Debug, Clone)]
 pub struct DbArgs {
-    /// Database URL: sqlite://PATH (created if missing) or postgres://USER@HOST/DB.
+    /// Database URL: sqlite://PATH (created if missing by the commands that write) or
+    /// postgres://USER@HOST/DB (a password is never shown).
     #[arg(
         long = "db",
         value_name = "URL",
@@ -27,6 +28,18 @@ impl DbArgs {
     /// Opens a store that must exist already: the analysts' commands never create an empty
     /// SQLite file for a mistyped path (which would then answer "no incidents").
     pub async fn open_existing(&self) -> anyhow::Result<Store> {
+        self.check_exists()?;
+        self.open().await
+    }
+
+    /// As `open_existing`, for commands that only read: nothing is migrated or written, so a
+    /// read-only database (file or directory) can be listed.
+    pub async fn open_read_only(&self) -> anyhow::Result<Store> {
+        self.check_exists()?;
+        Ok(Store::open_read_only(&self.url).await?)
+    }
+
+    fn check_exists(&self) -> anyhow::Result<()> {
         if let Some(path) = sqlite_path(&self.url)? {
             if !std::path::Path::new(path).exists() {
                 anyhow::bail!(
@@ -36,7 +49,7 @@ impl DbArgs {
                 );
             }
         }
-        self.open().await
+        Ok(())
     }
 
     pub fn shown(&self) -> String {
@@ -63,7 +76,10 @@ fn sqlite_path(url: &str) -> anyhow::Result<Option<&str>> {
     };
     let path = rest.split('?').next().unwrap_or_default();
     if path.is_empty() {
-        anyhow::bail!("--db {url}: the SQLite URL names no file (sqlite://PATH)");
+        anyhow::bail!(
+            "--db {}: the SQLite URL names no file (sqlite://PATH)",
+            redact_url(url)
+        );
     }
     Ok((path != ":memory:").then_some(path))
 }

@@ -15,15 +15,16 @@ use crate::store::{IncidentQuery, Store, StoredIncident, TriageState, MAX_PAGE};
 
 #[derive(Subcommand, Debug)]
 pub enum IncidentsCommand {
-    /// List incidents, newest first.
+    /// List incidents, newest first (opens the database read-only).
     List(ListArgs),
-    /// Show one incident in full, with its evidence lines.
+    /// Show one incident in full, with its evidence lines (opens the database read-only).
     Show(ShowArgs),
     /// Mark an incident acknowledged (someone is on it).
     Ack(TriageArgs),
     /// Mark an incident resolved.
     Resolve(TriageArgs),
-    /// Delete incidents last seen longer ago than a duration.
+    /// Delete incidents last seen longer ago than a duration (needs --yes; keeps triaged ones
+    /// unless --include-triaged).
     Prune(PruneArgs),
 }
 
@@ -132,6 +133,12 @@ pub struct PruneArgs {
     /// Delete incidents last seen more than this long ago (event time), e.g. 30d.
     #[arg(long, value_parser = humantime::parse_duration)]
     older_than: std::time::Duration,
+    /// Also delete acknowledged and resolved incidents (an analyst's triage and notes).
+    #[arg(long)]
+    include_triaged: bool,
+    /// Delete: without it, prune only says how many incidents it would delete and exits 1.
+    #[arg(long)]
+    yes: bool,
 }
 
 pub fn run(command: IncidentsCommand) -> anyhow::Result<ExitCode> {
@@ -170,7 +177,7 @@ async fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
         .to_query(args.limit.min(MAX_PAGE))
         .map_err(|e| anyhow::anyhow!("--{e}"))?;
     query.with_evidence = matches!(args.output, ListOutput::Json | ListOutput::Jsonl);
-    let store = args.db.open_existing().await?;
+    let store = args.db.open_read_only().await?;
     if let Some(detector) = &query.detector {
         check_detector(&store, detector).await?;
     }
@@ -222,7 +229,7 @@ async fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn show(args: ShowArgs) -> anyhow::Result<ExitCode> {
-    let store = args.db.open_existing().await?;
+    let store = args.db.open_read_only().await?;
     let stored = store.get_incident(&args.id).await?;
     store.close().await;
     let mut out = io::stdout().lock();
@@ -317,11 +324,22 @@ async fn triage(args: TriageArgs, state: TriageState) -> anyhow::Result<ExitCode
 async fn prune(args: PruneArgs) -> anyhow::Result<ExitCode> {
     let store = args.db.open_existing().await?;
     let before = duration_before(wall_clock(), args.older_than);
-    let pruned = store.prune(before).await?;
+    let cut = before.to_rfc3339_millis();
+    let (doomed, kept) = store.prunable(before, args.include_triaged).await?;
+    let kept_note = if kept > 0 {
+        format!("; {kept} triaged (acknowledged or resolved) kept, --include-triaged deletes them")
+    } else {
+        String::new()
+    };
+    if !args.yes {
+        store.close().await;
+        anyhow::bail!(
+            "prune would delete {doomed} incident(s) last seen before {cut}{kept_note}; \
+             add --yes to delete them"
+        );
+    }
+    let pruned = store.prune(before, args.include_triaged).await?;
     store.close().await;
-    println!(
-        "pruned {pruned} incident(s) last seen before {}",
-        before.to_rfc3339_millis()
-    );
+    println!("pruned {pruned} incident(s) last seen before {cut}{kept_note}");
     Ok(ExitCode::SUCCESS)
 }

@@ -45,7 +45,7 @@ pub enum Command {
     /// Query and triage stored incidents.
     #[command(subcommand)]
     Incidents(incidents::IncidentsCommand),
-    /// Apply database migrations (also done whenever a command opens the store).
+    /// Apply database migrations (also done whenever a command that writes opens the store).
     Migrate(migrate::MigrateArgs),
     /// Serve the HTTP API (/healthz, /api/v1/incidents) over a store.
     Serve(serve::ServeArgs),

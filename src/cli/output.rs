@@ -7,7 +7,9 @@ use crate::detect::Incident;
 use crate::store::StoredIncident;
 
 /// Replaces control characters (C0, DEL, C1: the ANSI escape vocabulary) with visible
-/// escapes, so a user agent cannot move the cursor or recolour an analyst's terminal.
+/// escapes, so a user agent cannot move the cursor or recolour an analyst's terminal; and
+/// the bidi controls and line/paragraph separators, which reorder or break what is shown
+/// (an entity that reads as another, a line that looks like two).
 pub fn escape_for_terminal(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
@@ -15,11 +17,21 @@ pub fn escape_for_terminal(text: &str) -> String {
             '\t' => out.push_str("\\t"),
             '\n' => out.push_str("\\n"),
             '\r' => out.push_str("\\r"),
-            c if c.is_control() => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            c if c.is_control() || is_layout_control(c) => {
+                out.push_str(&format!("\\u{{{:x}}}", c as u32))
+            }
             c => out.push(c),
         }
     }
     out
+}
+
+/// Bidi marks, embeddings, overrides and isolates; line and paragraph separators.
+fn is_layout_control(c: char) -> bool {
+    matches!(
+        c,
+        '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{2028}' | '\u{2029}'
+    )
 }
 
 /// Column header of `--output table`.
@@ -160,5 +172,25 @@ mod tests {
         let shown = escape_for_terminal(hostile);
         assert!(!shown.chars().any(char::is_control), "{shown}");
         assert_eq!(shown, "curl\\u{1b}[2J\\u{1b}]0;pwned\\u{7}\\u{9b}31m");
+    }
+
+    #[test]
+    fn bidi_controls_and_separators_are_escaped() {
+        // "admin" written backwards behind a right-to-left override, a forged second line.
+        let hostile =
+            "user \u{202e}nimda\u{202c} ok\u{2028}FAKE\u{2029}\u{200e}\u{200f}\u{2066}\u{2069}";
+        let shown = escape_for_terminal(hostile);
+        assert_eq!(
+            shown,
+            "user \\u{202e}nimda\\u{202c} ok\\u{2028}FAKE\\u{2029}\\u{200e}\\u{200f}\\u{2066}\\u{2069}"
+        );
+        for c in ['\u{202a}', '\u{202b}', '\u{202d}', '\u{2067}', '\u{2068}'] {
+            assert!(!escape_for_terminal(&c.to_string()).contains(c), "{c:?}");
+        }
+        // Other non-ASCII text is left as it is.
+        assert_eq!(
+            escape_for_terminal("Grüße 日本 \u{200d}"),
+            "Grüße 日本 \u{200d}"
+        );
     }
 }

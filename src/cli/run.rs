@@ -145,13 +145,19 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             metrics: Some(metrics.renderer()),
         },
     );
+    let serve_settings = crate::api::ServeSettings {
+        header_timeout: config.api.header_timeout,
+        idle_timeout: config.api.idle_timeout,
+        max_connections: config.api.max_connections,
+    };
     let server_stop = Arc::new(tokio::sync::Notify::new());
     let server = {
         let server_stop = server_stop.clone();
         handle.spawn(async move {
-            axum::serve(listener, router)
-                .with_graceful_shutdown(async move { server_stop.notified().await })
-                .await
+            crate::api::serve(listener, router, serve_settings, async move {
+                server_stop.notified().await
+            })
+            .await
         })
     };
     {

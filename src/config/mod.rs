@@ -109,6 +109,12 @@ struct RawApi {
     listen: Option<String>,
     token_env: Option<String>,
     token_file: Option<PathBuf>,
+    /// Longest wait for a request's whole header (a duration such as "10s").
+    header_timeout: Option<String>,
+    /// How long a kept-alive connection may wait for its next request.
+    idle_timeout: Option<String>,
+    /// Open connections at most.
+    max_connections: Option<usize>,
 }
 
 #[derive(Deserialize, Debug, Default)]
@@ -174,6 +180,9 @@ pub enum TokenSource {
 pub struct ApiConfig {
     pub listen: SocketAddr,
     pub token: TokenSource,
+    pub header_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub max_connections: usize,
 }
 
 /// The whole config, checked.
@@ -601,7 +610,26 @@ fn check_api(raw: &RawApi, problems: &mut Problems) -> ApiConfig {
         (None, Some(name)) => TokenSource::Env(name.clone()),
         (None, None) => TokenSource::Env("GATEWATCH_API_TOKEN".into()),
     };
-    ApiConfig { listen, token }
+    let defaults = crate::api::ServeSettings::default();
+    let max_connections = raw.max_connections.unwrap_or(defaults.max_connections);
+    if max_connections == 0 {
+        problems.add("api.max_connections", "must be at least 1");
+    }
+    ApiConfig {
+        listen,
+        token,
+        header_timeout: problems.positive_duration(
+            "api.header_timeout",
+            raw.header_timeout.as_deref(),
+            defaults.header_timeout,
+        ),
+        idle_timeout: problems.positive_duration(
+            "api.idle_timeout",
+            raw.idle_timeout.as_deref(),
+            defaults.idle_timeout,
+        ),
+        max_connections: max_connections.max(1),
+    }
 }
 
 #[cfg(test)]
@@ -634,6 +662,31 @@ mod tests {
         let text = err.to_string();
         assert!(text.starts_with("gw.toml: "), "{text}");
         assert!(text.contains("pathz"), "{text}");
+    }
+
+    #[test]
+    fn api_limits_are_read_and_checked() {
+        let config = load(
+            "[[sources]]\npaths = [\"/l/*.log\"]\n[api]\nheader_timeout = \"2s\"\n\
+             idle_timeout = \"5m\"\nmax_connections = 100\n",
+        )
+        .unwrap();
+        assert_eq!(config.api.header_timeout, Duration::from_secs(2));
+        assert_eq!(config.api.idle_timeout, Duration::from_secs(300));
+        assert_eq!(config.api.max_connections, 100);
+        let err = load(
+            "[[sources]]\npaths = [\"/l/*.log\"]\n[api]\nheader_timeout = \"0s\"\n\
+             idle_timeout = \"soon\"\nmax_connections = 0\n",
+        )
+        .unwrap_err()
+        .to_string();
+        for key in [
+            "api.header_timeout",
+            "api.idle_timeout",
+            "api.max_connections",
+        ] {
+            assert!(err.contains(key), "{key}: {err}");
+        }
     }
 
     #[test]

@@ -10,6 +10,9 @@ pub enum StoreError {
         #[source]
         source: sqlx::Error,
     },
+    /// Found wrong before connecting (no file named, a missing directory, an old schema).
+    #[error("cannot open database {url}: {reason}")]
+    Unusable { url: String, reason: String },
     #[error("cannot migrate database {url}: {source}")]
     Migrate {
         url: String,

@@ -168,11 +168,39 @@ impl Store {
         Ok(())
     }
 
+    /// How many incidents `prune(before, include_triaged)` would delete, and how many
+    /// triaged ones (acknowledged, resolved) last seen before `before` it would keep.
+    pub async fn prunable(
+        &self,
+        before: Timestamp,
+        include_triaged: bool,
+    ) -> Result<(u64, u64), StoreError> {
+        let (all, triaged): (i64, i64) = sqlx::query_as(
+            "SELECT COUNT(*), COALESCE(SUM(CASE WHEN triage <> 'new' THEN 1 ELSE 0 END), 0) \
+             FROM incidents WHERE last_seen_ns < $1",
+        )
+        .bind(before.nanos())
+        .fetch_one(&self.pool)
+        .await?;
+        let (all, triaged) = (all as u64, triaged as u64);
+        Ok(if include_triaged {
+            (all, 0)
+        } else {
+            (all - triaged, triaged)
+        })
+    }
+
     /// Deletes incidents (and their evidence and finished deliveries) last seen before
-    /// `before`, and settled digests queued before it; returns how many incidents went.
-    pub async fn prune(&self, before: Timestamp) -> Result<u64, StoreError> {
+    /// `before` (triaged ones only with `include_triaged`: an analyst's work is kept), and
+    /// settled digests queued before it; returns how many incidents went.
+    pub async fn prune(&self, before: Timestamp, include_triaged: bool) -> Result<u64, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let old = "SELECT id FROM incidents WHERE last_seen_ns < $1";
+        let doomed = if include_triaged {
+            "last_seen_ns < $1"
+        } else {
+            "last_seen_ns < $1 AND triage = 'new'"
+        };
+        let old = format!("SELECT id FROM incidents WHERE {doomed}");
         sqlx::query(&format!(
             "DELETE FROM incident_evidence WHERE incident_id IN ({old})"
         ))
@@ -194,7 +222,7 @@ impl Store {
         .bind(before.nanos())
         .execute(&mut *tx)
         .await?;
-        let done = sqlx::query("DELETE FROM incidents WHERE last_seen_ns < $1")
+        let done = sqlx::query(&format!("DELETE FROM incidents WHERE {doomed}"))
             .bind(before.nanos())
             .execute(&mut *tx)
             .await?;

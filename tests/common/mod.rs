@@ -153,6 +153,23 @@ impl TestDb {
         })
     }
 
+    /// Drops the PostgreSQL database under whoever is connected (an outage that does not
+    /// heal); false for SQLite.
+    pub fn drop_postgres_database_now(&self) -> bool {
+        let Kind::Postgres { admin_url, name } = &self.kind else {
+            return false;
+        };
+        block_on(async {
+            let mut admin = sqlx::PgConnection::connect(admin_url).await.unwrap();
+            sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .execute(&mut admin)
+                .await
+                .unwrap();
+            let _ = admin.close().await;
+        });
+        true
+    }
+
     pub fn is_postgres(&self) -> bool {
         matches!(self.kind, Kind::Postgres { .. })
     }
