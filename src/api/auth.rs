@@ -54,7 +54,7 @@ impl ApiToken {
         })
     }
 
-    fn matches(&self, presented: &str) -> bool {
+    pub(super) fn matches(&self, presented: &str) -> bool {
         let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
         digest.ct_eq(&self.digest).into()
     }
@@ -75,23 +75,37 @@ impl Auth {
         }
     }
 
+    pub(super) fn token(&self) -> &ApiToken {
+        &self.token
+    }
+
     /// Logs a refusal (never the token presented), at most once per interval.
-    fn log_refusal(&self, request: &Request, reason: &str) {
+    pub(super) fn log_refusal(&self, request: &Request, reason: &str) {
+        let peer = request
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(peer)| peer.to_string())
+            .unwrap_or_else(|| "unknown".into());
+        self.log_refused(
+            &peer,
+            request.method().as_str(),
+            request.uri().path(),
+            reason,
+        );
+    }
+
+    /// `log_refusal` from what a handler kept of its request.
+    pub(super) fn log_refused(&self, peer: &str, method: &str, path: &str, reason: &str) {
         let report = self
             .refused
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .hit(tokio::time::Instant::now());
         let Some(more) = report else { return };
-        let peer = request
-            .extensions()
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|ConnectInfo(peer)| peer.to_string())
-            .unwrap_or_else(|| "unknown".into());
         tracing::warn!(
             %peer,
-            method = %request.method(),
-            path = request.uri().path(),
+            method,
+            path,
             refused_since_last_report = more,
             "API request refused: {reason}"
         );

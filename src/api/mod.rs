@@ -3,6 +3,7 @@
 
 mod auth;
 mod connection;
+mod console;
 mod incidents;
 mod server;
 mod throttle;
@@ -48,6 +49,8 @@ pub fn router(store: Store, token: ApiToken) -> Router {
 /// The API with the daemon's readiness and `/metrics` (unauthenticated, as Prometheus
 /// scrapes it; its labels carry no log content).
 pub fn router_for(store: Store, token: ApiToken, daemon: Daemon) -> Router {
+    let auth = auth::Auth::new(token);
+    let console = console::router(store.clone(), auth.clone());
     let state = AppState {
         store,
         sources_open: daemon.sources_open,
@@ -58,7 +61,7 @@ pub fn router_for(store: Store, token: ApiToken, daemon: Daemon) -> Router {
         .route("/api/v1/incidents/{id}/ack", post(incidents::ack))
         .route("/api/v1/incidents/{id}/resolve", post(incidents::resolve))
         .route_layer(middleware::from_fn_with_state(
-            auth::Auth::new(token),
+            auth.clone(),
             auth::require_bearer,
         ));
     let mut root = Router::new();
@@ -83,6 +86,7 @@ pub fn router_for(store: Store, token: ApiToken, daemon: Daemon) -> Router {
         .route("/readyz", get(incidents::ready))
         .merge(api)
         .with_state(state)
+        .merge(console)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::from_fn(refuse_large_bodies))
         .layer(middleware::map_response(protective_headers_layer))
