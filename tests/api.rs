@@ -448,3 +448,58 @@ async fn one_incident_and_triage(server: Server) {
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
 }
+
+/// The OpenAPI document is served without a token, every documented route answers with a
+/// documented status, and an incident's fields are exactly the documented ones.
+#[tokio::test]
+async fn the_openapi_document_is_served_and_true() {
+    let db = TestDb::sqlite();
+    let server = Server::start(&db).await;
+    let (status, served) = server.get("/api/v1/openapi.json", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let document: Value = serde_json::from_str(gatewatch::api::OPENAPI).unwrap();
+    assert_eq!(served, document);
+    for (path, item) in document["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            let documented: Vec<&str> = (operation["responses"].as_object().unwrap().keys())
+                .map(String::as_str)
+                .collect();
+            let url = path.replace("{id}", &server.id);
+            let status = match method.as_str() {
+                "get" => server.get(&url, Some(TOKEN)).await.0,
+                "post" => server.post(&url, None).await.0,
+                other => panic!("{path}: undocumented method {other}"),
+            };
+            assert!(
+                documented.contains(&status.as_str()),
+                "{method} {path} answered {status}, documented {documented:?}"
+            );
+            assert!(status.is_success(), "{method} {path}: {status}");
+        }
+    }
+    // The incident contract: every field served is documented, every required one served.
+    let (_, incident) = server
+        .get(&format!("/api/v1/incidents/{}", server.id), Some(TOKEN))
+        .await;
+    let schemas = &document["components"]["schemas"];
+    let keys = |v: &Value| -> Vec<String> { v.as_object().unwrap().keys().cloned().collect() };
+    let mut documented = keys(&schemas["Incident"]["properties"]);
+    documented.push("triage".into());
+    for key in keys(&incident) {
+        assert!(
+            documented.contains(&key),
+            "{key} is served but not documented"
+        );
+    }
+    for required in schemas["Incident"]["required"].as_array().unwrap() {
+        assert!(
+            incident.get(required.as_str().unwrap()).is_some(),
+            "{required} missing"
+        );
+    }
+    let mut explain = keys(&incident["explain"]);
+    explain.sort();
+    let mut explain_documented = keys(&schemas["Explain"]["properties"]);
+    explain_documented.sort();
+    assert_eq!(explain, explain_documented);
+}

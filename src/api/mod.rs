@@ -23,6 +23,10 @@ use axum::{middleware, Router};
 
 use crate::store::Store;
 
+/// The API described (OpenAPI 3), served at `/api/v1/openapi.json`; `tests/api.rs` keeps it
+/// true to the routes and the incident contract.
+pub const OPENAPI: &str = include_str!("openapi.json");
+
 /// The largest request body taken (triage notes are the only bodies).
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
@@ -83,6 +87,10 @@ pub fn router_for(store: Store, token: ApiToken, daemon: Daemon) -> Router {
         );
     }
     root.route("/healthz", get(|| async { "ok\n" }))
+        .route(
+            "/api/v1/openapi.json",
+            get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }),
+        )
         .route("/readyz", get(incidents::ready))
         .merge(api)
         .with_state(state)
