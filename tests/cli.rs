@@ -12,6 +12,7 @@ fn gatewatch(args: &[&str], stdin: Option<&[u8]>) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_gatewatch"))
         .args(args)
         .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env_remove("COLUMNS")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -134,13 +135,27 @@ fn table_output_has_a_row_per_incident() {
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
     let mut lines = text.lines();
-    assert!(lines.next().unwrap().starts_with("DETECTED"));
+    assert!(lines.next().unwrap().starts_with("TIME (UTC)"));
     let rows: Vec<&str> = lines.collect();
     let jsonl = json_lines(&gatewatch(&["replay", ATTACK_LOG], None).stdout);
     assert_eq!(rows.len(), jsonl.len());
     assert!(rows
         .iter()
         .any(|r| r.contains("scanner-ip") && r.contains("100.86.210.66")));
+    // In time order (jsonl prints at each close), whole when not fitted to a terminal.
+    let mut times: Vec<&str> = (jsonl.iter())
+        .map(|i| i["detected_at"].as_str().unwrap())
+        .collect();
+    times.sort();
+    let shown: Vec<String> = rows.iter().map(|r| r[..11].to_owned()).collect();
+    let expected: Vec<String> = (times.iter())
+        .map(|t| format!("{} {}", &t[5..10], &t[11..16]))
+        .collect();
+    assert_eq!(shown, expected);
+    assert!(
+        rows.iter().all(|r| !r.contains('…')),
+        "nothing cut: {rows:?}"
+    );
 }
 
 #[test]

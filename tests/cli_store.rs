@@ -19,6 +19,8 @@ fn gatewatch(args: &[&str]) -> Output {
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .env_remove("GATEWATCH_DB")
         .env_remove("GATEWATCH_API_TOKEN")
+        // Tables fit $COLUMNS: unset, they print whole (as to a pipe).
+        .env_remove("COLUMNS")
         .output()
         .expect("binary runs");
     output
@@ -777,4 +779,76 @@ fn a_bad_cidr_or_an_unknown_detector_is_an_error_listing_what_there_is() {
         "--detector",
         "scanner-ip",
     ]);
+}
+
+/// A hundred incidents with long entities and summaries fit an 80-column terminal, oldest
+/// first; `--wide` prints them whole; CSV p-values are in scientific notation.
+#[tokio::test]
+async fn incident_tables_fit_the_terminal_and_wide_shows_everything() {
+    use gatewatch::event::{EntityKind, Timestamp};
+    let db = TestDb::sqlite();
+    let store = gatewatch::store::Store::open(&db.url).await.unwrap();
+    let incidents: Vec<_> = (0..100i64)
+        .map(|n| {
+            let entity = format!("2001:db8:{n:x}:ffff:ffff:ffff:ffff:{n:x}");
+            let start = Timestamp(1_795_000_000_000_000_000 + (100 - n) * 60_000_000_000);
+            let mut incident = common::incident(
+                "new-source-sensitive-route",
+                EntityKind::Ip,
+                &entity,
+                start,
+                30,
+            );
+            incident.summary = format!(
+                "{entity} reached /admin/deploy for the first time, {}",
+                "and more ".repeat(8)
+            );
+            incident.score.p_value = Some(1.58e-49);
+            incident
+        })
+        .collect();
+    store.upsert_incidents(&incidents).await.unwrap();
+    store.close().await;
+    let narrow = Command::new(env!("CARGO_BIN_EXE_gatewatch"))
+        .args(["incidents", "list", "--db", &db.url, "--limit", "100"])
+        .env("COLUMNS", "80")
+        .output()
+        .unwrap();
+    assert!(narrow.status.success());
+    let text = String::from_utf8(narrow.stdout).unwrap();
+    assert_eq!(text.lines().count(), 101);
+    for line in text.lines() {
+        assert!(
+            line.chars().count() <= 80,
+            "{} columns: {line}",
+            line.chars().count()
+        );
+    }
+    // Oldest first: the incident that started last in the list's input order comes first.
+    let first_row = text.lines().nth(1).unwrap();
+    assert!(first_row.contains("2001:db8:63:ffff:"), "{first_row}");
+    let wide = ok(&[
+        "incidents",
+        "list",
+        "--db",
+        &db.url,
+        "--limit",
+        "100",
+        "--wide",
+    ]);
+    assert!(wide.lines().any(|l| l.chars().count() > 80));
+    assert!(
+        wide.contains("2001:db8:63:ffff:ffff:ffff:ffff:63") && wide.contains("and more and more")
+    );
+    let csv = ok(&[
+        "incidents",
+        "list",
+        "--db",
+        &db.url,
+        "--output",
+        "csv",
+        "--limit",
+        "1",
+    ]);
+    assert!(csv.contains(",1.58e-49,"), "{csv}");
 }

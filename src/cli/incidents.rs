@@ -7,7 +7,7 @@ use anyhow::Context as _;
 use clap::{Args, Subcommand, ValueEnum};
 
 use super::db::{runtime, DbArgs};
-use super::output::{escape_for_terminal, incident_table_header, incident_table_row, write_csv};
+use super::output::{escape_for_terminal, stored_incidents_table, write_csv};
 use crate::clock::wall_clock;
 use crate::detect::Incident;
 use crate::query_text::{duration_before, QueryText};
@@ -97,6 +97,10 @@ pub struct ListArgs {
     limit: u32,
     #[arg(long, value_enum, default_value_t = ListOutput::Table)]
     output: ListOutput,
+    /// Table: every field whole (full ids and times), however wide. Without it the table
+    /// fits $COLUMNS (or the terminal), oldest first, long cells cut with `…`.
+    #[arg(long)]
+    wide: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -201,9 +205,9 @@ async fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
     let mut out = BufWriter::new(io::stdout().lock());
     match args.output {
         ListOutput::Table => {
-            writeln!(out, "{}", incident_table_header())?;
-            for stored in &incidents {
-                writeln!(out, "{}", incident_table_row(stored))?;
+            let width = super::table::terminal_width();
+            for line in stored_incidents_table(&incidents, width, args.wide) {
+                writeln!(out, "{line}")?;
             }
         }
         ListOutput::Json => {

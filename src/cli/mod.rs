@@ -12,6 +12,7 @@ mod parse;
 mod replay;
 mod run;
 mod serve;
+mod table;
 
 use std::process::ExitCode;
 

@@ -3,8 +3,10 @@
 
 use std::io::Write;
 
-use crate::detect::Incident;
-use crate::store::StoredIncident;
+use super::table::{render, Column};
+use crate::detect::{Incident, Severity};
+use crate::event::Timestamp;
+use crate::store::{StoredIncident, TriageState};
 
 /// Replaces control characters (C0, DEL, C1: the ANSI escape vocabulary) with visible
 /// escapes, so a user agent cannot move the cursor or recolour an analyst's terminal; and
@@ -34,60 +36,124 @@ fn is_layout_control(c: char) -> bool {
     )
 }
 
-/// Column header of `--output table`.
-pub fn table_header() -> String {
-    format!(
-        "{:<24} {:<16} {:<8} {:<39} {:>7}  {}",
-        "DETECTED", "DETECTOR", "SEVERITY", "ENTITY", "COUNT", "SUMMARY"
-    )
+/// A short UTC time for tables: `11-20 09:14` (the header says UTC).
+fn short_time(ts: Timestamp) -> String {
+    ts.to_datetime().format("%m-%d %H:%M").to_string()
 }
 
-/// One incident as a table row, escaped for the terminal.
-pub fn table_row(incident: &Incident) -> String {
-    format!(
-        "{:<24} {:<16} {:<8} {:<39} {:>7}  {}",
-        incident.detected_at.to_rfc3339_millis(),
-        escape_for_terminal(&incident.detector),
-        incident.severity.as_str(),
-        escape_for_terminal(&incident.entity),
-        incident.count,
-        escape_for_terminal(&incident.summary),
-    )
+/// A severity in four letters or fewer, for narrow tables.
+fn short_severity(severity: Severity) -> &'static str {
+    match severity {
+        Severity::Low => "low",
+        Severity::Medium => "med",
+        Severity::High => "high",
+        Severity::Critical => "crit",
+    }
 }
 
-/// Column header of `incidents list --output table`.
-pub fn incident_table_header() -> String {
-    format!(
-        "{:<16} {:<24} {:<24} {:<8} {:<6} {:<12} {:<16} {:<39} {:>7}  {}",
-        "ID",
-        "STARTED",
-        "LAST SEEN",
-        "SEVERITY",
-        "STATUS",
-        "TRIAGE",
-        "DETECTOR",
-        "ENTITY",
-        "COUNT",
-        "SUMMARY"
-    )
+/// Replay's `--output table`, oldest detection first, fitted to `width` (none: whole).
+pub fn incidents_table(incidents: &[&Incident], width: Option<usize>) -> Vec<String> {
+    const COLUMNS: [Column; 6] = [
+        Column::fixed("TIME (UTC)"),
+        Column::flex("DETECTOR", 1),
+        Column::fixed("SEV"),
+        Column::flex("ENTITY", 0),
+        Column::number("COUNT"),
+        Column::flex("SUMMARY", 2),
+    ];
+    let mut sorted: Vec<&Incident> = incidents.to_vec();
+    sorted.sort_by_key(|i| (i.detected_at, i.id.clone()));
+    let rows: Vec<Vec<String>> = (sorted.iter())
+        .map(|i| {
+            vec![
+                short_time(i.detected_at),
+                escape_for_terminal(&i.detector),
+                short_severity(i.severity).to_owned(),
+                escape_for_terminal(&i.entity),
+                i.count.to_string(),
+                escape_for_terminal(&i.summary),
+            ]
+        })
+        .collect();
+    render(&COLUMNS, &rows, width)
 }
 
-/// One stored incident as a table row, escaped for the terminal.
-pub fn incident_table_row(stored: &StoredIncident) -> String {
-    let incident = &stored.incident;
-    format!(
-        "{:<16} {:<24} {:<24} {:<8} {:<6} {:<12} {:<16} {:<39} {:>7}  {}",
-        incident.id,
-        incident.started_at.to_rfc3339_millis(),
-        incident.last_seen.to_rfc3339_millis(),
-        incident.severity.as_str(),
-        incident.status.as_str(),
-        stored.triage.state.as_str(),
-        escape_for_terminal(&incident.detector),
-        escape_for_terminal(&incident.entity),
-        incident.count,
-        escape_for_terminal(&incident.summary),
-    )
+/// The analyst's state in one word: the detector's `open`/`closed` until triaged.
+fn state(stored: &StoredIncident) -> &'static str {
+    match stored.triage.state {
+        TriageState::New => stored.incident.status.as_str(),
+        TriageState::Acknowledged => "acked",
+        TriageState::Resolved => "resolved",
+    }
+}
+
+/// `incidents list --output table`, oldest detection first. Narrow (the default): short
+/// ids (a prefix `show` takes) and times, cut to `width`; `wide`: every field whole.
+pub fn stored_incidents_table(
+    incidents: &[StoredIncident],
+    width: Option<usize>,
+    wide: bool,
+) -> Vec<String> {
+    let mut sorted: Vec<&StoredIncident> = incidents.iter().collect();
+    sorted.sort_by_key(|s| (s.incident.detected_at, s.incident.id.clone()));
+    if wide {
+        const COLUMNS: [Column; 10] = [
+            Column::fixed("ID"),
+            Column::fixed("STARTED"),
+            Column::fixed("LAST SEEN"),
+            Column::fixed("SEVERITY"),
+            Column::fixed("STATUS"),
+            Column::fixed("TRIAGE"),
+            Column::fixed("DETECTOR"),
+            Column::fixed("ENTITY"),
+            Column::number("COUNT"),
+            Column::fixed("SUMMARY"),
+        ];
+        let rows: Vec<Vec<String>> = (sorted.iter())
+            .map(|s| {
+                let i = &s.incident;
+                vec![
+                    i.id.clone(),
+                    i.started_at.to_rfc3339_millis(),
+                    i.last_seen.to_rfc3339_millis(),
+                    i.severity.as_str().to_owned(),
+                    i.status.as_str().to_owned(),
+                    s.triage.state.as_str().to_owned(),
+                    escape_for_terminal(&i.detector),
+                    escape_for_terminal(&i.entity),
+                    i.count.to_string(),
+                    escape_for_terminal(&i.summary),
+                ]
+            })
+            .collect();
+        return render(&COLUMNS, &rows, None);
+    }
+    const COLUMNS: [Column; 8] = [
+        Column::fixed("ID"),
+        Column::fixed("TIME (UTC)"),
+        Column::fixed("SEV"),
+        Column::fixed("STATE"),
+        Column::flex("DETECTOR", 1),
+        Column::flex("ENTITY", 0),
+        Column::number("COUNT"),
+        Column::flex("SUMMARY", 2),
+    ];
+    let rows: Vec<Vec<String>> = (sorted.iter())
+        .map(|s| {
+            let i = &s.incident;
+            vec![
+                i.id[..i.id.len().min(8)].to_owned(),
+                short_time(i.detected_at),
+                short_severity(i.severity).to_owned(),
+                state(s).to_owned(),
+                escape_for_terminal(&i.detector),
+                escape_for_terminal(&i.entity),
+                i.count.to_string(),
+                escape_for_terminal(&i.summary),
+            ]
+        })
+        .collect();
+    render(&COLUMNS, &rows, width)
 }
 
 /// A text cell for CSV: control characters escaped, and a leading `=`, `+`, `-`, `@` quoted
@@ -138,7 +204,11 @@ pub fn write_csv(out: &mut impl Write, incidents: &[StoredIncident]) -> csv::Res
             i.count.to_string(),
             i.score.observed.to_string(),
             i.score.expected.to_string(),
-            i.score.p_value.map(|p| p.to_string()).unwrap_or_default(),
+            // Scientific notation: 1.58e-49, not 0.000…00158.
+            i.score
+                .p_value
+                .map(|p| format!("{p:e}"))
+                .unwrap_or_default(),
             i.status.as_str().to_owned(),
             stored.triage.state.as_str().to_owned(),
             stored

@@ -11,7 +11,7 @@ use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::format::FormatArgs;
-use super::output::{escape_for_terminal, table_header, table_row};
+use super::output::{escape_for_terminal, incidents_table};
 use crate::detect::ignore::IgnoreRules;
 use crate::detect::{Engine, EngineSettings, Incident, IncidentEvent};
 use crate::input::{self, DEFAULT_MAX_LINE};
@@ -94,6 +94,8 @@ struct Printer<W: Write> {
     closed_stdout: bool,
     accepted: u64,
     incidents: u64,
+    /// `--output table`: the closed incidents, printed by `flush`.
+    table: Vec<Incident>,
 }
 
 impl<W: Write> Printer<W> {
@@ -103,7 +105,11 @@ impl<W: Write> Printer<W> {
                 serde_json::to_writer(&mut self.out, incident)?;
                 self.out.write_all(b"\n")
             }
-            OutputKind::Table => writeln!(self.out, "{}", table_row(incident)),
+            // Printed at the end, in time order and fitted to the terminal.
+            OutputKind::Table => {
+                self.table.push(incident.clone());
+                Ok(())
+            }
             OutputKind::None => Ok(()),
         }
     }
@@ -124,6 +130,15 @@ impl<W: Write> Printer<W> {
     }
 
     fn flush(&mut self) -> anyhow::Result<()> {
+        if self.kind == OutputKind::Table {
+            let incidents: Vec<&Incident> = self.table.iter().collect();
+            for line in incidents_table(&incidents, super::table::terminal_width()) {
+                if let Err(err) = writeln!(self.out, "{line}") {
+                    return self.unless_only_stdout_closed(Err(err));
+                }
+            }
+            self.table.clear();
+        }
         let flushed = self.out.flush();
         self.unless_only_stdout_closed(flushed)
     }
@@ -207,10 +222,8 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         closed_stdout: false,
         accepted: 0,
         incidents: 0,
+        table: Vec::new(),
     };
-    if args.output == OutputKind::Table {
-        writeln!(printer.out, "{}", table_header())?;
-    }
     #[allow(clippy::disallowed_methods)]
     // Throughput is wall-clock by nature; the core never reads a clock.
     let started = Instant::now();
@@ -409,9 +422,9 @@ fn print_summary(merge: &Merge, engine: &Engine, incidents: u64, elapsed: Durati
     for (id, detector) in engine.detector_stats() {
         let _ = writeln!(
             err,
-            "    {id}: {}, {} keys tracked, {} evicted",
+            "    {id}: {}, {} tracked, {} evicted",
             plural(detector.incidents, "incident"),
-            detector.keys,
+            plural(detector.keys as u64, "key"),
             detector.evictions
         );
     }
