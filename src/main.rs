@@ -14,7 +14,7 @@ fn main() -> ExitCode {
     match gatewatch::cli::run(cli) {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("gatewatch: error: {err:#}");
+            eprintln!("gatewatch: error: {}", gatewatch::cli::describe_error(&err));
             ExitCode::from(1)
         }
     }

@@ -408,3 +408,57 @@ fn a_forced_format_that_reads_under_half_of_the_first_lines_fails_naming_the_rig
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// nginx's `main` format behind a proxy: every peer is the proxy, the clients are in the
+/// forwarded chain. Auto-detection must see the chain; replay must say when the proxy is
+/// not declared, or when the declared proxies match no peer.
+#[test]
+fn a_proxy_nobody_declared_is_named_and_a_declared_one_gives_the_real_clients() {
+    let mut log = String::new();
+    for n in 0..40 {
+        let (client, path, status) = if n % 2 == 0 {
+            ("203.0.113.9", "/login", 401)
+        } else {
+            ("198.51.100.20", "/", 200)
+        };
+        log.push_str(&format!(
+            "10.0.0.5 - - [20/Nov/2026:09:00:{:02} +0000] \"POST {path} HTTP/1.1\" {status} 12 \"-\" \"curl/8.5\" \"{client}, 10.0.0.5\"\n",
+            n
+        ));
+    }
+    let run = |extra: &[&str]| {
+        let mut args = vec!["replay", "--no-progress", "-"];
+        args.extend_from_slice(extra);
+        let out = gatewatch(&args, Some(log.as_bytes()));
+        assert!(out.status.success());
+        (
+            json_lines(&out.stdout),
+            String::from_utf8(out.stderr).unwrap(),
+        )
+    };
+    let (incidents, stderr) = run(&[]);
+    assert!(stderr.contains("format nginx-main"), "{stderr}");
+    assert!(
+        stderr.contains("warning: 10.0.0.5, a private address, sent at least 100% of the requests"),
+        "{stderr}"
+    );
+    assert!(
+        incidents.iter().all(|i| i["entity"] != "203.0.113.9"),
+        "the proxy hides the client"
+    );
+
+    let (incidents, stderr) = run(&["--trusted-proxies", "10.0.0.0/8"]);
+    assert!(!stderr.contains("warning"), "{stderr}");
+    assert!(
+        incidents
+            .iter()
+            .any(|i| i["kind"] == "brute_force" && i["entity"] == "203.0.113.9"),
+        "{incidents:?}"
+    );
+
+    let (_, stderr) = run(&["--trusted-proxies", "192.168.0.0/16"]);
+    assert!(
+        stderr.contains("warning: --trusted-proxies matched the peer of none of the 40 requests"),
+        "{stderr}"
+    );
+}

@@ -852,3 +852,24 @@ async fn incident_tables_fit_the_terminal_and_wide_shows_everything() {
     ]);
     assert!(csv.contains(",1.58e-49,"), "{csv}");
 }
+
+#[test]
+fn an_unreachable_database_is_named_with_its_cause_said_once() {
+    let out = gatewatch(&[
+        "incidents",
+        "list",
+        "--db",
+        "postgres://postgres@127.0.0.1:1/none",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("cannot open database postgres://postgres@127.0.0.1:1/none"),
+        "{stderr}"
+    );
+    let segments: Vec<&str> = stderr.trim().split(": ").collect();
+    for (n, segment) in segments.iter().enumerate() {
+        assert!(!segments[n + 1..].contains(segment), "said twice: {stderr}");
+    }
+}

@@ -98,6 +98,24 @@ impl Cli {
     }
 }
 
+/// An error and its causes on one line, each said once: many errors (ours and sqlx's) quote
+/// their source in their own message, which the chain would otherwise repeat
+/// ("pool timed out…: pool timed out…").
+pub fn describe_error(err: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if text.is_empty() || out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
+}
+
 /// The token fingerprint key: the key file's when one is given, else the store's (generated
 /// once and kept there), else none (fingerprints are then plain hashes: stable, but a
 /// known token's fingerprint can be computed).
@@ -129,4 +147,25 @@ pub fn read_token_key(path: Option<&std::path::Path>) -> anyhow::Result<std::syn
         anyhow::bail!("--token-key-file {}: the file is empty", path.display());
     }
     Ok(std::sync::Arc::from(text))
+}
+
+#[cfg(test)]
+mod error_tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot open database x: {0}")]
+    struct Quoting(#[source] std::io::Error);
+
+    #[test]
+    fn a_cause_its_error_already_quotes_is_said_once() {
+        let io = std::io::Error::other("pool timed out");
+        let err = anyhow::Error::new(Quoting(io)).context("incidents list");
+        assert_eq!(
+            describe_error(&err),
+            "incidents list: cannot open database x: pool timed out"
+        );
+        let plain = anyhow::anyhow!("inner").context("outer");
+        assert_eq!(describe_error(&plain), "outer: inner");
+    }
 }

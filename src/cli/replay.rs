@@ -256,7 +256,8 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         let url = store.url().to_owned();
         (store.finish(), url)
     });
-    let failed = print_summary(&merged, &engine, printer.incidents, elapsed);
+    let trusted = !args.format.trusted_proxies().is_empty();
+    let failed = print_summary(&merged, &engine, printer.incidents, elapsed, trusted);
     let mut status = ExitCode::SUCCESS;
     if let Some((report, url)) = stored {
         eprintln!(
@@ -340,7 +341,47 @@ impl Progress {
 }
 
 /// Prints the summary on stderr; true when a source failed.
-fn print_summary(merge: &Merge, engine: &Engine, incidents: u64, elapsed: Duration) -> bool {
+/// Warnings about who the clients are: `--trusted-proxies` that matched no peer (so it
+/// changed nothing), or, without it, one private address sending most requests (a proxy in
+/// front that nobody declared: every client then looks like that one address).
+fn proxy_warnings(reports: &[SourceReport], trusted: bool) -> Vec<String> {
+    let parsed: u64 = reports.iter().map(|r| r.parsed).sum();
+    if parsed == 0 {
+        return Vec::new();
+    }
+    if trusted {
+        if reports.iter().all(|r| r.proxied == 0) {
+            return vec![format!(
+                "warning: --trusted-proxies matched the peer of none of the {parsed} requests, so \
+                 it changed no client address: check the proxies' addresses against the log's \
+                 first field"
+            )];
+        }
+        return Vec::new();
+    }
+    let mut private = pipeline::PrivateClients::default();
+    for report in reports {
+        private.merge(&report.private_clients);
+    }
+    match private.top() {
+        Some((ip, count)) if count * 2 >= parsed => vec![format!(
+            "warning: {ip}, a private address, sent at least {:.0}% of the requests: if it is a \
+             proxy in front of the server, declare it (--trusted-proxies {ip}/32) and log the \
+             forwarded chain (--format nginx-main, or $http_x_forwarded_for in --log-format), or \
+             every client looks like {ip}",
+            count as f64 * 100.0 / parsed as f64
+        )],
+        _ => Vec::new(),
+    }
+}
+
+fn print_summary(
+    merge: &Merge,
+    engine: &Engine,
+    incidents: u64,
+    elapsed: Duration,
+    trusted: bool,
+) -> bool {
     let reports = merge.reports();
     let total = |f: fn(&SourceReport) -> u64| reports.iter().map(f).sum::<u64>();
     let (lines, bytes) = (total(|r| r.lines), total(|r| r.bytes));
@@ -413,6 +454,9 @@ fn print_summary(merge: &Merge, engine: &Engine, incidents: u64, elapsed: Durati
             last.to_rfc3339(),
             span((last.nanos() - first.nanos()).max(0))
         );
+    }
+    for warning in proxy_warnings(&reports, trusted) {
+        let _ = writeln!(err, "gatewatch replay: {warning}");
     }
     let ignored = engine.stats().ignored;
     if ignored > 0 {

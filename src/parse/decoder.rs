@@ -13,6 +13,9 @@ pub struct Decoder {
     parser: Arc<dyn Parser>,
     joiner: Joiner,
     trusted: TrustedProxies,
+    /// Requests whose peer was a trusted proxy (so the client came from the forwarded
+    /// chain): none with trusted proxies set means they name no peer of this log.
+    proxied: std::cell::Cell<u64>,
 }
 
 impl Decoder {
@@ -26,6 +29,7 @@ impl Decoder {
             parser,
             joiner: Joiner::default(),
             trusted: TrustedProxies::default(),
+            proxied: std::cell::Cell::new(0),
         }
     }
 
@@ -48,6 +52,11 @@ impl Decoder {
 
     pub fn format(&self) -> &str {
         self.parser.name()
+    }
+
+    /// Requests so far whose peer was one of the trusted proxies.
+    pub fn proxied(&self) -> u64 {
+        self.proxied.get()
     }
 
     /// Records cut at the joiner's size cap so far.
@@ -114,6 +123,12 @@ impl Decoder {
             return Err(ParseError::NoTimestamp);
         }
         if !self.trusted.is_empty() || out.client_ip.is_none() {
+            if out
+                .client_ip
+                .is_some_and(|peer| self.trusted.contains(&peer))
+            {
+                self.proxied.set(self.proxied.get() + 1);
+            }
             self.trusted.resolve(out);
         }
         Ok(())

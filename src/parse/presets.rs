@@ -27,6 +27,10 @@ const ISTIO: &str = r#"[$time_iso8601] "$request" $status $response_flags $respo
 const VHOST_COMBINED: &str = r#"$host $remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent "$http_referer" "$http_user_agent""#;
 
 /// `combined` written by tools that drop the ident column (`ip - [time] …`).
+/// nginx's stock `main` format: combined plus the forwarded-for chain (which trusted-proxy
+/// resolution needs; `combined` would read the line and drop it).
+pub const NGINX_MAIN: &str = r#"$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent "$http_referer" "$http_user_agent" "$http_x_forwarded_for""#;
+
 const COMBINED_NO_IDENT: &str = r#"$remote_addr - [$time_local] "$request" $status $body_bytes_sent "$http_referer" "$http_user_agent""#;
 
 /// Preset names, most specific first: auto-detection prefers the earlier one on a tie
@@ -34,6 +38,7 @@ const COMBINED_NO_IDENT: &str = r#"$remote_addr - [$time_local] "$request" $stat
 pub const PRESET_NAMES: &[&str] = &[
     "ingress-nginx",
     "traefik",
+    "nginx-main",
     "combined",
     "envoy",
     "traefik-json",
@@ -101,6 +106,11 @@ pub fn preset(name: &str) -> Option<Box<dyn Parser>> {
                 missing_tail: true,
                 extra_tail: true,
             },
+        ))),
+        "nginx-main" => Some(Box::new(Variants::new(
+            "nginx-main",
+            &[NGINX_MAIN],
+            TRAILING_FIELDS_ONLY,
         ))),
         "ingress-nginx" => Some(Box::new(Variants::new(
             "ingress-nginx",
@@ -264,5 +274,33 @@ mod tests {
         let combined = detect_format([COMBINED_LINE, INGRESS_LINE]).unwrap();
         assert_eq!(combined.format, "combined");
         assert_eq!(detect_format([&b"not a log"[..]]), None);
+    }
+}
+
+#[cfg(test)]
+mod nginx_main_tests {
+    use super::*;
+
+    const MAIN_LINE: &[u8] = br#"10.0.0.5 - - [10/Mar/2025:14:02:11 +0000] "GET /login HTTP/1.1" 401 12 "-" "curl/8.5" "203.0.113.9, 10.0.0.7""#;
+
+    #[test]
+    fn nginx_main_is_detected_and_keeps_the_forwarded_chain() {
+        let detected = detect_format([MAIN_LINE; 8].iter().copied()).unwrap();
+        assert_eq!(detected.format, "nginx-main");
+        let req = preset("nginx-main").unwrap().parse(MAIN_LINE).unwrap();
+        assert_eq!(
+            req.x_forwarded_for.as_deref(),
+            Some(&b"203.0.113.9, 10.0.0.7"[..])
+        );
+        assert_eq!(req.status, Some(401));
+        // A combined line is not main (no chain), and stays combined.
+        let combined = br#"203.0.113.45 - - [10/Mar/2025:14:02:11 +0000] "GET / HTTP/1.1" 200 1 "-" "curl/8.5""#;
+        assert!(preset("nginx-main").unwrap().parse(combined).is_err());
+        assert_eq!(
+            detect_format([&combined[..]; 4].iter().copied())
+                .unwrap()
+                .format,
+            "combined"
+        );
     }
 }

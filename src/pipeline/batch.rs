@@ -73,6 +73,68 @@ pub struct Counts {
     pub cut_lines: u64,
     /// Container records whose last fragment never came (end of input).
     pub incomplete: u64,
+    /// Requests whose peer was a trusted proxy.
+    pub proxied: u64,
+    /// The batch's busiest private client addresses (after proxy resolution), counted
+    /// Misra–Gries style: a proxy in front that nobody declared shows as one of them.
+    pub private_clients: PrivateClients,
+}
+
+/// Heavy hitters among private client addresses, in `SLOTS` counters: an address sending
+/// more than 1/(SLOTS+1) of the requests is kept, its count short by at most that much.
+#[derive(Clone, Debug, Default)]
+pub struct PrivateClients {
+    pub counts: Vec<(std::net::IpAddr, u64)>,
+}
+
+impl PrivateClients {
+    const SLOTS: usize = 4;
+
+    pub fn add(&mut self, ip: std::net::IpAddr, n: u64) {
+        if let Some(slot) = self.counts.iter_mut().find(|(known, _)| *known == ip) {
+            slot.1 += n;
+        } else if self.counts.len() < Self::SLOTS {
+            self.counts.push((ip, n));
+        } else {
+            let least = self
+                .counts
+                .iter()
+                .map(|(_, c)| *c)
+                .min()
+                .unwrap_or(0)
+                .min(n);
+            for slot in &mut self.counts {
+                slot.1 -= least;
+            }
+            self.counts.retain(|(_, c)| *c > 0);
+            if n > least && self.counts.len() < Self::SLOTS {
+                self.counts.push((ip, n - least));
+            }
+        }
+    }
+
+    pub fn merge(&mut self, other: &PrivateClients) {
+        for &(ip, n) in &other.counts {
+            self.add(ip, n);
+        }
+    }
+
+    /// The busiest private address and a lower bound of its requests.
+    pub fn top(&self) -> Option<(std::net::IpAddr, u64)> {
+        self.counts.iter().copied().max_by_key(|(_, c)| *c)
+    }
+}
+
+/// Private, loopback, link-local or unique-local: an address of our own network.
+pub fn is_private(ip: std::net::IpAddr) -> bool {
+    match crate::event::canonical_ip(ip) {
+        std::net::IpAddr::V4(v4) => v4.is_private() || v4.is_loopback() || v4.is_link_local(),
+        std::net::IpAddr::V6(v6) => {
+            v6.is_loopback()
+                || (v6.segments()[0] & 0xfe00) == 0xfc00
+                || (v6.segments()[0] & 0xffc0) == 0xfe80
+        }
+    }
 }
 
 /// How a source's lines are decoded; shared by every chunk of the source.
@@ -207,6 +269,9 @@ fn decode_lines<'a>(
         match decoder.parse_into(record, wrapper_ts, &mut slot.request) {
             Ok(()) => {
                 slot.request.source = Some(&owner.source);
+                if let Some(ip) = slot.request.client_ip.filter(|ip| is_private(*ip)) {
+                    counts.private_clients.add(ip, 1);
+                }
                 slot.path_bits = spec.path_match.as_ref().map(|m| m.bits(&slot.request));
             }
             Err(err) => {
@@ -228,6 +293,7 @@ fn decode_lines<'a>(
         );
     }
     counts.cut_lines += decoder.truncated();
+    counts.proxied += decoder.proxied();
     records
 }
 

@@ -47,6 +47,10 @@ pub struct SourceReport {
     pub out_of_range: u64,
     pub cut_lines: u64,
     pub incomplete: u64,
+    /// Requests whose peer was a trusted proxy.
+    pub proxied: u64,
+    /// Busiest private client addresses (see `PrivateClients`).
+    pub private_clients: super::batch::PrivateClients,
     pub first: Option<Timestamp>,
     pub last: Option<Timestamp>,
     /// Samples of unparsed lines, `N: why: text` (raw: escape before showing).
@@ -161,6 +165,8 @@ impl Cursor {
         report.unparsed += batch.counts.unparsed;
         report.cut_lines += batch.counts.cut_lines;
         report.incomplete += batch.counts.incomplete;
+        report.proxied += batch.counts.proxied;
+        report.private_clients.merge(&batch.counts.private_clients);
         self.batch = Some(batch);
         self.next = 0;
     }

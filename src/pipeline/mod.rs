@@ -18,7 +18,7 @@ mod store_sink;
 
 use std::sync::Arc;
 
-pub use batch::{decode, Batch, Counts, DecodeSpec, Record, Spare};
+pub use batch::{decode, is_private, Batch, Counts, DecodeSpec, PrivateClients, Record, Spare};
 pub use merge::{Flow, Hook, Merge, SourceReport};
 pub use offsets::Offsets;
 pub use source::{
