@@ -303,8 +303,10 @@ impl Progress {
         let total: Option<u64> = inputs.iter().map(|i| i.size).sum();
         let bar = match total {
             Some(size) => ProgressBar::new(size).with_style(
+                // `wide_bar` takes what the terminal has left, so the line never wraps (a
+                // wrapped bar leaves a stale frame behind when cleared).
                 ProgressStyle::with_template(
-                    "{msg} [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+                    "{msg} [{wide_bar}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
                 )
                 .expect("valid template")
                 .progress_chars("=> "),
@@ -312,7 +314,7 @@ impl Progress {
             None => ProgressBar::new_spinner(),
         };
         let label = match inputs {
-            [one] => escape_for_terminal(&one.name),
+            [one] => short_label(&escape_for_terminal(&one.name)),
             many => format!("{} files", many.len()),
         };
         bar.set_message(label);
@@ -340,7 +342,6 @@ impl Progress {
     }
 }
 
-/// Prints the summary on stderr; true when a source failed.
 /// Warnings about who the clients are: `--trusted-proxies` that matched no peer (so it
 /// changed nothing), or, without it, one private address sending most requests (a proxy in
 /// front that nobody declared: every client then looks like that one address).
@@ -375,6 +376,7 @@ fn proxy_warnings(reports: &[SourceReport], trusted: bool) -> Vec<String> {
     }
 }
 
+/// Prints the summary on stderr; true when a source failed.
 fn print_summary(
     merge: &Merge,
     engine: &Engine,
@@ -506,6 +508,17 @@ fn print_summary(
     failed
 }
 
+/// A file name for the progress line: at most 24 characters, keeping its end.
+fn short_label(name: &str) -> String {
+    const MAX: usize = 24;
+    let chars: Vec<char> = name.chars().collect();
+    if chars.len() <= MAX {
+        return name.to_owned();
+    }
+    let tail: String = chars[chars.len() - (MAX - 1)..].iter().collect();
+    format!("…{tail}")
+}
+
 /// "1 incident", "2 incidents".
 fn plural(n: u64, noun: &str) -> String {
     if n == 1 {
@@ -539,5 +552,36 @@ mod summary_tests {
         assert_eq!(span(25 * 60_000_000_000), "25.0 min");
         assert_eq!(span(1260 * 60_000_000_000), "21.0 h");
         assert_eq!(span(3 * 24 * 3_600_000_000_000), "3.0 days");
+    }
+
+    #[test]
+    fn progress_labels_keep_the_end_of_long_names() {
+        assert_eq!(short_label("access.log"), "access.log");
+        let long = short_label("/var/log/pods/ingress-nginx_controller-7d9f/access.log.gz");
+        assert_eq!(long.chars().count(), 24);
+        assert!(long.starts_with('…') && long.ends_with("access.log.gz"), "{long}");
+    }
+
+    #[test]
+    fn a_proxy_warning_needs_most_requests_from_one_private_address() {
+        let report = |parsed: u64, private: &[(&str, u64)], proxied: u64| {
+            let mut report = SourceReport {
+                parsed,
+                proxied,
+                ..SourceReport::default()
+            };
+            for (ip, n) in private {
+                report.private_clients.add(ip.parse().unwrap(), *n);
+            }
+            report
+        };
+        assert!(proxy_warnings(&[report(100, &[("10.0.0.5", 40)], 0)], false).is_empty());
+        let warned = proxy_warnings(
+            &[report(60, &[("10.0.0.5", 30)], 0), report(40, &[("10.0.0.5", 30)], 0)],
+            false,
+        );
+        assert!(warned[0].contains("10.0.0.5, a private address, sent at least 60%"), "{warned:?}");
+        assert!(proxy_warnings(&[report(100, &[], 3)], true).is_empty());
+        assert!(proxy_warnings(&[report(100, &[], 0)], true)[0].contains("matched the peer of none"));
     }
 }
