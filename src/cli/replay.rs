@@ -559,7 +559,10 @@ mod summary_tests {
         assert_eq!(short_label("access.log"), "access.log");
         let long = short_label("/var/log/pods/ingress-nginx_controller-7d9f/access.log.gz");
         assert_eq!(long.chars().count(), 24);
-        assert!(long.starts_with('…') && long.ends_with("access.log.gz"), "{long}");
+        assert!(
+            long.starts_with('…') && long.ends_with("access.log.gz"),
+            "{long}"
+        );
     }
 
     #[test]
@@ -577,11 +580,19 @@ mod summary_tests {
         };
         assert!(proxy_warnings(&[report(100, &[("10.0.0.5", 40)], 0)], false).is_empty());
         let warned = proxy_warnings(
-            &[report(60, &[("10.0.0.5", 30)], 0), report(40, &[("10.0.0.5", 30)], 0)],
+            &[
+                report(60, &[("10.0.0.5", 30)], 0),
+                report(40, &[("10.0.0.5", 30)], 0),
+            ],
             false,
         );
-        assert!(warned[0].contains("10.0.0.5, a private address, sent at least 60%"), "{warned:?}");
+        assert!(
+            warned[0].contains("10.0.0.5, a private address, sent at least 60%"),
+            "{warned:?}"
+        );
         assert!(proxy_warnings(&[report(100, &[], 3)], true).is_empty());
-        assert!(proxy_warnings(&[report(100, &[], 0)], true)[0].contains("matched the peer of none"));
+        assert!(
+            proxy_warnings(&[report(100, &[], 0)], true)[0].contains("matched the peer of none")
+        );
     }
 }

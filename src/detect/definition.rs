@@ -114,6 +114,7 @@ pub struct ErrorSpikeParams {
     pub ratio: f64,
     pub usual_floor: f64,
     pub p_value: f64,
+    pub false_alarm_budget: f64,
     pub quiet_nanos: i64,
     pub capacity: NonZeroUsize,
 }
@@ -136,8 +137,10 @@ struct RawErrorSpike {
     /// (the usual share is taken as at least this: a spotless route's first failures are
     /// judged against 1 %, not 0)...
     usual_floor: f64,
-    /// ...and as unlikely as this under a binomial at the usual share.
+    /// ...and as unlikely as this under a binomial at the usual share...
     p_value: f64,
+    /// ...and than `false_alarm_budget / N` with N keys tracked (as `rate_spike`'s).
+    false_alarm_budget: f64,
     quiet: String,
     capacity: usize,
 }
@@ -154,6 +157,7 @@ impl Default for RawErrorSpike {
             ratio: 5.0,
             usual_floor: 0.01,
             p_value: 1e-6,
+            false_alarm_budget: DEFAULT_FALSE_ALARM_BUDGET,
             quiet: "2m".into(),
             capacity: 20_000,
         }
@@ -400,6 +404,8 @@ pub struct RateSpikeParams {
     pub population_quantile: f64,
     pub population_ratio: f64,
     pub p_value: f64,
+    /// Expected false alarms per window across every key (see the raw field).
+    pub false_alarm_budget: f64,
     pub sustain: f64,
     pub critical_ratio: f64,
     pub recurring_ratio: f64,
@@ -506,6 +512,10 @@ struct RawRateSpike {
     population_ratio: f64,
     /// Poisson tail probability below which the count is anomalous.
     p_value: f64,
+    /// Expected false alarms per window across all keys: with N keys tracked, a key's
+    /// p-value must also be below `false_alarm_budget / N` (a Bonferroni bound, so a
+    /// table of 200,000 addresses tested every window does not alarm more than one of 20).
+    false_alarm_budget: f64,
     /// Fraction of the entry threshold that keeps an open incident going.
     sustain: f64,
     /// Ratio (count / expected) at which the incident becomes critical.
@@ -549,6 +559,7 @@ impl Default for RawRateSpike {
             population_quantile: 0.9,
             population_ratio: 6.0,
             p_value: 1e-6,
+            false_alarm_budget: DEFAULT_FALSE_ALARM_BUDGET,
             sustain: 0.5,
             critical_ratio: 100.0,
             recurring_ratio: 1.5,
@@ -624,6 +635,10 @@ impl Default for RawSignal {
         }
     }
 }
+
+/// Expected false alarms per window, across all of a detector's keys, when a definition
+/// does not say.
+pub const DEFAULT_FALSE_ALARM_BUDGET: f64 = 1e-4;
 
 /// The most keys one detector may track (its table is allocated at start).
 pub const MAX_CAPACITY: usize = 10_000_000;
@@ -745,6 +760,7 @@ impl Checker<'_> {
                 self.positive("params.population_ratio", raw.population_ratio)
             },
             p_value: self.fraction("params.p_value", raw.p_value, false),
+            false_alarm_budget: self.positive("params.false_alarm_budget", raw.false_alarm_budget),
             sustain: self.fraction("params.sustain", raw.sustain, false),
             critical_ratio: self.positive("params.critical_ratio", raw.critical_ratio),
             recurring_ratio: self.positive("params.recurring_ratio", raw.recurring_ratio),
@@ -815,6 +831,7 @@ impl Checker<'_> {
             ratio: self.positive("params.ratio", raw.ratio),
             usual_floor: self.fraction("params.usual_floor", raw.usual_floor, false),
             p_value: self.fraction("params.p_value", raw.p_value, false),
+            false_alarm_budget: self.positive("params.false_alarm_budget", raw.false_alarm_budget),
             quiet_nanos: self.duration("params.quiet", &raw.quiet),
             capacity: self.capacity(raw.capacity),
         }

@@ -134,7 +134,11 @@ impl<K: EntityKey> Detector for ErrorSpike<K> {
         let p_value = Binomial::new(usual.min(1.0), u64::from(total))
             .map(|binomial| binomial.sf(u64::from(failures) - 1))
             .unwrap_or(0.0);
-        if p_value >= self.params.p_value {
+        let threshold = self
+            .params
+            .p_value
+            .min(self.params.false_alarm_budget / self.keys.len().max(1) as f64);
+        if p_value >= threshold {
             return;
         }
         let window_secs = spec.window_nanos() / 1_000_000_000;

@@ -316,6 +316,7 @@ impl<K: EntityKey> Detector for RateSpike<K> {
         let entry = self.entry_threshold();
         let open = self.episodes.is_open(&ip);
         let alpha = self.alpha;
+        let tracked = self.keys.len().max(1);
         let state = self.keys.get_or_insert(ip.clone(), || KeyState {
             window: RateWindow::new(bucket),
             baseline: Ewma::default(),
@@ -462,7 +463,13 @@ impl<K: EntityKey> Detector for RateSpike<K> {
         let p_value = Poisson::new(expected)
             .map(|poisson| poisson.sf(count as u64 - 1))
             .unwrap_or(0.0);
-        if p_value >= self.params.p_value {
+        // Many keys are tested every window: the per-key threshold shrinks with their
+        // number so the whole table keeps to its false-alarm budget.
+        let threshold = self
+            .params
+            .p_value
+            .min(self.params.false_alarm_budget / tracked as f64);
+        if p_value >= threshold {
             return;
         }
         let first_seen = spec.bucket_start(state.first_bucket);

@@ -32,7 +32,8 @@ impl KindParams {
             KindParams::RateSpike(p) => {
                 let mut rule = format!(
                     "requests in {window} ≥ {min}, ≥ {own}x the entity's own baseline \
-                     (half-life {half}) and ≥ {pop}x the p{q:.0} of its peers, Poisson p < {pv:e}",
+                     (half-life {half}) and ≥ {pop}x the p{q:.0} of its peers, Poisson p < {pv:e} \
+                     and < {budget:e} / keys tracked",
                     window = duration_words(p.window.window_nanos()),
                     min = p.min_count,
                     own = p.own_ratio,
@@ -42,6 +43,7 @@ impl KindParams {
                     pop = p.population_ratio,
                     q = p.population_quantile * 100.0,
                     pv = p.p_value,
+                    budget = p.false_alarm_budget,
                 );
                 if p.min_sources > 0 {
                     rule.push_str(&format!(", brought by ≥ {} new sources", p.min_sources));
@@ -108,13 +110,14 @@ impl KindParams {
             ),
             KindParams::ErrorSpike(p) => format!(
                 "≥ {min} 5xx in {window}, ≥ {share:.0}% of requests and ≥ {ratio}x the usual \
-                 share (at least {floor}%), binomial p < {pv:e}",
+                 share (at least {floor}%), binomial p < {pv:e} and < {budget:e} / keys tracked",
                 min = p.min_failures,
                 window = duration_words(p.window.window_nanos()),
                 share = p.min_share * 100.0,
                 ratio = p.ratio,
                 floor = p.usual_floor * 100.0,
                 pv = p.p_value,
+                budget = p.false_alarm_budget,
             ),
         }
     }

@@ -1077,3 +1077,29 @@ fn a_network_flooding_new_addresses_is_itself_an_incident_and_hides_no_scanner()
         "no one-off address is an incident of its own"
     );
 }
+
+#[test]
+fn the_false_alarm_budget_tightens_the_threshold_with_the_keys_tested() {
+    let scenario = |budget: f64| {
+        let mut traffic = Traffic::default();
+        traffic.background(1200);
+        traffic.steady(ip("203.0.113.7"), 600, 720, 1080, 200, "/products/2");
+        let text = include_str!("../../detectors/rate-spike-ip.toml").replace(
+            "[params]",
+            &format!("[params]\nfalse_alarm_budget = {budget:e}"),
+        );
+        let incidents = traffic.run_with(&[&text]);
+        (incidents.into_iter())
+            .filter(|i| i.detector == "rate-spike-ip")
+            .collect::<Vec<_>>()
+    };
+    let default = scenario(1e-4);
+    assert_eq!(default.len(), 1, "{default:?}");
+    // A budget under the spike's first p-value times the ~300 keys tested: it still fires
+    // (the spike grows), but only once its p-value is under budget / keys.
+    let budget = default[0].score.p_value.unwrap() * 300.0 / 1e6;
+    let strict = scenario(budget);
+    assert_eq!(strict.len(), 1, "{strict:?}");
+    assert!(strict[0].score.p_value.unwrap() < budget / 300.0);
+    assert!(strict[0].detected_at > default[0].detected_at);
+}
