@@ -336,6 +336,29 @@ fn screenshot_dir() -> std::path::PathBuf {
     dir
 }
 
+/// WebDriver steps the browser test repeats.
+async fn type_into(browser: &fantoccini::Client, at: fantoccini::Locator<'_>, text: &str) {
+    browser
+        .find(at)
+        .await
+        .unwrap()
+        .send_keys(text)
+        .await
+        .unwrap();
+}
+
+async fn click(browser: &fantoccini::Client, at: fantoccini::Locator<'_>) {
+    browser.find(at).await.unwrap().click().await.unwrap();
+}
+
+async fn wait_for(browser: &fantoccini::Client, at: fantoccini::Locator<'_>) {
+    browser.wait().for_element(at).await.unwrap();
+}
+
+async fn text_of(browser: &fantoccini::Client, at: fantoccini::Locator<'_>) -> String {
+    browser.find(at).await.unwrap().text().await.unwrap()
+}
+
 #[tokio::test]
 async fn a_browser_logs_in_filters_by_cidr_opens_an_incident_and_acknowledges_it() {
     use fantoccini::{ClientBuilder, Locator};
@@ -379,25 +402,9 @@ async fn a_browser_logs_in_filters_by_cidr_opens_an_incident_and_acknowledges_it
         .path()
         .ends_with("/ui/login"));
     shoot("login.png").await;
-    browser
-        .find(Locator::Id("token"))
-        .await
-        .unwrap()
-        .send_keys(TOKEN)
-        .await
-        .unwrap();
-    browser
-        .find(Locator::Css("form button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    browser
-        .wait()
-        .for_element(Locator::Css("table.incidents"))
-        .await
-        .unwrap();
+    type_into(&browser, Locator::Id("token"), TOKEN).await;
+    click(&browser, Locator::Css("form button")).await;
+    wait_for(&browser, Locator::Css("table.incidents")).await;
     shoot("list.png").await;
     let rows = browser
         .find_all(Locator::Css("table.incidents tbody tr"))
@@ -405,20 +412,8 @@ async fn a_browser_logs_in_filters_by_cidr_opens_an_incident_and_acknowledges_it
         .unwrap();
     assert_eq!(rows.len(), 4);
 
-    browser
-        .find(Locator::Id("entity"))
-        .await
-        .unwrap()
-        .send_keys("203.0.113.0/24")
-        .await
-        .unwrap();
-    browser
-        .find(Locator::Css("form.filters button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    type_into(&browser, Locator::Id("entity"), "203.0.113.0/24").await;
+    click(&browser, Locator::Css("form.filters button")).await;
     for _ in 0..100 {
         let url = browser.current_url().await.unwrap();
         if url.query().is_some_and(|q| q.contains("entity=")) {
@@ -437,25 +432,9 @@ async fn a_browser_logs_in_filters_by_cidr_opens_an_incident_and_acknowledges_it
     shoot("filtered.png").await;
 
     let link = format!("a[href='/ui/incidents/{}']", console.hostile.id);
-    browser
-        .find(Locator::Css(&link))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    browser
-        .wait()
-        .for_element(Locator::Css("form.triage"))
-        .await
-        .unwrap();
-    let body = browser
-        .find(Locator::Css("body"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    click(&browser, Locator::Css(&link)).await;
+    wait_for(&browser, Locator::Css("form.triage")).await;
+    let body = text_of(&browser, Locator::Css("body")).await;
     assert!(body.contains(SCRIPT), "the script shows as text");
     let ran = browser
         .execute("return [window.__pwned === undefined, document.querySelectorAll('img, script').length]", vec![])
@@ -468,33 +447,16 @@ async fn a_browser_logs_in_filters_by_cidr_opens_an_incident_and_acknowledges_it
     );
     shoot("incident.png").await;
 
-    browser
-        .find(Locator::Id("note"))
-        .await
-        .unwrap()
-        .send_keys("scanner, blocked at the edge")
-        .await
-        .unwrap();
-    browser
-        .find(Locator::Css("button[value='acknowledge']"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    browser
-        .wait()
-        .for_element(Locator::Css("p.notice"))
-        .await
-        .unwrap();
+    type_into(
+        &browser,
+        Locator::Id("note"),
+        "scanner, blocked at the edge",
+    )
+    .await;
+    click(&browser, Locator::Css("button[value='acknowledge']")).await;
+    wait_for(&browser, Locator::Css("p.notice")).await;
     shoot("acknowledged.png").await;
-    let triage = browser
-        .find(Locator::Css("span.triage"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let triage = text_of(&browser, Locator::Css("span.triage")).await;
     assert_eq!(triage, "acknowledged");
     let store = Store::open(&console.db.url).await.unwrap();
     let stored = store.get_incident(&console.hostile.id).await.unwrap();
