@@ -183,6 +183,19 @@ fn auto_detection_picks_each_cases_format() {
     }
     for ((case, format), lines) in &cases {
         let detected = detect_format(lines.iter().map(Vec::as_slice)).expect("some format parses");
+        if *format == "combined" && detected.format == "nginx-main" {
+            // nginx's `main` (combined plus the forwarded chain), which the cases call
+            // combined with a trailing field: the more specific preset, reading the same
+            // fields and the chain besides.
+            let (main, combined) = (preset("nginx-main").unwrap(), preset("combined").unwrap());
+            for line in lines {
+                // (`-`, no chain, reads as none.)
+                let mut with_chain = main.parse(line).unwrap();
+                with_chain.x_forwarded_for = None;
+                assert_eq!(with_chain, combined.parse(line).unwrap(), "case {case}");
+            }
+            continue;
+        }
         assert_eq!(detected.format, *format, "case {case}");
     }
     eprintln!(

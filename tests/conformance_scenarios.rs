@@ -118,10 +118,8 @@ fn crowdsec_scanner_cases_are_flagged_and_single_probes_are_not() {
     );
 }
 
-/// Every `bad_user_agent` case (one to eighty requests of Nikto or zgrab) flagged for its
-/// source by the bad_user_agent detector.
-#[test]
-fn crowdsec_bad_user_agent_cases_are_flagged_by_kind() {
+/// Every case of `kind` flagged for its source by a detector of that kind.
+fn every_case_of_kind_is_flagged(kind: &str, at_least: usize) {
     let Some(dir) = conformance_dir() else {
         return;
     };
@@ -129,7 +127,7 @@ fn crowdsec_bad_user_agent_cases_are_flagged_by_kind() {
     let mut checked = 0;
     for line in text.lines() {
         let case: Value = serde_json::from_str(line).unwrap();
-        if case["our_kind"] != "bad_user_agent" {
+        if case["our_kind"] != kind {
             continue;
         }
         let log = dir.join(case["log_file"].as_str().unwrap());
@@ -138,12 +136,21 @@ fn crowdsec_bad_user_agent_cases_are_flagged_by_kind() {
         // Sources are compared as addresses: the case writes IPv6 uncompressed.
         let source: std::net::IpAddr = source.parse().unwrap();
         assert!(
-            flagged.iter().any(|(kind, entity)| kind == "bad_user_agent"
-                && entity.parse::<std::net::IpAddr>().ok() == Some(source)),
-            "{}: {source} not flagged by bad_user_agent: {flagged:?}",
+            flagged
+                .iter()
+                .any(|(flagged_kind, entity)| flagged_kind == kind
+                    && entity.parse::<std::net::IpAddr>().ok() == Some(source)),
+            "{}: {source} not flagged by {kind}: {flagged:?}",
             case["case"]
         );
         checked += 1;
     }
-    assert!(checked >= 4, "only {checked} bad_user_agent cases found");
+    assert!(checked >= at_least, "only {checked} {kind} cases found");
+}
+
+/// Every `bad_user_agent` case (one to eighty requests of Nikto or zgrab) flagged for its
+/// source by the bad_user_agent detector.
+#[test]
+fn crowdsec_bad_user_agent_cases_are_flagged_by_kind() {
+    every_case_of_kind_is_flagged("bad_user_agent", 4);
 }

@@ -112,19 +112,24 @@ impl Auth {
     }
 }
 
+/// The token of an `Authorization: Bearer …` header, if the request has one.
+pub(super) fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
+    (headers.get(header::AUTHORIZATION))
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| {
+            value
+                .strip_prefix("Bearer ")
+                .or_else(|| value.strip_prefix("bearer "))
+        })
+}
+
 pub(super) async fn require_bearer(
     State(auth): State<Auth>,
     request: Request,
     next: Next,
 ) -> Response {
     let header = request.headers().get(header::AUTHORIZATION);
-    let presented = header
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| {
-            value
-                .strip_prefix("Bearer ")
-                .or_else(|| value.strip_prefix("bearer "))
-        });
+    let presented = bearer(request.headers());
     let reason = match presented {
         Some(presented) if auth.token.matches(presented.trim()) => None,
         Some(_) => Some("wrong bearer token"),

@@ -79,13 +79,7 @@ enum Access {
 
 impl Console {
     fn access(&self, headers: &HeaderMap) -> Option<Access> {
-        let bearer = (headers.get(header::AUTHORIZATION))
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                v.strip_prefix("Bearer ")
-                    .or_else(|| v.strip_prefix("bearer "))
-            });
-        if let Some(presented) = bearer {
+        if let Some(presented) = super::auth::bearer(headers) {
             return self
                 .auth
                 .token()
