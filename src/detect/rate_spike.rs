@@ -47,9 +47,9 @@ struct KeyState {
 const SPREAD_WORDS: usize = 8;
 const SPREAD_BITS: f64 = (SPREAD_WORDS * 64) as f64;
 
-/// Distinct sources seen per bucket, as linear-counting bitmaps (one per bucket of the
-/// window, reused round-robin): how many clients a key's traffic comes from, in 64 bytes
-/// per bucket whatever the traffic.
+/// Distinct sources seen per bucket, as linear-counting bitmaps of 64 bytes: how many
+/// clients a key's traffic comes from, whatever the traffic. Only buckets of the window that
+/// had a source have a bitmap: most keys of a flood of one-off addresses have one.
 #[derive(Clone, Default, Serialize, Deserialize)]
 struct Spread {
     slots: Vec<(i64, [u64; SPREAD_WORDS])>,
@@ -61,17 +61,22 @@ impl Spread {
     /// Records a source; when a new bucket starts, the window that just ended teaches the
     /// usual spread (unless `learning` is off: an open incident is not usual).
     fn see(&mut self, bucket: i64, buckets: usize, hash: u64, alpha: f64, learning: bool) {
-        if self.slots.len() < buckets {
-            self.slots.resize(buckets, (i64::MIN, [0; SPREAD_WORDS]));
-        }
-        let index = bucket.rem_euclid(buckets as i64) as usize;
-        if self.slots[index].0 != bucket {
-            if learning {
-                let ended = self.estimate(bucket - 1, buckets);
-                self.usual.update(ended, alpha);
+        let index = match self.slots.iter().position(|(b, _)| *b == bucket) {
+            Some(index) => index,
+            None => {
+                if learning {
+                    let ended = self.estimate(bucket - 1, buckets);
+                    self.usual.update(ended, alpha);
+                }
+                // Buckets that left the window count no more (a saved dense array's unused
+                // slots, `i64::MIN`, go too).
+                self.slots.retain(|(b, _)| *b > bucket - buckets as i64);
+                // One bitmap at a time: a Vec's first growth would reserve four.
+                self.slots.reserve_exact(1);
+                self.slots.push((bucket, [0; SPREAD_WORDS]));
+                self.slots.len() - 1
             }
-            self.slots[index] = (bucket, [0; SPREAD_WORDS]);
-        }
+        };
         let slot = &mut self.slots[index];
         let bit = (hash % SPREAD_BITS as u64) as usize;
         slot.1[bit / 64] |= 1 << (bit % 64);
@@ -568,5 +573,30 @@ impl<K: EntityKey> Detector for RateSpike<K> {
             },
         ));
         report
+    }
+}
+
+#[cfg(test)]
+mod spread_tests {
+    use super::*;
+
+    #[test]
+    fn a_spread_keeps_bitmaps_only_for_the_windows_buckets_with_sources() {
+        let mut spread = Spread::default();
+        spread.see(100, 6, 1, 0.1, true);
+        assert_eq!(spread.slots.len(), 1, "one source, one bitmap");
+        assert_eq!(spread.slots.capacity(), 1);
+        for bucket in 101..120 {
+            for source in 0..10u64 {
+                spread.see(bucket, 6, source * 7919 + bucket as u64, 0.1, true);
+            }
+        }
+        assert_eq!(spread.slots.len(), 6, "never more than the window's buckets");
+        let estimate = spread.estimate(119, 6);
+        assert!((55.0..=65.0).contains(&estimate), "{estimate}");
+        // A gap longer than the window leaves only the new bucket.
+        spread.see(200, 6, 3, 0.1, true);
+        assert_eq!(spread.slots.len(), 1);
+        assert!(spread.estimate(200, 6) < 1.5);
     }
 }
