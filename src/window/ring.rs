@@ -47,11 +47,48 @@ impl WindowSpec {
     }
 }
 
+/// Buckets a window holds inline; wider windows keep their counts in one allocation.
+const INLINE_BUCKETS: usize = 8;
+
+/// A window's per-slot counts: most windows (a minute in 10 s buckets) fit inline in 32
+/// bytes, so a table of a million keys does not pay for 30 slots each.
+#[derive(Clone, Debug)]
+enum Slots {
+    Inline([u32; INLINE_BUCKETS]),
+    Wide(Box<[u32; MAX_BUCKETS]>),
+}
+
+impl Slots {
+    #[inline]
+    fn all(&self) -> &[u32] {
+        match self {
+            Slots::Inline(counts) => counts,
+            Slots::Wide(counts) => &counts[..],
+        }
+    }
+
+    /// The counts, wide enough for `buckets` (a window grows wide on its first write).
+    #[inline]
+    fn fit(&mut self, buckets: usize) -> &mut [u32] {
+        if let Slots::Inline(inline) = self {
+            if buckets > INLINE_BUCKETS {
+                let mut wide = Box::new([0; MAX_BUCKETS]);
+                wide[..INLINE_BUCKETS].copy_from_slice(inline);
+                *self = Slots::Wide(wide);
+            }
+        }
+        match self {
+            Slots::Inline(counts) => counts,
+            Slots::Wide(counts) => &mut counts[..],
+        }
+    }
+}
+
 /// Counts per bucket over the last `spec.buckets()` buckets ending at `head`.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 #[serde(into = "SavedWindow", try_from = "SavedWindow")]
 pub struct RateWindow {
-    counts: [u32; MAX_BUCKETS],
+    counts: Slots,
     head: i64,
     sum: u32,
 }
@@ -66,14 +103,11 @@ struct SavedWindow {
 
 impl From<RateWindow> for SavedWindow {
     fn from(window: RateWindow) -> Self {
-        let used = window
-            .counts
-            .iter()
-            .rposition(|&c| c != 0)
-            .map_or(0, |last| last + 1);
+        let counts = window.counts.all();
+        let used = counts.iter().rposition(|&c| c != 0).map_or(0, |last| last + 1);
         SavedWindow {
             head: window.head,
-            counts: window.counts[..used].to_vec(),
+            counts: counts[..used].to_vec(),
         }
     }
 }
@@ -88,8 +122,8 @@ impl TryFrom<SavedWindow> for RateWindow {
                 saved.counts.len()
             ));
         }
-        let mut counts = [0; MAX_BUCKETS];
-        counts[..saved.counts.len()].copy_from_slice(&saved.counts);
+        let mut counts = Slots::Inline([0; INLINE_BUCKETS]);
+        counts.fit(saved.counts.len())[..saved.counts.len()].copy_from_slice(&saved.counts);
         let sum = saved.counts.iter().map(|&c| c as u64).sum::<u64>();
         Ok(RateWindow {
             counts,
@@ -111,7 +145,7 @@ pub enum Added {
 impl RateWindow {
     pub fn new(head: i64) -> Self {
         RateWindow {
-            counts: [0; MAX_BUCKETS],
+            counts: Slots::Inline([0; INLINE_BUCKETS]),
             head,
             sum: 0,
         }
@@ -120,7 +154,8 @@ impl RateWindow {
     /// Whether the window can belong to a window of `spec`'s geometry (a restored window
     /// has no count outside `spec`'s slots).
     pub fn fits(&self, spec: &WindowSpec) -> bool {
-        self.counts[spec.buckets..].iter().all(|&c| c == 0)
+        let counts = self.counts.all();
+        counts[spec.buckets.min(counts.len())..].iter().all(|&c| c == 0)
     }
 
     /// The newest bucket index.
@@ -134,8 +169,11 @@ impl RateWindow {
     }
 
     /// Count in the newest bucket.
+    #[inline]
     pub fn head_count(&self, spec: &WindowSpec) -> u32 {
-        self.counts[self.slot(spec, self.head)]
+        // An inline window never written past its slots reads zero beyond them.
+        let slot = self.slot(spec, self.head);
+        self.counts.all().get(slot).copied().unwrap_or(0)
     }
 
     fn slot(&self, spec: &WindowSpec, bucket: i64) -> usize {
@@ -145,20 +183,22 @@ impl RateWindow {
     /// Moves the head forward to `bucket`. `completed(count, empty_after)` is told the count
     /// of the bucket that just closed and how many empty buckets followed it, so baselines
     /// can learn from every bucket without storing them.
+    #[inline]
     pub fn advance(&mut self, spec: &WindowSpec, bucket: i64, completed: impl FnOnce(u32, u64)) {
         if bucket <= self.head {
             return;
         }
         let steps = bucket - self.head;
         completed(self.head_count(spec), (steps - 1) as u64);
+        let counts = self.counts.fit(spec.buckets);
         if steps >= spec.buckets as i64 {
-            self.counts[..spec.buckets].fill(0);
+            counts[..spec.buckets].fill(0);
             self.sum = 0;
         } else {
             for b in self.head + 1..=bucket {
-                let slot = self.slot(spec, b);
-                self.sum -= self.counts[slot];
-                self.counts[slot] = 0;
+                let slot = b.rem_euclid(spec.buckets as i64) as usize;
+                self.sum -= counts[slot];
+                counts[slot] = 0;
             }
         }
         self.head = bucket;
@@ -166,13 +206,15 @@ impl RateWindow {
 
     /// Adds `n` events at `bucket` (which must not be ahead of the head: call `advance`
     /// first). Out-of-order events land in their own bucket while it is still in the window.
+    #[inline]
     pub fn add(&mut self, spec: &WindowSpec, bucket: i64, n: u32) -> Added {
         debug_assert!(bucket <= self.head, "advance before adding");
         if self.head - bucket >= spec.buckets as i64 {
             return Added::TooOld;
         }
         let slot = self.slot(spec, bucket);
-        self.counts[slot] = self.counts[slot].saturating_add(n);
+        let counts = self.counts.fit(spec.buckets);
+        counts[slot] = counts[slot].saturating_add(n);
         self.sum = self.sum.saturating_add(n);
         Added::Counted
     }
@@ -246,13 +288,41 @@ mod tests {
         assert_eq!(text, r#"{"head":7,"counts":[1,5,0,2,1]}"#);
         let back: RateWindow = serde_json::from_str(&text).unwrap();
         assert_eq!(
-            (back.head(), back.sum(), back.counts),
-            (7, 9, window.counts)
+            (back.head(), back.sum(), back.counts.all()),
+            (7, 9, window.counts.all())
         );
         assert!(back.fits(&spec));
         assert!(!back.fits(&WindowSpec::new(40 * SEC, 10 * SEC).unwrap()));
         let too_long = format!(r#"{{"head":1,"counts":{:?}}}"#, [1; MAX_BUCKETS + 1]);
+        // A saved window wider than the inline slots comes back wide.
+        let wide = format!(r#"{{"head":29,"counts":{:?}}}"#, [1; MAX_BUCKETS]);
+        let wide: RateWindow = serde_json::from_str(&wide).unwrap();
+        assert_eq!((wide.sum(), wide.counts.all().len()), (30, MAX_BUCKETS));
         assert!(serde_json::from_str::<RateWindow>(&too_long).is_err());
+    }
+
+    #[test]
+    fn a_window_wider_than_its_inline_slots_grows_on_its_first_write() {
+        let spec = WindowSpec::new(600 * SEC, 20 * SEC).unwrap();
+        let mut window = RateWindow::new(0);
+        assert!(matches!(window.counts, Slots::Inline(_)));
+        assert_eq!(window.head_count(&spec), 0);
+        for bucket in 0..40 {
+            window.record(&spec, bucket, |_, _| {});
+        }
+        assert!(matches!(window.counts, Slots::Wide(_)));
+        assert_eq!(window.sum(), 30, "one per bucket, thirty buckets");
+        let narrow = spec_of(6);
+        let mut small = RateWindow::new(0);
+        for bucket in 0..10 {
+            small.record(&narrow, bucket, |_, _| {});
+        }
+        assert!(matches!(small.counts, Slots::Inline(_)));
+        assert_eq!(small.sum(), 6);
+    }
+
+    fn spec_of(buckets: i64) -> WindowSpec {
+        WindowSpec::new(buckets * 10 * SEC, 10 * SEC).unwrap()
     }
 
     proptest! {
