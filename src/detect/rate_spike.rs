@@ -128,6 +128,8 @@ impl Agents {
         if let Some(slot) = self.0.iter_mut().find(|(h, _)| *h == hash) {
             slot.1 = bucket;
         } else if self.0.len() < AGENT_SLOTS {
+            // Most keys have one agent: no room reserved for four (a Vec's first growth).
+            self.0.reserve_exact(1);
             self.0.push((hash, bucket));
         } else if let Some(stalest) = self.0.iter_mut().min_by_key(|(_, b)| *b) {
             *stalest = (hash, bucket);
