@@ -593,7 +593,11 @@ mod spread_tests {
                 spread.see(bucket, 6, source * 7919 + bucket as u64, 0.1, true);
             }
         }
-        assert_eq!(spread.slots.len(), 6, "never more than the window's buckets");
+        assert_eq!(
+            spread.slots.len(),
+            6,
+            "never more than the window's buckets"
+        );
         let estimate = spread.estimate(119, 6);
         assert!((55.0..=65.0).contains(&estimate), "{estimate}");
         // A gap longer than the window leaves only the new bucket.

@@ -104,7 +104,10 @@ struct SavedWindow {
 impl From<RateWindow> for SavedWindow {
     fn from(window: RateWindow) -> Self {
         let counts = window.counts.all();
-        let used = counts.iter().rposition(|&c| c != 0).map_or(0, |last| last + 1);
+        let used = counts
+            .iter()
+            .rposition(|&c| c != 0)
+            .map_or(0, |last| last + 1);
         SavedWindow {
             head: window.head,
             counts: counts[..used].to_vec(),
@@ -155,7 +158,9 @@ impl RateWindow {
     /// has no count outside `spec`'s slots).
     pub fn fits(&self, spec: &WindowSpec) -> bool {
         let counts = self.counts.all();
-        counts[spec.buckets.min(counts.len())..].iter().all(|&c| c == 0)
+        counts[spec.buckets.min(counts.len())..]
+            .iter()
+            .all(|&c| c == 0)
     }
 
     /// The newest bucket index.
