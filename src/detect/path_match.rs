@@ -190,14 +190,7 @@ impl FieldAutomaton {
         if patterns.is_empty() {
             return None;
         }
-        let automaton = aho_corasick::AhoCorasickBuilder::new()
-            .ascii_case_insensitive(true)
-            .kind(Some(aho_corasick::AhoCorasickKind::DFA))
-            // Most patterns start with `/`, which every path is full of: a start-byte
-            // prefilter restarts at each one and costs more than the plain scan.
-            .prefilter(false)
-            .build(&patterns)
-            .expect("each set's patterns built alone");
+        let automaton = target_automaton(&patterns).expect("each set's patterns built alone");
         Some(FieldAutomaton { automaton, bits })
     }
 
@@ -284,6 +277,20 @@ impl Combined {
         }
         bits
     }
+}
+
+/// The automaton for path / query / request-line patterns: case-insensitive, a DFA (the
+/// sets are small and every request is searched), and no start-byte prefilter: most
+/// patterns start with `/`, which every path is full of, and a prefilter restarting at each
+/// one costs more than the plain scan.
+pub(super) fn target_automaton(
+    patterns: &[String],
+) -> Result<AhoCorasick, aho_corasick::BuildError> {
+    aho_corasick::AhoCorasickBuilder::new()
+        .ascii_case_insensitive(true)
+        .kind(Some(aho_corasick::AhoCorasickKind::DFA))
+        .prefilter(false)
+        .build(patterns)
 }
 
 /// `set` matches the request's `field` (the path or the query; `Target` as `matches`).

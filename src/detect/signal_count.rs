@@ -5,13 +5,13 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind};
+use aho_corasick::AhoCorasick;
 use serde::{Deserialize, Serialize};
 
 use super::definition::{DetectorDef, SignalParams};
 use super::episodes::{EpisodeSettings, Episodes, Opening};
 use super::incident::{IncidentEvent, Score, Severity};
-use super::path_match::{matches, matches_field, MatchField, PathMatch};
+use super::path_match::{matches, matches_field, target_automaton, MatchField, PathMatch};
 use super::state::{self, RestoreReport, Shape, StateRow};
 use super::{Context, Detector, DetectorStats};
 use crate::event::{Request, Timestamp};
@@ -134,20 +134,9 @@ fn ip_hash(ip: IpAddr) -> u64 {
 
 type ExploitSet = (Arc<AhoCorasick>, MatchField, Option<u8>);
 
-/// A DFA: the pattern sets are small and every request's path is searched.
 fn pattern_set(patterns: &[String]) -> Option<Arc<AhoCorasick>> {
-    (!patterns.is_empty()).then(|| {
-        Arc::new(
-            AhoCorasickBuilder::new()
-                .ascii_case_insensitive(true)
-                .kind(Some(AhoCorasickKind::DFA))
-                // Most patterns start with `/`, which every path is full of: a start-byte
-                // prefilter restarts at each one and costs more than the DFA's plain scan.
-                .prefilter(false)
-                .build(patterns)
-                .expect("definition checked the patterns"),
-        )
-    })
+    (!patterns.is_empty())
+        .then(|| Arc::new(target_automaton(patterns).expect("definition checked the patterns")))
 }
 
 impl SignalCount {
