@@ -9,6 +9,7 @@ pub mod alert;
 pub mod api;
 pub mod cli;
 pub mod clock;
+pub mod cluster;
 pub mod config;
 pub mod detect;
 pub mod detectors_dir;

@@ -184,6 +184,7 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
             warmup_nanos: nanos(args.warmup),
             token_key: super::token_key(args.token_key_file.as_deref(), store.as_ref())?,
             ignore: read_ignore(args.ignore_file.as_deref())?,
+            ..EngineSettings::default()
         },
     );
     let settings = PipelineSettings {

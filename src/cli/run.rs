@@ -23,7 +23,8 @@ use crate::config::{Config, TokenSource, WatchMode};
 use crate::detect::{Engine, EngineSettings, IncidentEvent, StateRow};
 use crate::event::Timestamp;
 use crate::pipeline::{
-    self, BatchStream, ClockSettings, DecodePool, Flow, Merge, ReadSpec, Sink, StoreSink,
+    self, BatchStream, ClockSettings, DecodePool, Flow, IdleClock, Merge, ReadSpec, SavedState,
+    Sink, StoreSink,
 };
 use crate::store::{Checkpoint, Router, WriterSettings};
 use crate::tail::{Checkpoints, Discovery, FollowSettings, GroupSpec, Wakeup};
@@ -75,18 +76,39 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             .then(|| Router(Arc::new(Routes::new(config.alerts.clone())))),
         ..WriterSettings::default()
     };
+    let analyzer_writer = writer.clone();
     let mut store = StoreSink::open(&config.store_url, writer)
         .with_context(|| format!("{}: [store]", config.path.display()))?;
-    let mut engine = Engine::new(
-        &defs,
-        EngineSettings {
-            warmup_nanos: nanos(config.warmup),
-            token_key: super::token_key(config.token_key_file.as_deref(), Some(&store))
-                .with_context(|| format!("{}: tokens.key_file", config.path.display()))?,
-            ignore: config.ignore.clone(),
-        },
-    );
     let handle = store.handle();
+    let cluster = match &config.cluster {
+        Some(cluster) => Some(Arc::new(
+            handle
+                .block_on(crate::cluster::Cluster::connect(cluster))
+                .with_context(|| format!("{}: [cluster]", config.path.display()))?,
+        )),
+        None => None,
+    };
+    // Agents of one cluster must fingerprint tokens alike: without a key file, they share
+    // the key kept in the cluster's settings bucket.
+    let token_key = match (&cluster, &config.token_key_file) {
+        (Some(cluster), None) => handle
+            .block_on(cluster.shared_token_key())
+            .with_context(|| format!("{}: [cluster]", config.path.display()))?,
+        _ => super::token_key(config.token_key_file.as_deref(), Some(&store))
+            .with_context(|| format!("{}: tokens.key_file", config.path.display()))?,
+    };
+    let engine_settings = EngineSettings {
+        warmup_nanos: nanos(config.warmup),
+        token_key: token_key.clone(),
+        ignore: config.ignore.clone(),
+        ..EngineSettings::default()
+    };
+    // In cluster mode detection is the analyzers' (even in a process that is both): the
+    // local engine only keeps the merge's clock.
+    let mut engine = Engine::new(
+        if cluster.is_some() { &[] } else { &defs },
+        engine_settings.clone(),
+    );
     // Deliveries left pending by an earlier run go out from the start.
     let (alerts_stop, alerts_stopping) = tokio::sync::watch::channel(false);
     let alerter = (!config.alerts.is_empty()).then(|| {
@@ -168,6 +190,82 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             stop.store(true, Ordering::SeqCst);
         });
     }
+    let clock = ClockSettings {
+        late_tolerance_nanos: nanos(config.late_tolerance),
+        max_jump_nanos: nanos(config.max_time_jump),
+        // Live lines cannot be from (far in) the future, however they agree.
+        wall_clock: Some(now_wall),
+    };
+    let analyzer = match (&cluster, &config.cluster) {
+        (Some(cluster), Some(settings)) if settings.role.analyzes() => {
+            let analyzer_settings = crate::cluster::AnalyzerSettings {
+                defs: defs.clone(),
+                engine: engine_settings.clone(),
+                clock,
+                idle_timeout: config.tail.idle_timeout,
+                checkpoint_interval: config.tail.checkpoint_interval,
+                writer: analyzer_writer,
+            };
+            let stats = Arc::new(crate::cluster::AnalyzerStats::default());
+            let thread = {
+                let (cluster, handle, store_, url, stop, stats) = (
+                    cluster.clone(),
+                    handle.clone(),
+                    store.store(),
+                    store.url().to_owned(),
+                    stop.clone(),
+                    stats.clone(),
+                );
+                std::thread::Builder::new()
+                    .name("analyzer".into())
+                    .spawn(move || {
+                        crate::cluster::analyzer::run(
+                            cluster,
+                            handle,
+                            store_,
+                            url,
+                            analyzer_settings,
+                            stop,
+                            stats,
+                        )
+                    })?
+            };
+            Some((thread, stats))
+        }
+        _ => None,
+    };
+    if config.cluster.as_ref().is_some_and(|c| !c.role.tails()) {
+        // An analyzer only: no files to follow.
+        sources_open.store(true, Ordering::SeqCst);
+        eprintln!(
+            "gatewatch run: cluster analyzer {} listening on http://{listen} (store {})",
+            config.cluster.as_ref().map_or("", |c| c.name.as_str()),
+            store.url()
+        );
+        let (thread, stats) = analyzer.expect("an analyzer role starts one");
+        while !thread.is_finished() {
+            metrics::analyzer(&stats);
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        let result = thread
+            .join()
+            .map_err(|_| anyhow::anyhow!("the analyzer panicked"))?;
+        let _ = alerts_stop.send(true);
+        if let Some(alerter) = alerter {
+            let _ = handle
+                .block_on(async { tokio::time::timeout(Duration::from_secs(2), alerter).await });
+        }
+        server_stop.notify_waiters();
+        let _ =
+            handle.block_on(async { tokio::time::timeout(Duration::from_secs(2), server).await });
+        let report = store.finish();
+        result?;
+        return Ok(if report.complete() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        });
+    }
     tracing::info!(
         listen = %listen,
         store = %store.url(),
@@ -208,18 +306,20 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         metrics,
         store_probe: store.probe(),
         tail_stats: discovery,
+        agent_stats: None,
     };
     let mut counter = OpenedCounter::default();
-    let mut merge = Merge::new(
-        Vec::new(),
-        Vec::new(),
-        ClockSettings {
-            late_tolerance_nanos: nanos(config.late_tolerance),
-            max_jump_nanos: nanos(config.max_time_jump),
-            // Live lines cannot be from (far in) the future, however they agree.
-            wall_clock: Some(now_wall),
-        },
-    );
+    let mut merge = Merge::new(Vec::new(), Vec::new(), clock);
+    if let Some(cluster) = &cluster {
+        let publisher = crate::cluster::Publisher::new(
+            cluster.clone(),
+            handle.clone(),
+            token_key,
+            stop.clone(),
+        );
+        daemon.agent_stats = Some(publisher.stats.clone());
+        merge.set_tap(Box::new(publisher));
+    }
     let result = {
         let mut sinks: Vec<&mut dyn Sink> = vec![&mut counter, &mut store];
         merge.run_live(
@@ -229,6 +329,11 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             &mut |merge, engine| daemon.tick(merge, engine),
         )
     };
+    // An agent's last events: checkpoints cover only what JetStream acknowledged.
+    let published = merge.flush_tap();
+    if let Err(err) = &published {
+        tracing::error!(error = %format!("{err:#}"), "not every event was published; the lines since the last checkpoint are read again");
+    }
     // Clean stop: what was processed is stored, then checkpointed; open incidents stay open
     // (they go on after the restart). One grace period for all of it, so a stop takes
     // well under 10 s (Kubernetes' default grace is 30 s) even with a slow store.
@@ -251,11 +356,15 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         .expect("not poisoned")
         .changes(engine.snapshot());
     // (Not applied after the save: the process ends.)
-    let last: Vec<Checkpoint> = daemon
-        .due_checkpoints(&merge)
-        .into_iter()
-        .map(|(_, c)| c)
-        .collect();
+    let last: Vec<Checkpoint> = if published.is_ok() {
+        daemon
+            .due_checkpoints(&merge)
+            .into_iter()
+            .map(|(_, c)| c)
+            .collect()
+    } else {
+        Vec::new()
+    };
     tracing::debug!(
         changed = changes.changed.len(),
         gone = changes.gone.len(),
@@ -282,9 +391,19 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     server_stop.notify_waiters();
     let wait = left().clamp(Duration::from_millis(100), Duration::from_secs(2));
     let _ = handle.block_on(async { tokio::time::timeout(wait, server).await });
+    let analyzed = analyzer.map(|(thread, _)| {
+        thread
+            .join()
+            .map_err(|_| anyhow::anyhow!("the analyzer panicked"))
+            .and_then(|r| r)
+    });
     let report = store.finish();
     result?;
     let mut status = ExitCode::SUCCESS;
+    if let Some(Err(err)) = analyzed {
+        tracing::error!(error = %format!("{err:#}"), "the analyzer failed");
+        status = ExitCode::FAILURE;
+    }
     match saved {
         Ok(Ok(())) => {}
         Ok(Err(err)) => {
@@ -425,40 +544,6 @@ fn spawn_discovery(
     Ok(stats)
 }
 
-/// Moves event time on while every log is quiet, so quiet incidents close without new
-/// lines: by the wall time elapsed since the last line, never past where the logs would
-/// be had they gone on (a replayed or delayed log stays consistent).
-#[derive(Default)]
-struct IdleClock {
-    /// The engine's clock when lines last moved it, and when that was.
-    base: Option<(Timestamp, Instant)>,
-    /// Where we moved it ourselves.
-    moved_to: Option<Timestamp>,
-}
-
-impl IdleClock {
-    fn tick(&mut self, engine: &mut Engine, at: Instant) {
-        let Some(clock) = engine.clock() else { return };
-        let lines_moved_it = match (self.base, self.moved_to) {
-            (None, _) => true,
-            (Some(_), Some(ours)) => clock > ours,
-            (Some((base, _)), None) => clock > base,
-        };
-        if lines_moved_it {
-            self.base = Some((clock, at));
-            self.moved_to = None;
-            return;
-        }
-        let (base, since) = self.base.expect("set above");
-        let quiet = at.saturating_duration_since(since);
-        if quiet >= Duration::from_secs(1) {
-            let to = Timestamp(base.nanos().saturating_add(nanos(quiet)));
-            engine.advance_to(to);
-            self.moved_to = Some(to);
-        }
-    }
-}
-
 struct Daemon<'a> {
     config: &'a Config,
     arrivals: mpsc::Receiver<NewFile>,
@@ -480,6 +565,8 @@ struct Daemon<'a> {
     metrics: metrics::Metrics,
     store_probe: pipeline::StoreProbe,
     tail_stats: Arc<crate::tail::TailStats>,
+    /// A cluster agent's publishing counters.
+    agent_stats: Option<Arc<crate::cluster::AgentStats>>,
 }
 
 impl Daemon<'_> {
@@ -488,7 +575,24 @@ impl Daemon<'_> {
         while let Ok(NewFile { file, stream }) = self.arrivals.try_recv() {
             let index = merge.add(file.path.clone(), stream);
             debug_assert_eq!(index, self.files.len());
+            if let Some(publisher) = merge
+                .tap()
+                .and_then(|tap| tap.as_any().downcast_mut::<crate::cluster::Publisher>())
+            {
+                // Its fingerprint, not its path: ids must survive renames and restarts.
+                publisher.name_source(index, file.fingerprint.clone());
+            }
             self.files.push(file);
+        }
+        // A cluster agent: what was merged is published and acknowledged before any
+        // checkpoint below can cover it.
+        if let Err(err) = merge.flush_tap() {
+            tracing::warn!(error = %format!("{err:#}"), "publishing to JetStream failed");
+            return if self.stop.load(Ordering::SeqCst) {
+                Flow::Stop
+            } else {
+                Flow::Continue
+            };
         }
         let at = now();
         self.idle.tick(engine, at);
@@ -621,6 +725,9 @@ impl Daemon<'_> {
         self.metrics
             .pipeline(merge, engine, &files, &self.tail_stats, now_wall());
         self.metrics.store(&self.store_probe);
+        if let Some(stats) = &self.agent_stats {
+            metrics::agent(stats);
+        }
     }
 }
 
@@ -646,152 +753,5 @@ impl Sink for OpenedCounter {
 
     fn durable(&mut self) -> u64 {
         self.accepted
-    }
-}
-
-/// The learned state as the store holds it: a digest per row, so a save writes the rows
-/// that changed and deletes the keys that are gone instead of rewriting every row (200,000
-/// keys: over 8 s a save). About 60 bytes a key.
-#[derive(Default)]
-struct SavedState {
-    rows: HashMap<String, HashMap<Box<str>, u64, DigestState>>,
-}
-
-type DigestState = foldhash::fast::FixedState;
-
-/// A save's work: the rows to write (with their digests) and the keys to delete.
-struct StateChanges {
-    changed: Vec<StateRow>,
-    digests: Vec<u64>,
-    gone: Vec<(String, String)>,
-}
-
-impl SavedState {
-    fn of(rows: &[StateRow]) -> SavedState {
-        let mut saved = SavedState::default();
-        for row in rows {
-            saved.set(row, digest(row));
-        }
-        saved
-    }
-
-    fn set(&mut self, row: &StateRow, digest: u64) {
-        if !self.rows.contains_key(&row.detector) {
-            self.rows.insert(row.detector.clone(), HashMap::default());
-        }
-        let table = self.rows.get_mut(&row.detector).expect("inserted above");
-        table.insert(row.entity.as_str().into(), digest);
-    }
-
-    /// What saving the engine's `rows` (a whole snapshot) must change in the store.
-    fn changes(&self, rows: Vec<StateRow>) -> StateChanges {
-        let digests: Vec<u64> = rows.iter().map(digest).collect();
-        let mut known: HashMap<&str, usize> = HashMap::new();
-        let mut is_changed = Vec::with_capacity(rows.len());
-        for (row, digest) in rows.iter().zip(&digests) {
-            let saved = self
-                .rows
-                .get(&row.detector)
-                .and_then(|t| t.get(row.entity.as_str()));
-            if saved.is_some() {
-                *known.entry(row.detector.as_str()).or_default() += 1;
-            }
-            is_changed.push(saved != Some(digest));
-        }
-        // Keys are unique within a snapshot: a table with fewer of its keys in the snapshot
-        // than it holds lost some (evicted, closed).
-        let mut gone = Vec::new();
-        for (detector, table) in &self.rows {
-            if known.get(detector.as_str()).copied().unwrap_or(0) == table.len() {
-                continue;
-            }
-            let present: std::collections::HashSet<&str> = rows
-                .iter()
-                .filter(|r| r.detector == *detector)
-                .map(|r| r.entity.as_str())
-                .collect();
-            gone.extend(
-                table
-                    .keys()
-                    .filter(|entity| !present.contains(&entity.as_ref()))
-                    .map(|entity| (detector.clone(), entity.to_string())),
-            );
-        }
-        let (mut changed, mut changed_digests) = (Vec::new(), Vec::new());
-        for ((row, digest), is_changed) in rows.into_iter().zip(digests).zip(is_changed) {
-            if is_changed {
-                changed.push(row);
-                changed_digests.push(digest);
-            }
-        }
-        StateChanges {
-            changed,
-            digests: changed_digests,
-            gone,
-        }
-    }
-
-    /// The store now holds `changes` too.
-    fn apply(&mut self, changes: &StateChanges) {
-        for (row, &digest) in changes.changed.iter().zip(&changes.digests) {
-            self.set(row, digest);
-        }
-        for (detector, entity) in &changes.gone {
-            if let Some(table) = self.rows.get_mut(detector) {
-                table.remove(entity.as_str());
-            }
-        }
-        self.rows.retain(|_, table| !table.is_empty());
-    }
-}
-
-fn digest(row: &StateRow) -> u64 {
-    use std::hash::BuildHasher;
-    DigestState::with_seed(0x5a7e_d16e).hash_one((row.state.as_str(), row.updated_at.nanos()))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn row(detector: &str, entity: &str, state: &str) -> StateRow {
-        StateRow {
-            detector: detector.into(),
-            entity: entity.into(),
-            state: state.into(),
-            updated_at: Timestamp(1),
-        }
-    }
-
-    #[test]
-    fn a_save_writes_what_changed_and_deletes_what_is_gone() {
-        let mut stored = SavedState::of(&[
-            row("rate-spike-ip", "10.0.0.1", "{\"v\":1,\"n\":1}"),
-            row("rate-spike-ip", "10.0.0.2", "{\"v\":1,\"n\":1}"),
-            row("scanner-ip", "", "{\"v\":1}"),
-        ]);
-        let now = || {
-            vec![
-                row("rate-spike-ip", "10.0.0.1", "{\"v\":1,\"n\":1}"),
-                row("rate-spike-ip", "10.0.0.3", "{\"v\":1,\"n\":1}"),
-                row("scanner-ip", "", "{\"v\":1,\"x\":2}"),
-            ]
-        };
-        let changes = stored.changes(now());
-        let changed: Vec<(&str, &str)> = changes
-            .changed
-            .iter()
-            .map(|r| (r.detector.as_str(), r.entity.as_str()))
-            .collect();
-        assert_eq!(changed, [("rate-spike-ip", "10.0.0.3"), ("scanner-ip", "")]);
-        assert_eq!(
-            changes.gone,
-            [("rate-spike-ip".to_string(), "10.0.0.2".to_string())]
-        );
-        // Not applied (the save failed): the next save carries the same changes.
-        assert_eq!(stored.changes(now()).changed.len(), 2);
-        stored.apply(&changes);
-        let again = stored.changes(now());
-        assert!(again.changed.is_empty() && again.gone.is_empty());
     }
 }

@@ -12,6 +12,8 @@ use serde::Deserialize;
 
 mod alerts;
 pub use alerts::{AlertChannel, ChannelKind, ChannelUrl, GroupBy};
+mod cluster;
+pub use cluster::{ClusterConfig, NatsAuth, Role};
 
 use crate::input::DEFAULT_MAX_LINE;
 use crate::parse::{JsonFields, TrustedProxies, PRESET_NAMES};
@@ -53,6 +55,8 @@ struct RawConfig {
     /// Requests no detector sees: `cidrs`, `user_agents`, `paths`.
     #[serde(default)]
     ignore: crate::detect::ignore::RawIgnore,
+    /// Cluster mode (absent: standalone).
+    cluster: Option<cluster::RawCluster>,
 }
 
 #[derive(Deserialize, Debug, Default)]
@@ -206,6 +210,8 @@ pub struct Config {
     pub token_key_file: Option<PathBuf>,
     /// `[ignore]`: requests no detector sees.
     pub ignore: crate::detect::ignore::IgnoreRules,
+    /// `[cluster]`: `None` runs standalone.
+    pub cluster: Option<ClusterConfig>,
 }
 
 /// Every problem found in a config file, one per line: `FILE: KEY: reason`.
@@ -325,7 +331,15 @@ fn check(
         raw.max_time_jump.as_deref(),
         Duration::from_secs(600),
     );
-    if raw.sources.is_empty() {
+    let cluster = cluster::check_cluster(raw.cluster, env, problems);
+    let analyzer_only = cluster.as_ref().is_some_and(|c| !c.role.tails());
+    if analyzer_only && !raw.sources.is_empty() {
+        problems.add(
+            "sources",
+            "an analyzer (cluster.role = \"analyzer\") reads no files: remove [[sources]] or use role = \"both\"",
+        );
+    }
+    if raw.sources.is_empty() && !analyzer_only {
         problems.add(
             "sources",
             "no [[sources]]: name at least one group of log files to follow",
@@ -399,6 +413,7 @@ fn check(
         alerts,
         token_key_file: raw.tokens.key_file,
         ignore,
+        cluster,
     }
 }
 

@@ -33,6 +33,12 @@ pub struct EngineSettings {
     pub token_key: std::sync::Arc<[u8]>,
     /// Requests no detector sees (one's own monitors and scanners).
     pub ignore: IgnoreRules,
+    /// Requests carry token fingerprints already, not tokens (a cluster analyzer's events:
+    /// the agent fingerprinted them with the same key).
+    pub tokens_fingerprinted: bool,
+    /// One in how many keys of a partitioned family this engine sees (a cluster partition
+    /// of `partitions`; 1 standalone). Population statistics are weighted by it.
+    pub key_share: u32,
 }
 
 impl Default for EngineSettings {
@@ -41,6 +47,31 @@ impl Default for EngineSettings {
             warmup_nanos: 5 * 60 * NANOS_PER_SEC,
             token_key: std::sync::Arc::from(&[][..]),
             ignore: IgnoreRules::default(),
+            tokens_fingerprinted: false,
+            key_share: 1,
+        }
+    }
+}
+
+/// The kinds of key a detector's statistics are over, as bits: cluster mode sends each
+/// request to one partition per family, chosen by that family's key, and each partition
+/// runs only that family's detectors on it.
+pub mod family {
+    use crate::event::EntityKind;
+
+    /// Client addresses and their prefixes (an address and its /24 or /64 together).
+    pub const ADDRESS: u8 = 1;
+    pub const TOKEN: u8 = 2;
+    pub const ROUTE: u8 = 4;
+    pub const GLOBAL: u8 = 8;
+    pub const ALL: u8 = ADDRESS | TOKEN | ROUTE | GLOBAL;
+
+    pub fn of(entity: EntityKind) -> u8 {
+        match entity {
+            EntityKind::Ip | EntityKind::Subnet => ADDRESS,
+            EntityKind::Token => TOKEN,
+            EntityKind::Route => ROUTE,
+            EntityKind::Global => GLOBAL,
         }
     }
 }
@@ -65,6 +96,8 @@ pub struct EngineStats {
 
 pub struct Engine {
     detectors: Vec<Box<dyn Detector>>,
+    /// Each detector's `family` bit.
+    families: Vec<u8>,
     /// With route-keyed detectors: builds each request's route once for all of them.
     routes: Option<RouteScratch>,
     ignore: Ignore,
@@ -100,8 +133,9 @@ impl Engine {
         let mut path_match = PathMatch::default();
         let detectors = defs
             .iter()
-            .map(|def| build(def, &mut path_match, &settings.token_key))
+            .map(|def| build(def, &mut path_match, &settings))
             .collect();
+        let families = defs.iter().map(|def| family::of(def.entity)).collect();
         let ignore = Ignore::new(settings.ignore.clone(), &mut path_match);
         path_match.finish();
         let routes = defs
@@ -110,6 +144,7 @@ impl Engine {
             .then(RouteScratch::default);
         Engine {
             detectors,
+            families,
             routes,
             ignore,
             path_match: std::sync::Arc::new(path_match),
@@ -142,6 +177,18 @@ impl Engine {
         line: &[u8],
         path_bits: Option<u32>,
     ) -> Observed {
+        self.observe_families(req, line, path_bits, family::ALL)
+    }
+
+    /// `observe_matched` by only the detectors of the `families` bits (cluster mode: the
+    /// partition holds this request's keys of those families only).
+    pub fn observe_families(
+        &mut self,
+        req: &Request<'_>,
+        line: &[u8],
+        path_bits: Option<u32>,
+        families: u8,
+    ) -> Observed {
         let Some(ts) = req.ts else {
             self.stats.no_timestamp += 1;
             return Observed::NoTimestamp;
@@ -164,8 +211,10 @@ impl Engine {
             .as_mut()
             .map(|scratch| RouteKey::of_with(req, scratch));
         ctx.route = route.as_ref().map(Option::as_ref);
-        for detector in &mut self.detectors {
-            detector.observe(req, line, &ctx, &mut self.events);
+        for (detector, family) in self.detectors.iter_mut().zip(&self.families) {
+            if family & families != 0 {
+                detector.observe(req, line, &ctx, &mut self.events);
+            }
         }
         Observed::Accepted
     }
@@ -183,6 +232,12 @@ impl Engine {
                 detector.close_quiet(ts, &mut self.events);
             }
         }
+    }
+
+    /// Another view of the same traffic began at `first` (a cluster's other agents): the
+    /// warm-up counts from the earliest line of all of them.
+    pub fn note_first(&mut self, first: Timestamp) {
+        self.first = Some(self.first.map_or(first, |own| own.min(first)));
     }
 
     /// The engine's event-time clock (`None` before the first request).
@@ -295,13 +350,24 @@ impl Engine {
 fn build(
     def: &DetectorDef,
     path_match: &mut PathMatch,
-    token_key: &std::sync::Arc<[u8]>,
+    settings: &EngineSettings,
 ) -> Box<dyn Detector> {
+    let tokens = super::token_sources::TokenHasher::new(
+        settings.token_key.clone(),
+        settings.tokens_fingerprinted,
+    );
     match &def.params {
         KindParams::RateSpike(params) => match def.entity {
-            EntityKind::Ip => Box::new(RateSpike::<IpAddr>::new(def, params)),
-            EntityKind::Subnet => Box::new(RateSpike::<SubnetKey>::new(def, params)),
-            EntityKind::Route => Box::new(RateSpike::<RouteKey>::new(def, params)),
+            EntityKind::Ip => {
+                Box::new(RateSpike::<IpAddr>::new(def, params).seeing_one_in(settings.key_share))
+            }
+            EntityKind::Subnet => {
+                Box::new(RateSpike::<SubnetKey>::new(def, params).seeing_one_in(settings.key_share))
+            }
+            EntityKind::Route => {
+                Box::new(RateSpike::<RouteKey>::new(def, params).seeing_one_in(settings.key_share))
+            }
+            // The whole site is one key, seen whole by one partition.
             EntityKind::Global => Box::new(RateSpike::<GlobalKey>::new(def, params)),
             // The definition check refuses other keys for rate_spike.
             EntityKind::Token => unreachable!("rate_spike by token is refused by the check"),
@@ -312,15 +378,9 @@ fn build(
             params,
             path_match,
         )),
-        KindParams::TokenManySources(params) => {
-            Box::new(TokenSources::new(def, params, token_key.clone()))
-        }
-        KindParams::TokenNewSource(params) => {
-            Box::new(TokenNewSource::new(def, params, token_key.clone()))
-        }
-        KindParams::IpManyTokens(params) => {
-            Box::new(IpManyTokens::new(def, params, token_key.clone()))
-        }
+        KindParams::TokenManySources(params) => Box::new(TokenSources::new(def, params, tokens)),
+        KindParams::TokenNewSource(params) => Box::new(TokenNewSource::new(def, params, tokens)),
+        KindParams::IpManyTokens(params) => Box::new(IpManyTokens::new(def, params, tokens)),
         KindParams::BadAgent(params) => Box::new(BadAgent::new(def, params, path_match)),
         KindParams::UnexpectedSource(params) => Box::new(UnexpectedSource::new(def, params)),
         KindParams::ErrorSpike(params) => match def.entity {

@@ -25,7 +25,7 @@ pub mod token_sources;
 mod unexpected_source;
 
 pub use definition::{DefinitionErrors, DetectorDef, KindParams};
-pub use engine::{Engine, EngineSettings, EngineStats, Observed};
+pub use engine::{family, Engine, EngineSettings, EngineStats, Observed};
 pub use incident::{
     incident_id, Evidence, Explain, Incident, IncidentEvent, Score, Severity, Status, Tally,
 };

@@ -245,6 +245,8 @@ pub struct RateSpike<K: EntityKey> {
     keys: KeyTable<K, KeyState>,
     scratch: K::Scratch,
     population: PopulationHistogram,
+    /// One in how many keys this detector sees (see `seeing_one_in`).
+    key_share: u32,
     /// Population quantile of window counts, refreshed once per bucket.
     population_reference: f64,
     refreshed_bucket: i64,
@@ -268,7 +270,16 @@ impl<K: EntityKey> RateSpike<K> {
                 / params.window.bucket_nanos() as f64,
             episodes: Episodes::new(EpisodeSettings::of(def, params.quiet_nanos)),
             params: params.clone(),
+            key_share: 1,
         }
+    }
+
+    /// This detector sees one in `share` of the keys (a cluster partition): its population
+    /// samples and its count of keys stand for `share` times as many, so the population
+    /// reference is trusted, and the false-alarm budget split, as they would be with all.
+    pub fn seeing_one_in(mut self, share: u32) -> Self {
+        self.key_share = share.max(1);
+        self
     }
 
     /// The count a window must reach before the key's own baseline is even consulted.
@@ -323,7 +334,7 @@ impl<K: EntityKey> Detector for RateSpike<K> {
         let entry = self.entry_threshold();
         let open = self.episodes.is_open(&ip);
         let alpha = self.alpha;
-        let tracked = self.keys.len().max(1);
+        let tracked = self.keys.len().max(1) * self.key_share as usize;
         let state = self.keys.get_or_insert(ip.clone(), || KeyState {
             window: RateWindow::new(bucket),
             baseline: Ewma::default(),
@@ -372,10 +383,11 @@ impl<K: EntityKey> Detector for RateSpike<K> {
         let periods = spec.buckets() as i64;
         let new_period = bucket.div_euclid(periods) != state.window.head().div_euclid(periods);
         let population = &mut self.population;
+        let share = self.key_share;
         let baseline = &mut state.baseline;
         state.window.record(&spec, bucket, |count, empty| {
             if new_period {
-                population.record(before);
+                population.record_weighted(before, share);
             }
             // An anomaly must not become the baseline it is judged against.
             if !open {

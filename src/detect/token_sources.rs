@@ -89,7 +89,7 @@ pub struct TokenSources {
 }
 
 impl TokenSources {
-    pub fn new(def: &DetectorDef, params: &TokenSourcesParams, key: Arc<[u8]>) -> Self {
+    pub fn new(def: &DetectorDef, params: &TokenSourcesParams, tokens: TokenHasher) -> Self {
         TokenSources {
             id: def.id.clone(),
             severity: def.severity,
@@ -97,7 +97,7 @@ impl TokenSources {
             tokens: KeyTable::new(params.capacity),
             episodes: Episodes::new(EpisodeSettings::of(def, params.quiet_nanos)),
             params: params.clone(),
-            tokens_hash: TokenHasher::new(key),
+            tokens_hash: tokens,
         }
     }
 }
@@ -105,19 +105,22 @@ impl TokenSources {
 /// A detector's view of tokens: their fingerprints and their keys in its table (a 64-bit
 /// hash seeded from the fingerprint key, so the table holds nothing that reveals a token
 /// without the key either). The seed is derived once, not per request.
-struct TokenHasher {
+pub struct TokenHasher {
     key: Arc<[u8]>,
     table: foldhash::fast::FixedState,
+    /// Tokens arrive as fingerprints already (cluster mode).
+    fingerprinted: bool,
 }
 
 impl TokenHasher {
-    fn new(key: Arc<[u8]>) -> TokenHasher {
+    pub fn new(key: Arc<[u8]>, fingerprinted: bool) -> TokenHasher {
         let seed = key
             .iter()
             .fold(0x70c3_u64, |h, b| h.rotate_left(5) ^ u64::from(*b));
         TokenHasher {
             key,
             table: foldhash::fast::FixedState::with_seed(seed),
+            fingerprinted,
         }
     }
 
@@ -127,12 +130,15 @@ impl TokenHasher {
     }
 
     fn fingerprint(&self, token: &[u8]) -> String {
+        if self.fingerprinted {
+            return String::from_utf8_lossy(token).into_owned();
+        }
         fingerprint(&self.key, token)
     }
 }
 
 /// The line with every occurrence of the token replaced by its fingerprint.
-fn masked(line: &[u8], token: &[u8], fingerprint: &str) -> Vec<u8> {
+pub fn masked(line: &[u8], token: &[u8], fingerprint: &str) -> Vec<u8> {
     let mut out = Vec::with_capacity(line.len());
     let mut rest = line;
     while let Some(at) = memchr::memmem::find(rest, token) {
@@ -304,14 +310,14 @@ impl Provenance {
 }
 
 impl TokenNewSource {
-    pub fn new(def: &DetectorDef, params: &TokenNewSourceParams, key: Arc<[u8]>) -> Self {
+    pub fn new(def: &DetectorDef, params: &TokenNewSourceParams, tokens: TokenHasher) -> Self {
         TokenNewSource {
             id: def.id.clone(),
             severity: def.severity,
             tokens: KeyTable::new(params.capacity),
             episodes: Episodes::new(EpisodeSettings::of(def, params.quiet_nanos)),
             params: params.clone(),
-            tokens_hash: TokenHasher::new(key),
+            tokens_hash: tokens,
         }
     }
 }
@@ -475,14 +481,14 @@ impl Presented {
 }
 
 impl IpManyTokens {
-    pub fn new(def: &DetectorDef, params: &IpManyTokensParams, key: Arc<[u8]>) -> Self {
+    pub fn new(def: &DetectorDef, params: &IpManyTokensParams, tokens: TokenHasher) -> Self {
         IpManyTokens {
             id: def.id.clone(),
             severity: def.severity,
             addresses: KeyTable::new(params.capacity),
             episodes: Episodes::new(EpisodeSettings::of(def, params.quiet_nanos)),
             params: params.clone(),
-            tokens_hash: TokenHasher::new(key),
+            tokens_hash: tokens,
         }
     }
 }

@@ -33,6 +33,12 @@ pub struct Record<'a> {
     pub request: Request<'a>,
     pub line: &'a [u8],
     pub path_bits: Option<u32>,
+    /// Stream offset where the record's (last) line starts: unique and increasing within
+    /// a source, so a consumer can tell a record it has seen from one it has not.
+    pub offset: u64,
+    /// Which detector families see it (`detect::family`): all, but in a cluster
+    /// partition only those whose key lands there.
+    pub families: u8,
 }
 
 impl Record<'_> {
@@ -170,6 +176,26 @@ fn recycle<'b>(mut records: Vec<Record<'_>>) -> Vec<Record<'b>> {
 }
 
 impl Batch {
+    /// A batch of records decoded by `records` from `data` (which they borrow), for
+    /// sources that are not text (a cluster analyzer's messages).
+    pub fn from_bytes(
+        data: Vec<u8>,
+        source: Arc<str>,
+        counts: Counts,
+        records: impl for<'a> FnOnce(&'a [u8], &'a str) -> Vec<Record<'a>>,
+    ) -> Batch {
+        let owner = Owner {
+            len: data.len(),
+            data,
+            arena: Bump::new(),
+            source,
+        };
+        let parsed = Parsed::new(owner, |owner| {
+            records(&owner.data[..owner.len], &owner.source)
+        });
+        Batch { parsed, counts }
+    }
+
     /// The parsed lines, in order.
     pub fn records(&self) -> &[Record<'_>] {
         self.parsed.borrow_dependent()
@@ -264,6 +290,8 @@ fn decode_lines<'a>(
             request: Request::default(),
             line: record,
             path_bits: None,
+            offset: line_offset,
+            families: crate::detect::family::ALL,
         });
         let slot = records.last_mut().expect("just pushed");
         match decoder.parse_into(record, wrapper_ts, &mut slot.request) {

@@ -28,6 +28,16 @@ pub enum Flow {
     Stop,
 }
 
+/// Sees every merged record before the engine does (a cluster agent publishes them).
+pub trait Tap: Send {
+    /// Record `record` of source `source` (its index in the merge) is merged.
+    fn record(&mut self, source: usize, record: &super::Record<'_>);
+    /// Makes every record seen so far durable elsewhere; blocks until it is.
+    fn flush(&mut self) -> anyhow::Result<()>;
+    /// For the caller that set it (metrics, naming sources).
+    fn as_any(&mut self) -> &mut dyn std::any::Any;
+}
+
 /// The daemon's hook into a live merge (see `Merge::run_live`).
 pub type Hook<'a> = dyn FnMut(&mut Merge, &mut Engine) -> Flow + 'a;
 
@@ -181,6 +191,7 @@ pub struct Merge {
     events: u64,
     /// Sources in the order their lines were merged (by first event time).
     order: Vec<usize>,
+    tap: Option<Box<dyn Tap>>,
 }
 
 impl Merge {
@@ -200,7 +211,22 @@ impl Merge {
             clock,
             events: 0,
             order: Vec::new(),
+            tap: None,
         }
+    }
+
+    /// Every merged record goes to `tap` too, before the engine.
+    pub fn set_tap(&mut self, tap: Box<dyn Tap>) {
+        self.tap = Some(tap);
+    }
+
+    pub fn tap(&mut self) -> Option<&mut (dyn Tap + 'static)> {
+        self.tap.as_deref_mut()
+    }
+
+    /// Flushes the tap (if any): every record merged so far is then durable there.
+    pub fn flush_tap(&mut self) -> anyhow::Result<()> {
+        self.tap.as_mut().map_or(Ok(()), |tap| tap.flush())
     }
 
     pub fn events(&self) -> u64 {
@@ -362,7 +388,15 @@ impl Merge {
                 let batch = cursor.batch.as_ref().expect("a head is in a batch");
                 let records = batch.records();
                 let record = &records[cursor.next];
-                engine.observe_matched(&record.request, record.line, record.path_bits);
+                if let Some(tap) = &mut self.tap {
+                    tap.record(i, record);
+                }
+                engine.observe_families(
+                    &record.request,
+                    record.line,
+                    record.path_bits,
+                    record.families,
+                );
                 let ts = record.ts();
                 cursor.next += 1;
                 cursor.report.first = cursor.report.first.min(Some(ts)).or(Some(ts));

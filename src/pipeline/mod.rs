@@ -10,8 +10,10 @@
 //! Which lines are late is decided per source, against its own watermark (`SourceClock`).
 
 mod batch;
+mod idle_clock;
 mod merge;
 mod offsets;
+mod saved_state;
 mod source;
 mod source_clock;
 mod store_sink;
@@ -19,8 +21,10 @@ mod store_sink;
 use std::sync::Arc;
 
 pub use batch::{decode, is_private, Batch, Counts, DecodeSpec, PrivateClients, Record, Spare};
-pub use merge::{Flow, Hook, Merge, SourceReport};
+pub use idle_clock::IdleClock;
+pub use merge::{Flow, Hook, Merge, SourceReport, Tap};
 pub use offsets::Offsets;
+pub use saved_state::{SavedState, StateChanges};
 pub use source::{
     BatchStream, ChooseFormat, DecodePool, InlineSource, ReadSpec, SourceEvent, ThreadedSource,
     SAMPLE_LINES,

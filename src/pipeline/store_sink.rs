@@ -10,9 +10,12 @@ use super::Sink;
 use crate::detect::IncidentEvent;
 use crate::store::{redact_url, Sequenced, Store, StoreWriter, WriterReport, WriterSettings};
 
-/// A store task on a runtime of its own, fed from the (synchronous) pipeline thread.
+/// A store task on a runtime of its own (or a shared one), fed from the (synchronous)
+/// pipeline thread.
 pub struct StoreSink {
-    runtime: tokio::runtime::Runtime,
+    /// The runtime the sink owns, if it owns one.
+    _runtime: Option<tokio::runtime::Runtime>,
+    runtime: tokio::runtime::Handle,
     store: Store,
     writer: StoreWriter,
     sent: Arc<AtomicU64>,
@@ -37,10 +40,35 @@ impl StoreSink {
             sent: Arc::default(),
             sender: writer.sender(),
             durable: writer.durable(),
-            runtime,
+            runtime: runtime.handle().clone(),
+            _runtime: Some(runtime),
             writer,
             shown_url: redact_url(url),
         })
+    }
+
+    /// A sink of its own (numbering, writer task) on an open store, its task on `handle`:
+    /// several pipelines (a cluster analyzer's partitions) share one connection pool.
+    pub fn attached(
+        store: Store,
+        handle: tokio::runtime::Handle,
+        shown_url: &str,
+        settings: WriterSettings,
+    ) -> StoreSink {
+        let writer = {
+            let _entered = handle.enter();
+            StoreWriter::spawn(store.clone(), settings)
+        };
+        StoreSink {
+            store,
+            sent: Arc::default(),
+            sender: writer.sender(),
+            durable: writer.durable(),
+            runtime: handle,
+            _runtime: None,
+            writer,
+            shown_url: shown_url.to_owned(),
+        }
     }
 
     /// The URL with any password masked.
@@ -55,7 +83,7 @@ impl StoreSink {
 
     /// The runtime the store task runs on.
     pub fn handle(&self) -> tokio::runtime::Handle {
-        self.runtime.handle().clone()
+        self.runtime.clone()
     }
 
     /// A live view of the store task for metrics, usable from other threads.

@@ -48,6 +48,15 @@ impl PopulationHistogram {
         }
     }
 
+    /// `record`, as `weight` samples (one key standing for `weight` keys).
+    pub fn record_weighted(&mut self, count: u32, weight: u32) {
+        if count > 0 {
+            let _ = self
+                .current
+                .record_n(u64::from(count).min(self.current.high()), weight.max(1));
+        }
+    }
+
     pub fn record(&mut self, count: u32) {
         if count > 0 {
             // Saturating: a count above the bound is recorded at the bound.

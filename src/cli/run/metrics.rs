@@ -142,8 +142,72 @@ impl Metrics {
     }
 }
 
+/// A cluster agent's publishing.
+pub fn agent(stats: &crate::cluster::AgentStats) {
+    counter!("gatewatch_cluster_published_events_total")
+        .absolute(stats.events.load(Ordering::Relaxed));
+    counter!("gatewatch_cluster_published_messages_total")
+        .absolute(stats.messages.load(Ordering::Relaxed));
+    counter!("gatewatch_cluster_acknowledged_messages_total")
+        .absolute(stats.acknowledged.load(Ordering::Relaxed));
+    counter!("gatewatch_cluster_publish_errors_total")
+        .absolute(stats.publish_errors.load(Ordering::Relaxed));
+}
+
+/// A cluster analyzer's consuming.
+pub fn analyzer(stats: &crate::cluster::AnalyzerStats) {
+    counter!("gatewatch_cluster_consumed_messages_total")
+        .absolute(stats.messages.load(Ordering::Relaxed));
+    counter!("gatewatch_cluster_redelivered_messages_total")
+        .absolute(stats.redelivered.load(Ordering::Relaxed));
+    counter!("gatewatch_cluster_duplicate_events_total")
+        .absolute(stats.duplicates.load(Ordering::Relaxed));
+    gauge!("gatewatch_cluster_partitions_owned").set(stats.owned.load(Ordering::Relaxed) as f64);
+    let lags = stats.lag.lock().expect("not poisoned").clone();
+    for (partition, lag) in lags {
+        gauge!("gatewatch_cluster_consumer_lag_messages", "partition" => partition.to_string())
+            .set(lag as f64);
+    }
+}
+
 fn describe() {
     use metrics::{describe_counter, describe_gauge};
+    describe_counter!(
+        "gatewatch_cluster_published_events_total",
+        "Cluster agent: events published to JetStream (one per partition a line goes to)."
+    );
+    describe_counter!(
+        "gatewatch_cluster_published_messages_total",
+        "Cluster agent: messages published to JetStream."
+    );
+    describe_counter!(
+        "gatewatch_cluster_acknowledged_messages_total",
+        "Cluster agent: published messages JetStream acknowledged."
+    );
+    describe_counter!(
+        "gatewatch_cluster_publish_errors_total",
+        "Cluster agent: publishes that failed or were not acknowledged (retried)."
+    );
+    describe_counter!(
+        "gatewatch_cluster_consumed_messages_total",
+        "Cluster analyzer: messages received from JetStream."
+    );
+    describe_counter!(
+        "gatewatch_cluster_redelivered_messages_total",
+        "Cluster analyzer: messages received more than once."
+    );
+    describe_counter!(
+        "gatewatch_cluster_duplicate_events_total",
+        "Cluster analyzer: events dropped as already applied."
+    );
+    describe_gauge!(
+        "gatewatch_cluster_partitions_owned",
+        "Cluster analyzer: partitions this analyzer holds the lease of."
+    );
+    describe_gauge!(
+        "gatewatch_cluster_consumer_lag_messages",
+        "Cluster analyzer: messages of a partition not yet delivered to its owner."
+    );
     describe_counter!(
         "gatewatch_lines_read_total",
         "Lines read from followed files, by source group."
