@@ -180,3 +180,71 @@ fn hostname() -> String {
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "gatewatch".into())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Config, ConfigError};
+    use super::*;
+
+    fn load(text: &str) -> Result<Config, ConfigError> {
+        Config::from_text(std::path::Path::new("gw.toml"), text, &|name| match name {
+            "POD_NAME" => Some("ip-10-0-1-2.ec2.internal".into()),
+            "NATS_TOKEN" => Some("s3cret".into()),
+            _ => None,
+        })
+    }
+
+    const SOURCES: &str = "[[sources]]\npaths = [\"/var/log/a.log\"]\n";
+
+    #[test]
+    fn an_agent_and_an_analyzer_are_read_with_their_defaults() {
+        let agent = load(&format!(
+            "{SOURCES}[cluster]\nnats_url = \"nats://nats:4222\"\nrole = \"agent\"\nname_env = \"POD_NAME\"\ntoken_env = \"NATS_TOKEN\"\n"
+        ))
+        .unwrap();
+        let cluster = agent.cluster.unwrap();
+        assert_eq!(cluster.role, Role::Agent);
+        assert_eq!(
+            (cluster.stream.as_str(), cluster.partitions),
+            (DEFAULT_STREAM, DEFAULT_PARTITIONS)
+        );
+        assert_eq!(cluster.name, "ip-10-0-1-2.ec2.internal");
+        assert!(matches!(cluster.auth, NatsAuth::Token(ref t) if t == "s3cret"));
+        let analyzer = load(
+            "[cluster]\nnats_url = \"tls://nats:4222\"\nrole = \"analyzer\"\npartitions = 4\n",
+        )
+        .unwrap();
+        assert!(analyzer.sources.is_empty());
+        assert_eq!(analyzer.cluster.unwrap().partitions, 4);
+        assert!(load(SOURCES).unwrap().cluster.is_none(), "standalone");
+    }
+
+    #[test]
+    fn every_bad_key_is_named() {
+        let err = load(&format!(
+            "{SOURCES}[cluster]\nnats_url = \"http://nats:4222\"\nrole = \"boss\"\npartitions = 0\nstream = \"a.b\"\nname_env = \"UNSET\"\ncredentials_file = \"/nonexistent/x.creds\"\ntoken_env = \"NATS_TOKEN\"\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        for key in [
+            "cluster.nats_url",
+            "cluster.role",
+            "cluster.partitions",
+            "cluster.stream",
+            "cluster.name_env",
+            "cluster: give credentials_file or token_env",
+        ] {
+            assert!(err.contains(&format!("gw.toml: {key}")), "{key} in {err}");
+        }
+        let analyzer_with_files = load(&format!(
+            "{SOURCES}[cluster]\nnats_url = \"nats://n:4222\"\nrole = \"analyzer\"\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(analyzer_with_files.contains("gw.toml: sources: an analyzer"));
+        let agent_without_files =
+            load("[cluster]\nnats_url = \"nats://n:4222\"\nrole = \"agent\"\n").unwrap_err();
+        assert!(agent_without_files.to_string().contains("gw.toml: sources"));
+        assert!(load(&format!("{SOURCES}[cluster]\nnats_url = \"nats://n:4222\"\nrole = \"both\"\nextra = 1\n")).is_err());
+    }
+}
