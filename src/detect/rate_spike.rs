@@ -17,30 +17,114 @@ use crate::window::{Ewma, KeyTable, PopulationHistogram, RateWindow};
 /// Fewest population samples before the population reference is trusted.
 const MIN_POPULATION_SAMPLES: u64 = 200;
 
-#[derive(Serialize, Deserialize)]
+#[derive(Deserialize)]
+#[serde(from = "LoadedKeyState")]
 struct KeyState {
     window: RateWindow,
     baseline: Ewma,
     first_bucket: i64,
+    /// The key's recent user agents (with `shared_address_agents`).
+    agents: Agents,
+    /// Distinct sources per bucket (with `min_sources`).
+    spread: Option<Box<Spread>>,
+    /// What few keys have (a past burst, credentials): boxed, so a table full of
+    /// one-request clients does not pay 48 bytes a key for it.
+    rare: Option<Box<Rare>>,
+}
+
+#[derive(Default)]
+struct Rare {
     /// Peak window count of the key's last closed incident and when it ended: a key that
     /// bursts to the same level again (a cron job) is not a new anomaly.
-    #[serde(with = "saved_burst", default, skip_serializing_if = "Option::is_none")]
     last_burst: Option<(f32, Timestamp)>,
     /// When the key first made an authenticated, successful request (a known client).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     known_since: Option<Timestamp>,
     /// Its authenticated, successful requests in the window (kept from the first one on:
     /// anonymous clients pay nothing).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    /// Boxed: most keys never authenticate, and a table full of one-request clients should
-    /// not pay a second window each.
-    authenticated: Option<Box<RateWindow>>,
-    /// The key's recent user agents (with `shared_address_agents`).
-    #[serde(default, skip_serializing_if = "Agents::is_empty")]
+    authenticated: Option<RateWindow>,
+}
+
+impl KeyState {
+    fn last_burst(&self) -> Option<(f32, Timestamp)> {
+        self.rare.as_ref().and_then(|rare| rare.last_burst)
+    }
+
+    fn rare(&mut self) -> &mut Rare {
+        self.rare.get_or_insert_with(Box::default)
+    }
+}
+
+/// A key's state as saved: flat, the rare fields left out when absent.
+#[derive(Serialize)]
+struct SavedKeyState<'a> {
+    window: &'a RateWindow,
+    baseline: &'a Ewma,
+    first_bucket: i64,
+    #[serde(with = "saved_burst", skip_serializing_if = "Option::is_none")]
+    last_burst: Option<(f32, Timestamp)>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    known_since: Option<Timestamp>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    authenticated: Option<&'a RateWindow>,
+    #[serde(skip_serializing_if = "Agents::is_empty")]
+    agents: &'a Agents,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    spread: Option<&'a Spread>,
+}
+
+/// `SavedKeyState` read back.
+#[derive(Deserialize)]
+struct LoadedKeyState {
+    window: RateWindow,
+    baseline: Ewma,
+    first_bucket: i64,
+    #[serde(with = "saved_burst", default)]
+    last_burst: Option<(f32, Timestamp)>,
+    #[serde(default)]
+    known_since: Option<Timestamp>,
+    #[serde(default)]
+    authenticated: Option<RateWindow>,
+    #[serde(default)]
     agents: Agents,
-    /// Distinct sources per bucket (with `min_sources`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     spread: Option<Box<Spread>>,
+}
+
+impl Serialize for KeyState {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let rare = self.rare.as_deref();
+        SavedKeyState {
+            window: &self.window,
+            baseline: &self.baseline,
+            first_bucket: self.first_bucket,
+            last_burst: rare.and_then(|rare| rare.last_burst),
+            known_since: rare.and_then(|rare| rare.known_since),
+            authenticated: rare.and_then(|rare| rare.authenticated.as_ref()),
+            agents: &self.agents,
+            spread: self.spread.as_deref(),
+        }
+        .serialize(serializer)
+    }
+}
+
+impl From<LoadedKeyState> for KeyState {
+    fn from(saved: LoadedKeyState) -> Self {
+        let rare = Rare {
+            last_burst: saved.last_burst,
+            known_since: saved.known_since,
+            authenticated: saved.authenticated,
+        };
+        let any =
+            rare.last_burst.is_some() || rare.known_since.is_some() || rare.authenticated.is_some();
+        KeyState {
+            window: saved.window,
+            baseline: saved.baseline,
+            first_bucket: saved.first_bucket,
+            agents: saved.agents,
+            spread: saved.spread,
+            rare: any.then(|| Box::new(rare)),
+        }
+    }
 }
 
 /// Bits per bucket of a `Spread` sketch: distinct counts up to a few thousand.
@@ -227,7 +311,12 @@ fn is_known_job(
     window_start: Timestamp,
     params: &RateSpikeParams,
 ) -> bool {
-    let (Some(since), Some(authenticated)) = (state.known_since, &state.authenticated) else {
+    let Some(Rare {
+        known_since: Some(since),
+        authenticated: Some(authenticated),
+        ..
+    }) = state.rare.as_deref()
+    else {
         return false;
     };
     let history = params
@@ -328,11 +417,9 @@ impl<K: EntityKey> Detector for RateSpike<K> {
             window: RateWindow::new(bucket),
             baseline: Ewma::default(),
             first_bucket: bucket,
-            last_burst: None,
-            known_since: None,
-            authenticated: None,
             agents: Agents::default(),
             spread: None,
+            rare: None,
         });
         if self.params.min_sources > 0 {
             if let Some(hash) = source_hash::<K>(req) {
@@ -353,13 +440,18 @@ impl<K: EntityKey> Detector for RateSpike<K> {
         }
         if self.params.trust_known_clients {
             let ok = authenticated_ok(req);
-            if ok && state.known_since.is_none() {
-                state.known_since = Some(ts);
-            }
-            if ok || state.authenticated.is_some() {
-                let window = state
+            let seen = state
+                .rare
+                .as_ref()
+                .is_some_and(|r| r.authenticated.is_some());
+            if ok || seen {
+                let rare = state.rare();
+                if ok {
+                    rare.known_since.get_or_insert(ts);
+                }
+                let window = rare
                     .authenticated
-                    .get_or_insert_with(|| Box::new(RateWindow::new(bucket)));
+                    .get_or_insert_with(|| RateWindow::new(bucket));
                 window.advance(&spec, bucket, |_, _| {});
                 if ok {
                     window.add(&spec, bucket, 1);
@@ -391,7 +483,7 @@ impl<K: EntityKey> Detector for RateSpike<K> {
         } else {
             0.0
         };
-        let recurring = state.last_burst.map_or(0.0, |(peak, ended)| {
+        let recurring = state.last_burst().map_or(0.0, |(peak, ended)| {
             let age_buckets =
                 (ts.nanos() - ended.nanos()).max(0) as f64 / spec.bucket_nanos() as f64;
             peak as f64 * 0.5f64.powf(age_buckets / self.burst_half_life_buckets)
@@ -462,7 +554,11 @@ impl<K: EntityKey> Detector for RateSpike<K> {
         if count < self.params.recurring_ratio * recurring {
             // The known burst is back: refresh when it was last seen (not its level, or a
             // rising burst would ratchet its own bar up and never fire).
-            if let Some((_, seen)) = &mut state.last_burst {
+            if let Some(Rare {
+                last_burst: Some((_, seen)),
+                ..
+            }) = state.rare.as_deref_mut()
+            {
                 *seen = ts;
             }
             return;
@@ -511,7 +607,8 @@ impl<K: EntityKey> Detector for RateSpike<K> {
                 continue;
             };
             if let Some(state) = self.keys.peek_mut(&ip) {
-                state.last_burst = Some((incident.score.observed as f32, incident.last_seen));
+                state.rare().last_burst =
+                    Some((incident.score.observed as f32, incident.last_seen));
             }
         }
     }
@@ -571,7 +668,8 @@ impl<K: EntityKey> Detector for RateSpike<K> {
             &mut self.episodes,
             keyed,
             |key: &KeyState| {
-                key.window.fits(&spec) && key.authenticated.as_ref().is_none_or(|w| w.fits(&spec))
+                let authenticated = key.rare.as_ref().and_then(|r| r.authenticated.as_ref());
+                key.window.fits(&spec) && authenticated.is_none_or(|w| w.fits(&spec))
             },
         ));
         report
