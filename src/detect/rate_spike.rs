@@ -66,10 +66,14 @@ struct SavedKeyState<'a> {
     known_since: Option<Timestamp>,
     #[serde(skip_serializing_if = "Option::is_none")]
     authenticated: Option<&'a RateWindow>,
-    #[serde(skip_serializing_if = "Agents::is_empty")]
+    #[serde(skip_serializing_if = "no_agents")]
     agents: &'a Agents,
     #[serde(skip_serializing_if = "Option::is_none")]
     spread: Option<&'a Spread>,
+}
+
+fn no_agents(agents: &&Agents) -> bool {
+    agents.is_empty()
 }
 
 /// `SavedKeyState` read back.
@@ -198,31 +202,89 @@ fn source_hash<K: EntityKey>(req: &Request<'_>) -> Option<u64> {
 /// Slots for recent user agents per key: enough to tell one client from many.
 const AGENT_SLOTS: usize = 8;
 
-/// A key's recent distinct user agents, as (hash, bucket last seen); the stalest is
-/// replaced when full.
-#[derive(Clone, Default, Serialize, Deserialize)]
-struct Agents(Vec<(u32, i64)>);
+/// A key's recent distinct user agents, as (hash, bucket last seen), in the order first
+/// seen; the stalest is replaced when full. Most keys have one agent: it is kept inline
+/// (16 bytes), and only a key with a second one allocates room for all.
+#[derive(Clone, Default)]
+enum Agents {
+    #[default]
+    None,
+    One(u32, i64),
+    Many(u8, Box<[(u32, i64); AGENT_SLOTS]>),
+}
 
 impl Agents {
     fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        matches!(self, Agents::None)
     }
 
     fn see(&mut self, hash: u32, bucket: i64) {
-        if let Some(slot) = self.0.iter_mut().find(|(h, _)| *h == hash) {
-            slot.1 = bucket;
-        } else if self.0.len() < AGENT_SLOTS {
-            // Most keys have one agent: no room reserved for four (a Vec's first growth).
-            self.0.reserve_exact(1);
-            self.0.push((hash, bucket));
-        } else if let Some(stalest) = self.0.iter_mut().min_by_key(|(_, b)| *b) {
-            *stalest = (hash, bucket);
+        match self {
+            Agents::None => *self = Agents::One(hash, bucket),
+            Agents::One(h, b) if *h == hash => *b = bucket,
+            Agents::One(h, b) => {
+                let mut all = Box::new([(0, 0); AGENT_SLOTS]);
+                all[..2].copy_from_slice(&[(*h, *b), (hash, bucket)]);
+                *self = Agents::Many(2, all);
+            }
+            Agents::Many(len, all) => {
+                let used = *len as usize;
+                if let Some(slot) = all[..used].iter_mut().find(|(h, _)| *h == hash) {
+                    slot.1 = bucket;
+                } else if used < AGENT_SLOTS {
+                    all[used] = (hash, bucket);
+                    *len += 1;
+                } else if let Some(stalest) = all.iter_mut().min_by_key(|(_, b)| *b) {
+                    *stalest = (hash, bucket);
+                }
+            }
+        }
+    }
+
+    fn as_slice(&self) -> &[(u32, i64)] {
+        match self {
+            Agents::None | Agents::One(..) => &[],
+            Agents::Many(len, all) => &all[..*len as usize],
         }
     }
 
     /// Distinct agents seen in buckets from `first` on.
     fn since(&self, first: i64) -> usize {
-        self.0.iter().filter(|(_, b)| *b >= first).count()
+        match self {
+            Agents::One(_, b) => usize::from(*b >= first),
+            _ => self.as_slice().iter().filter(|(_, b)| *b >= first).count(),
+        }
+    }
+}
+
+/// Saved as a list of `[hash, bucket]`.
+impl Serialize for Agents {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Agents::One(h, b) => [(*h, *b)].serialize(serializer),
+            _ => self.as_slice().serialize(serializer),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Agents {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let saved = Vec::<(u32, i64)>::deserialize(deserializer)?;
+        Ok(match saved[..] {
+            [] => Agents::None,
+            [(h, b)] => Agents::One(h, b),
+            _ if saved.len() > AGENT_SLOTS => {
+                return Err(serde::de::Error::custom(format!(
+                    "{} user agents, at most {AGENT_SLOTS}",
+                    saved.len()
+                )))
+            }
+            _ => {
+                let mut all = Box::new([(0, 0); AGENT_SLOTS]);
+                all[..saved.len()].copy_from_slice(&saved);
+                Agents::Many(saved.len() as u8, all)
+            }
+        })
     }
 }
 
@@ -702,5 +764,40 @@ mod spread_tests {
         spread.see(200, 6, 3, 0.1, true);
         assert_eq!(spread.slots.len(), 1);
         assert!(spread.estimate(200, 6) < 1.5);
+    }
+}
+
+#[cfg(test)]
+mod agent_tests {
+    use super::*;
+
+    #[test]
+    fn agents_keep_their_order_and_replace_the_stalest_when_full() {
+        let mut agents = Agents::default();
+        agents.see(7, 1);
+        agents.see(7, 2);
+        assert!(
+            matches!(agents, Agents::One(7, 2)),
+            "one agent stays inline"
+        );
+        for hash in 1..AGENT_SLOTS as u32 {
+            agents.see(hash * 10, 2 + i64::from(hash));
+        }
+        assert_eq!(agents.since(0), AGENT_SLOTS);
+        assert_eq!(agents.since(4), AGENT_SLOTS - 2);
+        // The stalest (7, seen at bucket 2) gives way.
+        agents.see(99, 20);
+        let text = serde_json::to_string(&agents).unwrap();
+        assert_eq!(
+            text,
+            "[[99,20],[10,3],[20,4],[30,5],[40,6],[50,7],[60,8],[70,9]]"
+        );
+        let back: Agents = serde_json::from_str(&text).unwrap();
+        assert_eq!(serde_json::to_string(&back).unwrap(), text);
+        let one: Agents = serde_json::from_str("[[5,6]]").unwrap();
+        assert!(matches!(one, Agents::One(5, 6)));
+        assert_eq!(serde_json::to_string(&one).unwrap(), "[[5,6]]");
+        let too_many = serde_json::to_string(&vec![(1u32, 1i64); AGENT_SLOTS + 1]).unwrap();
+        assert!(serde_json::from_str::<Agents>(&too_many).is_err());
     }
 }
