@@ -140,9 +140,88 @@ const SPREAD_BITS: f64 = (SPREAD_WORDS * 64) as f64;
 /// had a source have a bitmap: most keys of a flood of one-off addresses have one.
 #[derive(Clone, Default, Serialize, Deserialize)]
 struct Spread {
-    slots: Vec<(i64, [u64; SPREAD_WORDS])>,
+    slots: Vec<(i64, Bits)>,
     /// The usual number of distinct sources per window, learned while no incident is open.
     usual: Ewma,
+}
+
+/// Set bits a bucket's bitmap keeps as a list before it is stored whole: with the tag, they
+/// fill the 16 bytes the boxed bitmap takes anyway.
+const FEW_BITS: usize = 7;
+/// An unused entry of a bit list (bits are below `SPREAD_BITS`).
+const NO_BIT: u16 = u16::MAX;
+
+/// One bucket's bitmap: its set bits as a list while there are few (most buckets of most
+/// keys have one source: 16 bytes instead of 64), then the bitmap itself. Saved as the
+/// bitmap's words either way.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(into = "[u64; SPREAD_WORDS]", from = "[u64; SPREAD_WORDS]")]
+enum Bits {
+    /// Filled from the front; `NO_BIT` after the last.
+    Few([u16; FEW_BITS]),
+    Bitmap(Box<[u64; SPREAD_WORDS]>),
+}
+
+impl Bits {
+    const EMPTY: Bits = Bits::Few([NO_BIT; FEW_BITS]);
+
+    fn set(&mut self, bit: u16) {
+        match self {
+            Bits::Few(few) => {
+                // The bit's entry, or the first free one if it is not there.
+                if let Some(entry) = few.iter_mut().find(|b| **b == bit || **b == NO_BIT) {
+                    *entry = bit;
+                    return;
+                }
+                let mut words = [0u64; SPREAD_WORDS];
+                for b in few.iter().chain([&bit]) {
+                    words[*b as usize / 64] |= 1 << (b % 64);
+                }
+                *self = Bits::Bitmap(Box::new(words));
+            }
+            Bits::Bitmap(words) => words[bit as usize / 64] |= 1 << (bit % 64),
+        }
+    }
+
+    fn or_into(&self, union: &mut [u64; SPREAD_WORDS]) {
+        match self {
+            Bits::Few(few) => {
+                for &b in few.iter().take_while(|&&b| b != NO_BIT) {
+                    union[b as usize / 64] |= 1 << (b % 64);
+                }
+            }
+            Bits::Bitmap(words) => union
+                .iter_mut()
+                .zip(words.iter())
+                .for_each(|(u, w)| *u |= w),
+        }
+    }
+}
+
+impl From<Bits> for [u64; SPREAD_WORDS] {
+    fn from(bits: Bits) -> Self {
+        let mut words = [0; SPREAD_WORDS];
+        bits.or_into(&mut words);
+        words
+    }
+}
+
+impl From<[u64; SPREAD_WORDS]> for Bits {
+    fn from(words: [u64; SPREAD_WORDS]) -> Self {
+        let ones = words.iter().map(|w| w.count_ones()).sum::<u32>();
+        if ones as usize > FEW_BITS {
+            return Bits::Bitmap(Box::new(words));
+        }
+        let mut bits = Bits::EMPTY;
+        for (i, word) in words.iter().enumerate() {
+            for b in 0..64 {
+                if word & (1 << b) != 0 {
+                    bits.set((i * 64 + b) as u16);
+                }
+            }
+        }
+        bits
+    }
 }
 
 impl Spread {
@@ -161,13 +240,11 @@ impl Spread {
                 self.slots.retain(|(b, _)| *b > bucket - buckets as i64);
                 // One bitmap at a time: a Vec's first growth would reserve four.
                 self.slots.reserve_exact(1);
-                self.slots.push((bucket, [0; SPREAD_WORDS]));
+                self.slots.push((bucket, Bits::EMPTY));
                 self.slots.len() - 1
             }
         };
-        let slot = &mut self.slots[index];
-        let bit = (hash % SPREAD_BITS as u64) as usize;
-        slot.1[bit / 64] |= 1 << (bit % 64);
+        self.slots[index].1.set((hash % SPREAD_BITS as u64) as u16);
     }
 
     /// Estimated distinct sources in the window ending at bucket `newest`.
@@ -175,7 +252,7 @@ impl Spread {
         let mut union = [0u64; SPREAD_WORDS];
         for (bucket, bits) in &self.slots {
             if *bucket <= newest && *bucket > newest - buckets as i64 {
-                union.iter_mut().zip(bits).for_each(|(u, b)| *u |= b);
+                bits.or_into(&mut union);
             }
         }
         let zeros = SPREAD_BITS - union.iter().map(|w| w.count_ones()).sum::<u32>() as f64;
@@ -748,6 +825,10 @@ mod spread_tests {
         spread.see(100, 6, 1, 0.1, true);
         assert_eq!(spread.slots.len(), 1, "one source, one bitmap");
         assert_eq!(spread.slots.capacity(), 1);
+        assert!(
+            matches!(spread.slots[0].1, Bits::Few(_)),
+            "one source: a list"
+        );
         for bucket in 101..120 {
             for source in 0..10u64 {
                 spread.see(bucket, 6, source * 7919 + bucket as u64, 0.1, true);
@@ -760,10 +841,37 @@ mod spread_tests {
         );
         let estimate = spread.estimate(119, 6);
         assert!((55.0..=65.0).contains(&estimate), "{estimate}");
+        assert!(
+            matches!(spread.slots[0].1, Bits::Bitmap(_)),
+            "ten sources: a bitmap"
+        );
         // A gap longer than the window leaves only the new bucket.
         spread.see(200, 6, 3, 0.1, true);
         assert_eq!(spread.slots.len(), 1);
         assert!(spread.estimate(200, 6) < 1.5);
+    }
+
+    #[test]
+    fn a_bucket_kept_as_a_list_holds_the_bits_its_bitmap_would() {
+        let mut rng = 0x2545_f491_4f6c_dd1du64;
+        for sources in [0, 1, 6, 7, 8, 30] {
+            let mut bits = Bits::EMPTY;
+            let mut words = [0u64; SPREAD_WORDS];
+            for _ in 0..sources {
+                rng ^= rng << 13;
+                rng ^= rng >> 7;
+                rng ^= rng << 17;
+                let bit = (rng % SPREAD_BITS as u64) as u16;
+                bits.set(bit);
+                bits.set(bit);
+                words[bit as usize / 64] |= 1 << (bit % 64);
+            }
+            assert_eq!(<[u64; SPREAD_WORDS]>::from(bits.clone()), words);
+            let text = serde_json::to_string(&bits).unwrap();
+            assert_eq!(text, serde_json::to_string(&words).unwrap());
+            let back: Bits = serde_json::from_str(&text).unwrap();
+            assert_eq!(<[u64; SPREAD_WORDS]>::from(back), words);
+        }
     }
 }
 
