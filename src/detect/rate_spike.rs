@@ -17,30 +17,118 @@ use crate::window::{Ewma, KeyTable, PopulationHistogram, RateWindow};
 /// Fewest population samples before the population reference is trusted.
 const MIN_POPULATION_SAMPLES: u64 = 200;
 
-#[derive(Serialize, Deserialize)]
+#[derive(Deserialize)]
+#[serde(from = "LoadedKeyState")]
 struct KeyState {
     window: RateWindow,
     baseline: Ewma,
     first_bucket: i64,
+    /// The key's recent user agents (with `shared_address_agents`).
+    agents: Agents,
+    /// Distinct sources per bucket (with `min_sources`).
+    spread: Option<Box<Spread>>,
+    /// What few keys have (a past burst, credentials): boxed, so a table full of
+    /// one-request clients does not pay 48 bytes a key for it.
+    rare: Option<Box<Rare>>,
+}
+
+#[derive(Default)]
+struct Rare {
     /// Peak window count of the key's last closed incident and when it ended: a key that
     /// bursts to the same level again (a cron job) is not a new anomaly.
-    #[serde(with = "saved_burst", default, skip_serializing_if = "Option::is_none")]
     last_burst: Option<(f32, Timestamp)>,
     /// When the key first made an authenticated, successful request (a known client).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     known_since: Option<Timestamp>,
     /// Its authenticated, successful requests in the window (kept from the first one on:
     /// anonymous clients pay nothing).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    /// Boxed: most keys never authenticate, and a table full of one-request clients should
-    /// not pay a second window each.
-    authenticated: Option<Box<RateWindow>>,
-    /// The key's recent user agents (with `shared_address_agents`).
-    #[serde(default, skip_serializing_if = "Agents::is_empty")]
+    authenticated: Option<RateWindow>,
+}
+
+impl KeyState {
+    fn last_burst(&self) -> Option<(f32, Timestamp)> {
+        self.rare.as_ref().and_then(|rare| rare.last_burst)
+    }
+
+    fn rare(&mut self) -> &mut Rare {
+        self.rare.get_or_insert_with(Box::default)
+    }
+}
+
+/// A key's state as saved: flat, the rare fields left out when absent.
+#[derive(Serialize)]
+struct SavedKeyState<'a> {
+    window: &'a RateWindow,
+    baseline: &'a Ewma,
+    first_bucket: i64,
+    #[serde(with = "saved_burst", skip_serializing_if = "Option::is_none")]
+    last_burst: Option<(f32, Timestamp)>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    known_since: Option<Timestamp>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    authenticated: Option<&'a RateWindow>,
+    #[serde(skip_serializing_if = "no_agents")]
+    agents: &'a Agents,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    spread: Option<&'a Spread>,
+}
+
+fn no_agents(agents: &&Agents) -> bool {
+    agents.is_empty()
+}
+
+/// `SavedKeyState` read back.
+#[derive(Deserialize)]
+struct LoadedKeyState {
+    window: RateWindow,
+    baseline: Ewma,
+    first_bucket: i64,
+    #[serde(with = "saved_burst", default)]
+    last_burst: Option<(f32, Timestamp)>,
+    #[serde(default)]
+    known_since: Option<Timestamp>,
+    #[serde(default)]
+    authenticated: Option<RateWindow>,
+    #[serde(default)]
     agents: Agents,
-    /// Distinct sources per bucket (with `min_sources`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     spread: Option<Box<Spread>>,
+}
+
+impl Serialize for KeyState {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let rare = self.rare.as_deref();
+        SavedKeyState {
+            window: &self.window,
+            baseline: &self.baseline,
+            first_bucket: self.first_bucket,
+            last_burst: rare.and_then(|rare| rare.last_burst),
+            known_since: rare.and_then(|rare| rare.known_since),
+            authenticated: rare.and_then(|rare| rare.authenticated.as_ref()),
+            agents: &self.agents,
+            spread: self.spread.as_deref(),
+        }
+        .serialize(serializer)
+    }
+}
+
+impl From<LoadedKeyState> for KeyState {
+    fn from(saved: LoadedKeyState) -> Self {
+        let rare = Rare {
+            last_burst: saved.last_burst,
+            known_since: saved.known_since,
+            authenticated: saved.authenticated,
+        };
+        let any =
+            rare.last_burst.is_some() || rare.known_since.is_some() || rare.authenticated.is_some();
+        KeyState {
+            window: saved.window,
+            baseline: saved.baseline,
+            first_bucket: saved.first_bucket,
+            agents: saved.agents,
+            spread: saved.spread,
+            rare: any.then(|| Box::new(rare)),
+        }
+    }
 }
 
 /// Bits per bucket of a `Spread` sketch: distinct counts up to a few thousand.
@@ -52,9 +140,88 @@ const SPREAD_BITS: f64 = (SPREAD_WORDS * 64) as f64;
 /// had a source have a bitmap: most keys of a flood of one-off addresses have one.
 #[derive(Clone, Default, Serialize, Deserialize)]
 struct Spread {
-    slots: Vec<(i64, [u64; SPREAD_WORDS])>,
+    slots: Vec<(i64, Bits)>,
     /// The usual number of distinct sources per window, learned while no incident is open.
     usual: Ewma,
+}
+
+/// Set bits a bucket's bitmap keeps as a list before it is stored whole: with the tag, they
+/// fill the 16 bytes the boxed bitmap takes anyway.
+const FEW_BITS: usize = 7;
+/// An unused entry of a bit list (bits are below `SPREAD_BITS`).
+const NO_BIT: u16 = u16::MAX;
+
+/// One bucket's bitmap: its set bits as a list while there are few (most buckets of most
+/// keys have one source: 16 bytes instead of 64), then the bitmap itself. Saved as the
+/// bitmap's words either way.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(into = "[u64; SPREAD_WORDS]", from = "[u64; SPREAD_WORDS]")]
+enum Bits {
+    /// Filled from the front; `NO_BIT` after the last.
+    Few([u16; FEW_BITS]),
+    Bitmap(Box<[u64; SPREAD_WORDS]>),
+}
+
+impl Bits {
+    const EMPTY: Bits = Bits::Few([NO_BIT; FEW_BITS]);
+
+    fn set(&mut self, bit: u16) {
+        match self {
+            Bits::Few(few) => {
+                // The bit's entry, or the first free one if it is not there.
+                if let Some(entry) = few.iter_mut().find(|b| **b == bit || **b == NO_BIT) {
+                    *entry = bit;
+                    return;
+                }
+                let mut words = [0u64; SPREAD_WORDS];
+                for b in few.iter().chain([&bit]) {
+                    words[*b as usize / 64] |= 1 << (b % 64);
+                }
+                *self = Bits::Bitmap(Box::new(words));
+            }
+            Bits::Bitmap(words) => words[bit as usize / 64] |= 1 << (bit % 64),
+        }
+    }
+
+    fn or_into(&self, union: &mut [u64; SPREAD_WORDS]) {
+        match self {
+            Bits::Few(few) => {
+                for &b in few.iter().take_while(|&&b| b != NO_BIT) {
+                    union[b as usize / 64] |= 1 << (b % 64);
+                }
+            }
+            Bits::Bitmap(words) => union
+                .iter_mut()
+                .zip(words.iter())
+                .for_each(|(u, w)| *u |= w),
+        }
+    }
+}
+
+impl From<Bits> for [u64; SPREAD_WORDS] {
+    fn from(bits: Bits) -> Self {
+        let mut words = [0; SPREAD_WORDS];
+        bits.or_into(&mut words);
+        words
+    }
+}
+
+impl From<[u64; SPREAD_WORDS]> for Bits {
+    fn from(words: [u64; SPREAD_WORDS]) -> Self {
+        let ones = words.iter().map(|w| w.count_ones()).sum::<u32>();
+        if ones as usize > FEW_BITS {
+            return Bits::Bitmap(Box::new(words));
+        }
+        let mut bits = Bits::EMPTY;
+        for (i, word) in words.iter().enumerate() {
+            for b in 0..64 {
+                if word & (1 << b) != 0 {
+                    bits.set((i * 64 + b) as u16);
+                }
+            }
+        }
+        bits
+    }
 }
 
 impl Spread {
@@ -73,13 +240,11 @@ impl Spread {
                 self.slots.retain(|(b, _)| *b > bucket - buckets as i64);
                 // One bitmap at a time: a Vec's first growth would reserve four.
                 self.slots.reserve_exact(1);
-                self.slots.push((bucket, [0; SPREAD_WORDS]));
+                self.slots.push((bucket, Bits::EMPTY));
                 self.slots.len() - 1
             }
         };
-        let slot = &mut self.slots[index];
-        let bit = (hash % SPREAD_BITS as u64) as usize;
-        slot.1[bit / 64] |= 1 << (bit % 64);
+        self.slots[index].1.set((hash % SPREAD_BITS as u64) as u16);
     }
 
     /// Estimated distinct sources in the window ending at bucket `newest`.
@@ -87,7 +252,7 @@ impl Spread {
         let mut union = [0u64; SPREAD_WORDS];
         for (bucket, bits) in &self.slots {
             if *bucket <= newest && *bucket > newest - buckets as i64 {
-                union.iter_mut().zip(bits).for_each(|(u, b)| *u |= b);
+                bits.or_into(&mut union);
             }
         }
         let zeros = SPREAD_BITS - union.iter().map(|w| w.count_ones()).sum::<u32>() as f64;
@@ -114,31 +279,89 @@ fn source_hash<K: EntityKey>(req: &Request<'_>) -> Option<u64> {
 /// Slots for recent user agents per key: enough to tell one client from many.
 const AGENT_SLOTS: usize = 8;
 
-/// A key's recent distinct user agents, as (hash, bucket last seen); the stalest is
-/// replaced when full.
-#[derive(Clone, Default, Serialize, Deserialize)]
-struct Agents(Vec<(u32, i64)>);
+/// A key's recent distinct user agents, as (hash, bucket last seen), in the order first
+/// seen; the stalest is replaced when full. Most keys have one agent: it is kept inline
+/// (16 bytes), and only a key with a second one allocates room for all.
+#[derive(Clone, Default)]
+enum Agents {
+    #[default]
+    None,
+    One(u32, i64),
+    Many(u8, Box<[(u32, i64); AGENT_SLOTS]>),
+}
 
 impl Agents {
     fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        matches!(self, Agents::None)
     }
 
     fn see(&mut self, hash: u32, bucket: i64) {
-        if let Some(slot) = self.0.iter_mut().find(|(h, _)| *h == hash) {
-            slot.1 = bucket;
-        } else if self.0.len() < AGENT_SLOTS {
-            // Most keys have one agent: no room reserved for four (a Vec's first growth).
-            self.0.reserve_exact(1);
-            self.0.push((hash, bucket));
-        } else if let Some(stalest) = self.0.iter_mut().min_by_key(|(_, b)| *b) {
-            *stalest = (hash, bucket);
+        match self {
+            Agents::None => *self = Agents::One(hash, bucket),
+            Agents::One(h, b) if *h == hash => *b = bucket,
+            Agents::One(h, b) => {
+                let mut all = Box::new([(0, 0); AGENT_SLOTS]);
+                all[..2].copy_from_slice(&[(*h, *b), (hash, bucket)]);
+                *self = Agents::Many(2, all);
+            }
+            Agents::Many(len, all) => {
+                let used = *len as usize;
+                if let Some(slot) = all[..used].iter_mut().find(|(h, _)| *h == hash) {
+                    slot.1 = bucket;
+                } else if used < AGENT_SLOTS {
+                    all[used] = (hash, bucket);
+                    *len += 1;
+                } else if let Some(stalest) = all.iter_mut().min_by_key(|(_, b)| *b) {
+                    *stalest = (hash, bucket);
+                }
+            }
+        }
+    }
+
+    fn as_slice(&self) -> &[(u32, i64)] {
+        match self {
+            Agents::None | Agents::One(..) => &[],
+            Agents::Many(len, all) => &all[..*len as usize],
         }
     }
 
     /// Distinct agents seen in buckets from `first` on.
     fn since(&self, first: i64) -> usize {
-        self.0.iter().filter(|(_, b)| *b >= first).count()
+        match self {
+            Agents::One(_, b) => usize::from(*b >= first),
+            _ => self.as_slice().iter().filter(|(_, b)| *b >= first).count(),
+        }
+    }
+}
+
+/// Saved as a list of `[hash, bucket]`.
+impl Serialize for Agents {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Agents::One(h, b) => [(*h, *b)].serialize(serializer),
+            _ => self.as_slice().serialize(serializer),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Agents {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let saved = Vec::<(u32, i64)>::deserialize(deserializer)?;
+        Ok(match saved[..] {
+            [] => Agents::None,
+            [(h, b)] => Agents::One(h, b),
+            _ if saved.len() > AGENT_SLOTS => {
+                return Err(serde::de::Error::custom(format!(
+                    "{} user agents, at most {AGENT_SLOTS}",
+                    saved.len()
+                )))
+            }
+            _ => {
+                let mut all = Box::new([(0, 0); AGENT_SLOTS]);
+                all[..saved.len()].copy_from_slice(&saved);
+                Agents::Many(saved.len() as u8, all)
+            }
+        })
     }
 }
 
@@ -227,7 +450,12 @@ fn is_known_job(
     window_start: Timestamp,
     params: &RateSpikeParams,
 ) -> bool {
-    let (Some(since), Some(authenticated)) = (state.known_since, &state.authenticated) else {
+    let Some(Rare {
+        known_since: Some(since),
+        authenticated: Some(authenticated),
+        ..
+    }) = state.rare.as_deref()
+    else {
         return false;
     };
     let history = params
@@ -339,11 +567,9 @@ impl<K: EntityKey> Detector for RateSpike<K> {
             window: RateWindow::new(bucket),
             baseline: Ewma::default(),
             first_bucket: bucket,
-            last_burst: None,
-            known_since: None,
-            authenticated: None,
             agents: Agents::default(),
             spread: None,
+            rare: None,
         });
         if self.params.min_sources > 0 {
             if let Some(hash) = source_hash::<K>(req) {
@@ -364,13 +590,18 @@ impl<K: EntityKey> Detector for RateSpike<K> {
         }
         if self.params.trust_known_clients {
             let ok = authenticated_ok(req);
-            if ok && state.known_since.is_none() {
-                state.known_since = Some(ts);
-            }
-            if ok || state.authenticated.is_some() {
-                let window = state
+            let seen = state
+                .rare
+                .as_ref()
+                .is_some_and(|r| r.authenticated.is_some());
+            if ok || seen {
+                let rare = state.rare();
+                if ok {
+                    rare.known_since.get_or_insert(ts);
+                }
+                let window = rare
                     .authenticated
-                    .get_or_insert_with(|| Box::new(RateWindow::new(bucket)));
+                    .get_or_insert_with(|| RateWindow::new(bucket));
                 window.advance(&spec, bucket, |_, _| {});
                 if ok {
                     window.add(&spec, bucket, 1);
@@ -403,7 +634,7 @@ impl<K: EntityKey> Detector for RateSpike<K> {
         } else {
             0.0
         };
-        let recurring = state.last_burst.map_or(0.0, |(peak, ended)| {
+        let recurring = state.last_burst().map_or(0.0, |(peak, ended)| {
             let age_buckets =
                 (ts.nanos() - ended.nanos()).max(0) as f64 / spec.bucket_nanos() as f64;
             peak as f64 * 0.5f64.powf(age_buckets / self.burst_half_life_buckets)
@@ -474,7 +705,11 @@ impl<K: EntityKey> Detector for RateSpike<K> {
         if count < self.params.recurring_ratio * recurring {
             // The known burst is back: refresh when it was last seen (not its level, or a
             // rising burst would ratchet its own bar up and never fire).
-            if let Some((_, seen)) = &mut state.last_burst {
+            if let Some(Rare {
+                last_burst: Some((_, seen)),
+                ..
+            }) = state.rare.as_deref_mut()
+            {
                 *seen = ts;
             }
             return;
@@ -523,7 +758,8 @@ impl<K: EntityKey> Detector for RateSpike<K> {
                 continue;
             };
             if let Some(state) = self.keys.peek_mut(&ip) {
-                state.last_burst = Some((incident.score.observed as f32, incident.last_seen));
+                state.rare().last_burst =
+                    Some((incident.score.observed as f32, incident.last_seen));
             }
         }
     }
@@ -583,7 +819,8 @@ impl<K: EntityKey> Detector for RateSpike<K> {
             &mut self.episodes,
             keyed,
             |key: &KeyState| {
-                key.window.fits(&spec) && key.authenticated.as_ref().is_none_or(|w| w.fits(&spec))
+                let authenticated = key.rare.as_ref().and_then(|r| r.authenticated.as_ref());
+                key.window.fits(&spec) && authenticated.is_none_or(|w| w.fits(&spec))
             },
         ));
         report
@@ -600,6 +837,10 @@ mod spread_tests {
         spread.see(100, 6, 1, 0.1, true);
         assert_eq!(spread.slots.len(), 1, "one source, one bitmap");
         assert_eq!(spread.slots.capacity(), 1);
+        assert!(
+            matches!(spread.slots[0].1, Bits::Few(_)),
+            "one source: a list"
+        );
         for bucket in 101..120 {
             for source in 0..10u64 {
                 spread.see(bucket, 6, source * 7919 + bucket as u64, 0.1, true);
@@ -612,9 +853,71 @@ mod spread_tests {
         );
         let estimate = spread.estimate(119, 6);
         assert!((55.0..=65.0).contains(&estimate), "{estimate}");
+        assert!(
+            matches!(spread.slots[0].1, Bits::Bitmap(_)),
+            "ten sources: a bitmap"
+        );
         // A gap longer than the window leaves only the new bucket.
         spread.see(200, 6, 3, 0.1, true);
         assert_eq!(spread.slots.len(), 1);
         assert!(spread.estimate(200, 6) < 1.5);
+    }
+
+    #[test]
+    fn a_bucket_kept_as_a_list_holds_the_bits_its_bitmap_would() {
+        let mut rng = 0x2545_f491_4f6c_dd1du64;
+        for sources in [0, 1, 6, 7, 8, 30] {
+            let mut bits = Bits::EMPTY;
+            let mut words = [0u64; SPREAD_WORDS];
+            for _ in 0..sources {
+                rng ^= rng << 13;
+                rng ^= rng >> 7;
+                rng ^= rng << 17;
+                let bit = (rng % SPREAD_BITS as u64) as u16;
+                bits.set(bit);
+                bits.set(bit);
+                words[bit as usize / 64] |= 1 << (bit % 64);
+            }
+            assert_eq!(<[u64; SPREAD_WORDS]>::from(bits.clone()), words);
+            let text = serde_json::to_string(&bits).unwrap();
+            assert_eq!(text, serde_json::to_string(&words).unwrap());
+            let back: Bits = serde_json::from_str(&text).unwrap();
+            assert_eq!(<[u64; SPREAD_WORDS]>::from(back), words);
+        }
+    }
+}
+
+#[cfg(test)]
+mod agent_tests {
+    use super::*;
+
+    #[test]
+    fn agents_keep_their_order_and_replace_the_stalest_when_full() {
+        let mut agents = Agents::default();
+        agents.see(7, 1);
+        agents.see(7, 2);
+        assert!(
+            matches!(agents, Agents::One(7, 2)),
+            "one agent stays inline"
+        );
+        for hash in 1..AGENT_SLOTS as u32 {
+            agents.see(hash * 10, 2 + i64::from(hash));
+        }
+        assert_eq!(agents.since(0), AGENT_SLOTS);
+        assert_eq!(agents.since(4), AGENT_SLOTS - 2);
+        // The stalest (7, seen at bucket 2) gives way.
+        agents.see(99, 20);
+        let text = serde_json::to_string(&agents).unwrap();
+        assert_eq!(
+            text,
+            "[[99,20],[10,3],[20,4],[30,5],[40,6],[50,7],[60,8],[70,9]]"
+        );
+        let back: Agents = serde_json::from_str(&text).unwrap();
+        assert_eq!(serde_json::to_string(&back).unwrap(), text);
+        let one: Agents = serde_json::from_str("[[5,6]]").unwrap();
+        assert!(matches!(one, Agents::One(5, 6)));
+        assert_eq!(serde_json::to_string(&one).unwrap(), "[[5,6]]");
+        let too_many = serde_json::to_string(&vec![(1u32, 1i64); AGENT_SLOTS + 1]).unwrap();
+        assert!(serde_json::from_str::<Agents>(&too_many).is_err());
     }
 }

@@ -47,8 +47,9 @@ impl WindowSpec {
     }
 }
 
-/// Buckets a window holds inline; wider windows keep their counts in one allocation.
-const INLINE_BUCKETS: usize = 8;
+/// Buckets a window holds inline; wider windows keep their counts in one allocation. Seven
+/// counts and the tag fill 32 bytes (eight took 40, the tag padded to the box's alignment).
+const INLINE_BUCKETS: usize = 7;
 
 /// A window's per-slot counts: most windows (a minute in 10 s buckets) fit inline in 32
 /// bytes, so a table of a million keys does not pay for 30 slots each.

@@ -20,12 +20,12 @@ struct Slot<K, S> {
     state: S,
 }
 
-/// A slot's place in the recency list, and its key's hash (to unindex it on eviction).
+/// A slot's place in the recency list. Its key's hash is not kept (8 bytes a key): it is
+/// recomputed from the key on the rare eviction or index growth.
 #[derive(Clone, Copy)]
 struct Link {
     newer: u32,
     older: u32,
-    hash: u64,
 }
 
 /// A map from key to state that forgets the least recently seen key when full.
@@ -149,24 +149,23 @@ impl<K: Hash + Eq, S> KeyTable<K, S> {
             self.links.push(Link {
                 newer: NIL,
                 older: NIL,
-                hash,
             });
             (self.slots.len() - 1) as u32
         } else {
             let victim = self.oldest;
             self.unlink(victim);
-            let old_hash = self.links[victim as usize].hash;
+            let old_hash = self.hasher.hash_one(&self.slots[victim as usize].key);
             if let Ok(entry) = self.index.find_entry(old_hash, |&slot| slot == victim) {
                 entry.remove();
             }
             self.slots[victim as usize] = Slot { key, state };
-            self.links[victim as usize].hash = hash;
             self.evictions += 1;
             victim
         };
-        let links = &self.links;
-        self.index
-            .insert_unique(hash, slot, |&other| links[other as usize].hash);
+        let (slots, hasher) = (&self.slots, &self.hasher);
+        self.index.insert_unique(hash, slot, |&other| {
+            hasher.hash_one(&slots[other as usize].key)
+        });
         self.push_newest(slot);
         slot
     }
