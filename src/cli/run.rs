@@ -307,6 +307,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         store_probe: store.probe(),
         tail_stats: discovery,
         agent_stats: None,
+        last_flush: now(),
     };
     let mut counter = OpenedCounter::default();
     let mut merge = Merge::new(Vec::new(), Vec::new(), clock);
@@ -567,6 +568,7 @@ struct Daemon<'a> {
     tail_stats: Arc<crate::tail::TailStats>,
     /// A cluster agent's publishing counters.
     agent_stats: Option<Arc<crate::cluster::AgentStats>>,
+    last_flush: Instant,
 }
 
 impl Daemon<'_> {
@@ -584,26 +586,31 @@ impl Daemon<'_> {
             }
             self.files.push(file);
         }
-        // A cluster agent: what was merged is published and acknowledged before any
-        // checkpoint below can cover it.
-        if let Err(err) = merge.flush_tap() {
-            tracing::warn!(error = %format!("{err:#}"), "publishing to JetStream failed");
-            return if self.stop.load(Ordering::SeqCst) {
-                Flow::Stop
-            } else {
-                Flow::Continue
-            };
-        }
         let at = now();
-        self.idle.tick(engine, at);
         let since = at.duration_since(self.last_checkpoint);
         let interval = self.config.tail.checkpoint_interval;
+        // A cluster agent: what was merged is published and acknowledged before any
+        // checkpoint below can cover it (and every 20 ms anyway, for a short delay; flushing
+        // after every batch made messages of a few events each).
+        let checkpoint_due = since >= interval && !self.saving.load(Ordering::SeqCst);
+        if (checkpoint_due || at.duration_since(self.last_flush) >= Duration::from_millis(20))
+            && merge.tap().is_some()
+        {
+            self.last_flush = at;
+            if let Err(err) = merge.flush_tap() {
+                tracing::warn!(error = %format!("{err:#}"), "publishing to JetStream failed");
+                return if self.stop.load(Ordering::SeqCst) {
+                    Flow::Stop
+                } else {
+                    Flow::Continue
+                };
+            }
+        }
+        self.idle.tick(engine, at);
         // Saved where no source is part-way through a batch, so the state matches the
         // offsets exactly; under traffic that never pauses, after a while anyway.
-        if since >= interval
-            && !self.saving.load(Ordering::SeqCst)
-            && (merge.at_rest() || since >= interval * 5)
-        {
+        // (Decided once, above: an agent's flush came first.)
+        if checkpoint_due && (merge.at_rest() || since >= interval * 5) {
             self.last_checkpoint = at;
             let due = self.due_checkpoints(merge);
             if !due.is_empty() || merge.events() != self.saved_events {

@@ -245,6 +245,9 @@ mod tests {
         let agent_without_files =
             load("[cluster]\nnats_url = \"nats://n:4222\"\nrole = \"agent\"\n").unwrap_err();
         assert!(agent_without_files.to_string().contains("gw.toml: sources"));
-        assert!(load(&format!("{SOURCES}[cluster]\nnats_url = \"nats://n:4222\"\nrole = \"both\"\nextra = 1\n")).is_err());
+        assert!(load(&format!(
+            "{SOURCES}[cluster]\nnats_url = \"nats://n:4222\"\nrole = \"both\"\nextra = 1\n"
+        ))
+        .is_err());
     }
 }
