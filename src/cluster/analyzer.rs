@@ -368,6 +368,8 @@ fn run_partition(
     );
     let probe = sink.probe();
     let mut idle = IdleClock::default();
+    let populations = handle.block_on(cluster.leases())?;
+    let mut last_share = super::now();
     let mut last_save = super::now();
     let mut save =
         |merge: &mut Merge, engine: &Engine, agents: &[Arc<str>]| -> anyhow::Result<()> {
@@ -463,6 +465,10 @@ fn run_partition(
                 engine.note_first(Timestamp(first));
             }
             idle.tick(engine, super::now());
+            if last_share.elapsed() >= POPULATION_EVERY {
+                last_share = super::now();
+                share_populations(&handle, &populations, partition, engine);
+            }
             let signalled = signal.load(Ordering::SeqCst);
             if signalled == ABANDON {
                 shared.stop.store(true, Ordering::SeqCst);
@@ -510,6 +516,59 @@ fn run_partition(
 }
 
 const FAMILY_NAMES: [&str; 4] = ["address", "token", "route", "global"];
+
+/// How often a partition publishes its detectors' populations and reads the others'.
+const POPULATION_EVERY: Duration = Duration::from_secs(1);
+
+/// Publishes this partition's populations (`Engine::populations`) to the leases bucket,
+/// where they lapse with the lease TTL unless renewed, and hands the engine the other
+/// partitions' latest: a population reference is then taken over every partition's keys,
+/// as standalone, not over this partition's share alone.
+fn share_populations(
+    handle: &tokio::runtime::Handle,
+    kv: &async_nats::jetstream::kv::Store,
+    partition: u32,
+    engine: &mut Engine,
+) {
+    let own = engine.populations();
+    if own.is_empty() {
+        return;
+    }
+    let others = handle.block_on(async {
+        for (id, json) in &own {
+            let _ = kv
+                .put(format!("pop.{id}.p{partition}"), json.clone().into())
+                .await;
+        }
+        let mut others: HashMap<String, Vec<String>> = HashMap::new();
+        let Ok(mut keys) = kv.keys().await else {
+            return others;
+        };
+        let own_suffix = format!(".p{partition}");
+        let mut wanted = Vec::new();
+        while let Some(Ok(key)) = keys.next().await {
+            if let Some(rest) = key.strip_prefix("pop.") {
+                if !key.ends_with(&own_suffix) {
+                    if let Some((id, _)) = rest.rsplit_once(".p") {
+                        wanted.push((id.to_owned(), key.clone()));
+                    }
+                }
+            }
+        }
+        for (id, key) in wanted {
+            if let Ok(Some(value)) = kv.get(&key).await {
+                others
+                    .entry(id)
+                    .or_default()
+                    .push(String::from_utf8_lossy(&value).into_owned());
+            }
+        }
+        others
+    });
+    for (id, _) in &own {
+        engine.set_populations(id, others.get(id).map_or(&[][..], Vec::as_slice));
+    }
+}
 
 fn checkpoint(partition: &str, name: &str, offset: u64) -> Checkpoint {
     Checkpoint {

@@ -240,6 +240,22 @@ impl Engine {
         self.first = Some(self.first.map_or(first, |own| own.min(first)));
     }
 
+    /// Each detector's statistic across keys to share with the other partitions of a
+    /// cluster: (detector id, JSON).
+    pub fn populations(&self) -> Vec<(String, String)> {
+        self.detectors
+            .iter()
+            .filter_map(|d| Some((d.id().to_owned(), d.population()?)))
+            .collect()
+    }
+
+    /// The other partitions' statistics of detector `id` (see `populations`).
+    pub fn set_populations(&mut self, id: &str, others: &[String]) {
+        if let Some(detector) = self.detectors.iter_mut().find(|d| d.id() == id) {
+            detector.set_populations(others);
+        }
+    }
+
     /// The engine's event-time clock (`None` before the first request).
     pub fn clock(&self) -> Option<Timestamp> {
         self.first.map(|_| self.watermark)

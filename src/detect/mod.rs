@@ -104,4 +104,11 @@ pub trait Detector: Send {
             skipped: rows.len() as u64,
         }
     }
+    /// A statistic across keys that a cluster partition shares with the others (JSON), for
+    /// detectors that judge a key against the population of keys.
+    fn population(&self) -> Option<String> {
+        None
+    }
+    /// The other partitions' `population`s, as last published.
+    fn set_populations(&mut self, _others: &[String]) {}
 }

@@ -475,6 +475,8 @@ pub struct RateSpike<K: EntityKey> {
     population: PopulationHistogram,
     /// One in how many keys this detector sees (see `seeing_one_in`).
     key_share: u32,
+    /// The other partitions' populations, as they last published them (cluster mode).
+    others: Vec<PopulationHistogram>,
     /// Population quantile of window counts, refreshed once per bucket.
     population_reference: f64,
     refreshed_bucket: i64,
@@ -499,12 +501,15 @@ impl<K: EntityKey> RateSpike<K> {
             episodes: Episodes::new(EpisodeSettings::of(def, params.quiet_nanos)),
             params: params.clone(),
             key_share: 1,
+            others: Vec::new(),
         }
     }
 
-    /// This detector sees one in `share` of the keys (a cluster partition): its population
-    /// samples and its count of keys stand for `share` times as many, so the population
-    /// reference is trusted, and the false-alarm budget split, as they would be with all.
+    /// This detector sees one in `share` of the keys (a cluster partition): its count of
+    /// keys stands for `share` times as many (the false-alarm budget is split as with all of
+    /// them), and its population reference is taken over the other partitions' populations
+    /// too (`set_populations`), or, until they are known, trusted as soon as all keys'
+    /// would be.
     pub fn seeing_one_in(mut self, share: u32) -> Self {
         self.key_share = share.max(1);
         self
@@ -534,10 +539,18 @@ impl<K: EntityKey> RateSpike<K> {
             return;
         }
         self.population.advance_to(now.nanos());
-        self.population_reference = self
-            .population
-            .quantile(self.params.population_quantile, MIN_POPULATION_SAMPLES)
-            .map_or(f64::INFINITY, |q| q as f64);
+        let q = self.params.population_quantile;
+        self.population_reference = if self.others.is_empty() {
+            // One in `key_share` of the keys: trusted as soon as all of them would be.
+            self.population.quantile(
+                q,
+                MIN_POPULATION_SAMPLES.div_ceil(u64::from(self.key_share)),
+            )
+        } else {
+            self.population
+                .quantile_with(&self.others, q, MIN_POPULATION_SAMPLES)
+        }
+        .map_or(f64::INFINITY, |q| q as f64);
     }
 }
 
@@ -614,11 +627,10 @@ impl<K: EntityKey> Detector for RateSpike<K> {
         let periods = spec.buckets() as i64;
         let new_period = bucket.div_euclid(periods) != state.window.head().div_euclid(periods);
         let population = &mut self.population;
-        let share = self.key_share;
         let baseline = &mut state.baseline;
         state.window.record(&spec, bucket, |count, empty| {
             if new_period {
-                population.record_weighted(before, share);
+                population.record(before);
             }
             // An anomaly must not become the baseline it is judged against.
             if !open {
@@ -770,6 +782,21 @@ impl<K: EntityKey> Detector for RateSpike<K> {
 
     fn stats(&self) -> DetectorStats {
         DetectorStats::of(&self.keys, &self.episodes)
+    }
+
+    fn population(&self) -> Option<String> {
+        (self.key_share > 1 && self.params.population_ratio > 0.0)
+            .then(|| serde_json::to_string(&self.population).ok())
+            .flatten()
+    }
+
+    fn set_populations(&mut self, others: &[String]) {
+        let epoch = self.population.epoch_nanos();
+        self.others = others
+            .iter()
+            .filter_map(|text| serde_json::from_str::<PopulationHistogram>(text).ok())
+            .filter(|other| other.epoch_nanos() == epoch)
+            .collect();
     }
 
     fn snapshot(&self, now: Timestamp, rows: &mut Vec<StateRow>) {

@@ -48,15 +48,6 @@ impl PopulationHistogram {
         }
     }
 
-    /// `record`, as `weight` samples (one key standing for `weight` keys).
-    pub fn record_weighted(&mut self, count: u32, weight: u32) {
-        if count > 0 {
-            let _ = self
-                .current
-                .record_n(u64::from(count).min(self.current.high()), weight.max(1));
-        }
-    }
-
     pub fn record(&mut self, count: u32) {
         if count > 0 {
             // Saturating: a count above the bound is recorded at the bound.
@@ -66,6 +57,27 @@ impl PopulationHistogram {
 
     pub fn samples(&self) -> u64 {
         self.current.len() + self.previous.len()
+    }
+
+    /// `quantile` over these samples and those of `others` (other partitions' histograms
+    /// of the same detector, in cluster mode).
+    pub fn quantile_with(
+        &self,
+        others: &[PopulationHistogram],
+        q: f64,
+        min_samples: u64,
+    ) -> Option<u64> {
+        let samples = self.samples() + others.iter().map(|o| o.samples()).sum::<u64>();
+        if samples < min_samples.max(1) {
+            return None;
+        }
+        let mut merged = self.current.clone();
+        merged.add(&self.previous).ok()?;
+        for other in others {
+            merged.add(&other.current).ok()?;
+            merged.add(&other.previous).ok()?;
+        }
+        Some(merged.value_at_quantile(q))
     }
 
     /// The value at quantile `q` over both epochs, or `None` with fewer than `min_samples`.
@@ -145,6 +157,28 @@ impl TryFrom<SavedPopulation> for PopulationHistogram {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn other_partitions_populations_count_as_ones_own() {
+        let (mut own, mut other) = (PopulationHistogram::new(100), PopulationHistogram::new(100));
+        for _ in 0..150 {
+            own.record(2);
+            other.record(40);
+        }
+        assert_eq!(
+            own.quantile(0.9, 200),
+            None,
+            "150 samples are too few alone"
+        );
+        let merged = own
+            .quantile_with(std::slice::from_ref(&other), 0.9, 200)
+            .unwrap();
+        assert!(
+            (39..=41).contains(&merged),
+            "the busy other partition moves the 90th percentile: {merged}"
+        );
+        assert_eq!(own.quantile_with(&[], 0.5, 100), own.quantile(0.5, 100));
+    }
 
     #[test]
     fn quantiles_follow_recent_epochs_only() {
