@@ -124,7 +124,13 @@ impl Publisher {
         self.stats
             .events
             .fetch_add(open.count as u64, Ordering::Relaxed);
-        let payload = bytes::Bytes::from(payload);
+        self.publish_or_retry(p, id, bytes::Bytes::from(payload));
+        Ok(())
+    }
+
+    /// Publishes, keeping the acknowledgement to wait for; a failed publish is retried
+    /// until it goes out (or the stop gives up on it).
+    fn publish_or_retry(&mut self, p: u32, id: Option<String>, payload: bytes::Bytes) {
         match self.publish(p, id.as_deref(), payload.clone()) {
             Ok(ack) => self.inflight.push((p, id, payload, ack)),
             Err(err) => {
@@ -132,7 +138,6 @@ impl Publisher {
                 self.retry_later(p, id, payload);
             }
         }
-        Ok(())
     }
 
     fn publish(
@@ -248,13 +253,7 @@ impl Tap for Publisher {
                 }
                 std::thread::sleep(backoff);
                 backoff = (backoff * 2).min(Duration::from_secs(5));
-                match self.publish(p, id.as_deref(), payload.clone()) {
-                    Ok(ack) => self.inflight.push((p, id, payload, ack)),
-                    Err(err) => {
-                        tracing::warn!(error = %err, partition = p, "publishing to JetStream failed; will retry");
-                        self.retry_later(p, id, payload);
-                    }
-                }
+                self.publish_or_retry(p, id, payload);
             }
         }
         Ok(())

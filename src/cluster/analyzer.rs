@@ -87,6 +87,15 @@ pub fn run(
     let kv = handle.block_on(cluster.leases())?;
     let mut leases = Leases::new(kv, cluster.config.name.clone(), cluster.config.partitions);
     let mut workers: HashMap<u32, Worker> = HashMap::new();
+    let mut stopping: HashMap<u32, Worker> = HashMap::new();
+    let context = Context {
+        cluster: cluster.clone(),
+        handle: handle.clone(),
+        store,
+        shown_url,
+        settings,
+        stats: stats.clone(),
+    };
     let round_every = super::nats::LEASE_TTL / 4;
     while !stop.load(Ordering::SeqCst) {
         let started = super::now();
@@ -97,31 +106,37 @@ pub fn run(
                         worker.abandon();
                     }
                 }
+                // Told to stop and handed back once finished: waiting here would hold up
+                // the renewal of every other lease.
                 for p in round.surplus {
                     if let Some(worker) = workers.remove(&p) {
-                        worker.stop();
+                        worker.signal.store(STOP, Ordering::SeqCst);
+                        stopping.insert(p, worker);
                     }
-                    handle.block_on(leases.release(p));
-                    tracing::info!(
-                        partition = p,
-                        "partition handed back (over this analyzer's share)"
-                    );
                 }
                 for p in round.gained {
                     tracing::info!(partition = p, "partition taken");
-                    let worker = Worker::start(
-                        p,
-                        cluster.clone(),
-                        handle.clone(),
-                        store.clone(),
-                        shown_url.clone(),
-                        settings.clone(),
-                        stats.clone(),
-                    );
-                    workers.insert(p, worker);
+                    workers.insert(p, Worker::start(p, context.clone()));
                 }
             }
             Err(err) => tracing::warn!(error = %err, "renewing partition leases failed"),
+        }
+        let finished: Vec<u32> = stopping
+            .iter()
+            .filter(|(_, w)| w.thread.is_finished())
+            .map(|(&p, _)| p)
+            .collect();
+        for p in finished {
+            if let Some(worker) = stopping.remove(&p) {
+                if let Err(err) = worker.join() {
+                    tracing::error!(partition = p, error = %format!("{err:#}"), "partition worker failed");
+                }
+            }
+            handle.block_on(leases.release(p));
+            tracing::info!(
+                partition = p,
+                "partition handed back (over this analyzer's share)"
+            );
         }
         // A worker that failed gives its partition back to be taken again.
         let failed: Vec<u32> = workers
@@ -144,7 +159,7 @@ pub fn run(
             std::thread::sleep(Duration::from_millis(50));
         }
     }
-    for (_, worker) in workers.drain() {
+    for (_, worker) in workers.drain().chain(stopping.drain()) {
         worker.stop();
     }
     handle.block_on(leases.leave());
@@ -158,31 +173,30 @@ const STOP: u8 = 1;
 /// Someone else owns the partition: end without saving (our state would be older).
 const ABANDON: u8 = 2;
 
+/// What every partition worker of an analyzer shares.
+#[derive(Clone)]
+struct Context {
+    cluster: Arc<Cluster>,
+    handle: tokio::runtime::Handle,
+    store: Store,
+    shown_url: String,
+    settings: AnalyzerSettings,
+    stats: Arc<AnalyzerStats>,
+}
+
 struct Worker {
     signal: Arc<std::sync::atomic::AtomicU8>,
     thread: std::thread::JoinHandle<anyhow::Result<()>>,
 }
 
 impl Worker {
-    fn start(
-        partition: u32,
-        cluster: Arc<Cluster>,
-        handle: tokio::runtime::Handle,
-        store: Store,
-        shown_url: String,
-        settings: AnalyzerSettings,
-        stats: Arc<AnalyzerStats>,
-    ) -> Worker {
+    fn start(partition: u32, context: Context) -> Worker {
         let signal = Arc::new(std::sync::atomic::AtomicU8::new(RUN));
         let thread = {
             let signal = signal.clone();
             std::thread::Builder::new()
                 .name(format!("partition-{partition}"))
-                .spawn(move || {
-                    run_partition(
-                        partition, cluster, handle, store, shown_url, settings, stats, signal,
-                    )
-                })
+                .spawn(move || run_partition(partition, context, signal))
                 .expect("spawning a partition worker")
         };
         Worker { signal, thread }
@@ -244,17 +258,19 @@ struct Shared {
     stop: AtomicBool,
 }
 
-#[allow(clippy::too_many_arguments)]
 fn run_partition(
     partition: u32,
-    cluster: Arc<Cluster>,
-    handle: tokio::runtime::Handle,
-    store: Store,
-    shown_url: String,
-    settings: AnalyzerSettings,
-    stats: Arc<AnalyzerStats>,
+    context: Context,
     signal: Arc<std::sync::atomic::AtomicU8>,
 ) -> anyhow::Result<()> {
+    let Context {
+        cluster,
+        handle,
+        store,
+        shown_url,
+        settings,
+        stats,
+    } = context;
     let name = format!("p{partition}");
     let prefix = format!("{name}/");
     // What was saved for this partition: state, floor, offsets applied per agent file.
@@ -412,10 +428,15 @@ fn run_partition(
             }
             let events = merge.events();
             handle.block_on(async {
-                probe.stored(events).await;
+                // Bounded: a store that is down delays the save (retried next round),
+                // never the partition's hand-over.
+                tokio::time::timeout(Duration::from_secs(10), probe.stored(events))
+                    .await
+                    .map_err(|_| anyhow::anyhow!("incident events not yet stored"))?;
                 store
                     .save_state_changes(&changes.changed, &changes.gone, &checkpoints)
-                    .await
+                    .await?;
+                anyhow::Ok(())
             })?;
             saved_state.apply(&changes);
             // Committed: what the floor covers may be acknowledged (all up to it at once).
