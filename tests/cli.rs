@@ -409,6 +409,44 @@ fn a_forced_format_that_reads_under_half_of_the_first_lines_fails_naming_the_rig
     );
 }
 
+/// A container's stream carries nginx's error log beside its access log: a forced format
+/// that no other preset beats reads the access lines, counts the rest as unparsed, and the
+/// detectors see every access line (six refused Basic-auth logins in a second).
+#[test]
+fn a_forced_format_reads_an_access_log_mixed_with_more_error_lines() {
+    let mut log = String::new();
+    for n in 0..16 {
+        log += &format!(
+            "2026/03/06 16:14:13 [error] 19#19: *{n} user \"foo\" was not found in \"/etc/htpasswd\", \
+             client: 198.51.100.7, server: _, request: \"POST /client HTTP/1.1\", host: \"example.com\"\n"
+        );
+    }
+    for _ in 0..6 {
+        log += "198.51.100.7 - foo [06/Mar/2026:16:14:13 +0000] \"POST /client HTTP/1.1\" 401 141 \"-\" \"curl/8.5\"\n";
+    }
+    let out = gatewatch(
+        &[
+            "replay",
+            "--no-progress",
+            "--output",
+            "jsonl",
+            "--format",
+            "combined",
+            "-",
+        ],
+        Some(log.as_bytes()),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("parsed 6, unparsed 16"), "{stderr}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("\"kind\":\"brute_force\"")
+            && stdout.contains("\"entity\":\"198.51.100.7\""),
+        "{stdout}"
+    );
+}
+
 /// nginx's `main` format behind a proxy: every peer is the proxy, the clients are in the
 /// forwarded chain. Auto-detection must see the chain; replay must say when the proxy is
 /// not declared, or when the declared proxies match no peer.

@@ -154,3 +154,11 @@ fn every_case_of_kind_is_flagged(kind: &str, at_least: usize) {
 fn crowdsec_bad_user_agent_cases_are_flagged_by_kind() {
     every_case_of_kind_is_flagged("bad_user_agent", 4);
 }
+
+/// Every `brute_force` case flagged for its source: a form login answered 200 seven times
+/// in three seconds (apiscp), and six 401s to one POST target in a second beside an nginx
+/// error log in the same file (the error lines are counted as unparsed, not fatal).
+#[test]
+fn crowdsec_brute_force_cases_are_flagged_by_kind() {
+    every_case_of_kind_is_flagged("brute_force", 2);
+}

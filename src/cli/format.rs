@@ -43,14 +43,19 @@ fn named_parser(name: &str) -> anyhow::Result<Box<dyn Parser>> {
     })
 }
 
-/// A forced format that reads under half of an input's first lines is a mistake, not a
-/// log full of bad lines: refuse it, saying what auto-detection would pick.
+/// A forced format that reads under half of an input's first lines is a mistake when
+/// another preset reads more of them, or when it reads none: refuse it, saying what
+/// auto-detection would pick. Otherwise the other lines are another kind of log in the same
+/// stream (a container's nginx error log beside its access log, a controller's start-up
+/// messages): they are counted as unparsed, and the access lines are read.
 fn check_forced(parser: &dyn Parser, flag: &str, sample: &[Vec<u8>]) -> anyhow::Result<()> {
     let parsed = sample.iter().filter(|l| parser.parse(l).is_ok()).count();
     if sample.is_empty() || parsed * 2 >= sample.len() {
         return Ok(());
     }
-    let hint = match detect_format(sample.iter().map(Vec::as_slice)) {
+    let found = detect_format(sample.iter().map(Vec::as_slice));
+    let hint = match found {
+        Some(found) if found.parsed <= parsed && parsed > 0 => return Ok(()),
         Some(found) if flag == format!("--format {}", found.format) => {
             "no other preset reads more of them: is this an access log? (--log-format \
              describes other layouts)"
@@ -60,6 +65,7 @@ fn check_forced(parser: &dyn Parser, flag: &str, sample: &[Vec<u8>]) -> anyhow::
             "auto-detection would pick {} ({}/{} lines): use --format {} or --format auto",
             found.format, found.parsed, found.sampled, found.format
         ),
+        None if parsed > 0 => return Ok(()),
         None => "no preset reads them either: describe the lines with --log-format".into(),
     };
     anyhow::bail!(

@@ -443,6 +443,12 @@ pub struct SignalParams {
     /// Path and query substrings of known exploits: each request counts, repeats too.
     pub exploit_paths: Vec<String>,
     pub exploit_queries: Vec<String>,
+    /// brute_force: this many identical refusals in a row within `burst_within_nanos`
+    /// open an incident on any route (0: off).
+    pub burst_count: u32,
+    pub burst_within_nanos: i64,
+    /// brute_force: statuses that are a refusal on any route (an auth challenge).
+    pub refused_statuses: Vec<u16>,
 }
 
 /// Every problem found, each naming its file and key.
@@ -613,6 +619,16 @@ struct RawSignal {
     /// with a query string, in formats that log one: `" /?author="` is an author lookup
     /// on the site root.
     exploit_queries: Vec<String>,
+    /// brute_force: this many identical refusals in a row (same target, status and size),
+    /// within `burst_within`, open an incident whatever the route (0: off). A refusal is a
+    /// `refused_statuses` answer on any route, or a 2xx answer to a POST on an auth route
+    /// (a form login re-rendering itself). People do not retype a password six times in
+    /// twenty seconds; tools do, and a page's own requests go to many targets, not one.
+    burst_count: u32,
+    /// The time those refusals must fall within.
+    burst_within: String,
+    /// Statuses that refuse a credential on any route (401: the server asked for one).
+    refused_statuses: Vec<u16>,
 }
 
 impl Default for RawSignal {
@@ -632,6 +648,9 @@ impl Default for RawSignal {
             distinct: false,
             exploit_paths: Vec::new(),
             exploit_queries: Vec::new(),
+            burst_count: 0,
+            burst_within: "20s".into(),
+            refused_statuses: Vec::new(),
         }
     }
 }
@@ -963,6 +982,29 @@ impl Checker<'_> {
                 "an empty suffix would ignore every error",
             );
         }
+        if kind != "brute_force" && (raw.burst_count > 0 || !raw.refused_statuses.is_empty()) {
+            self.error(
+                "params",
+                "burst_count and refused_statuses are brute_force's, not scanner's",
+            );
+        }
+        if let Some(bad) = raw
+            .refused_statuses
+            .iter()
+            .find(|s| !(100..=599).contains(*s))
+        {
+            self.error(
+                "params.refused_statuses",
+                format!("{bad} is not an HTTP status"),
+            );
+        }
+        if raw.burst_count == 1 {
+            self.error(
+                "params.burst_count",
+                "one refusal is not a burst: at least 2, or 0 for off",
+            );
+        }
+        let burst_within_nanos = self.duration("params.burst_within", &raw.burst_within);
         SignalParams {
             window,
             min_count: raw.min_count.max(1),
@@ -981,6 +1023,9 @@ impl Checker<'_> {
             distinct: raw.distinct,
             exploit_paths: raw.exploit_paths,
             exploit_queries: raw.exploit_queries,
+            burst_count: raw.burst_count,
+            burst_within_nanos,
+            refused_statuses: raw.refused_statuses,
         }
     }
 }
@@ -1201,6 +1246,32 @@ mod tests {
             "id = \"x\"\nkind = \"scanner\"\nentity = \"ip\"\nseverity = \"low\"\ncolour = 1\n";
         let errors = parse_definition("s.toml", text).unwrap_err();
         assert!(errors[0].contains("colour"), "{errors:?}");
+    }
+
+    #[test]
+    fn refusal_bursts_are_brute_forces_and_checked() {
+        let scanner = "id = \"x\"\nkind = \"scanner\"\nentity = \"ip\"\nseverity = \"low\"\n[params]\nstatuses = [404]\nburst_count = 6\n";
+        let errors = parse_definition("s.toml", scanner).unwrap_err();
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.starts_with("s.toml: params: burst_count")),
+            "{errors:?}"
+        );
+        let brute = "id = \"x\"\nkind = \"brute_force\"\nentity = \"ip\"\nseverity = \"low\"\n[params]\nstatuses = [401]\npaths = [\"/login\"]\nburst_count = 1\nburst_within = \"0s\"\nrefused_statuses = [700]\n";
+        let errors = parse_definition("b.toml", brute).unwrap_err();
+        for key in [
+            "params.burst_count",
+            "params.burst_within",
+            "params.refused_statuses",
+        ] {
+            assert!(
+                errors
+                    .iter()
+                    .any(|e| e.starts_with(&format!("b.toml: {key}:"))),
+                "{key}: {errors:?}"
+            );
+        }
     }
 
     #[test]

@@ -59,13 +59,28 @@ impl KindParams {
                 st = statuses(&p.statuses),
                 frac = p.min_fraction * 100.0,
             ),
-            KindParams::BruteForce(p) => format!(
-                "≥ {min} {st} answers on login-like routes in {window}, ≥ {frac:.0}% of its requests",
-                min = p.min_count,
-                st = statuses(&p.statuses),
-                window = duration_words(p.window.window_nanos()),
-                frac = p.min_fraction * 100.0,
-            ),
+            KindParams::BruteForce(p) => {
+                let mut text = format!(
+                    "≥ {min} {st} answers on login-like routes in {window}",
+                    min = p.min_count,
+                    st = statuses(&p.statuses),
+                    window = duration_words(p.window.window_nanos()),
+                );
+                if p.burst_count > 0 {
+                    let refused = if p.refused_statuses.is_empty() {
+                        String::new()
+                    } else {
+                        format!("{} answers anywhere or ", statuses(&p.refused_statuses))
+                    };
+                    text += &format!(
+                        ", or {burst} identical refusals of one target ({refused}2xx to a \
+                         login POST) within {within}",
+                        burst = p.burst_count,
+                        within = duration_words(p.burst_within_nanos),
+                    );
+                }
+                text + &format!(", ≥ {:.0}% of its requests", p.min_fraction * 100.0)
+            }
             KindParams::TokenManySources(p) => format!(
                 "≥ {min} distinct addresses in {window} and ≥ {ratio}x the token's usual count",
                 min = p.min_sources,

@@ -47,6 +47,35 @@ struct KeyState {
     /// Hashes of the key's latest signal paths (with `distinct`).
     #[serde(default)]
     recent: RecentPaths,
+    /// The key's current run of identical refusals (brute_force with `burst_count`).
+    #[serde(default)]
+    refusals: RefusalRun,
+}
+
+/// Identical refusals in a row: the same target answered the same way, again and again.
+#[derive(Clone, Default, Serialize, Deserialize)]
+struct RefusalRun {
+    /// Hash of (target, status, size) of the run's answers; 0: no run.
+    answer: u32,
+    count: u32,
+    started: Timestamp,
+}
+
+impl RefusalRun {
+    /// Adds one refusal; the run's length after it. A different answer, or one after
+    /// `within` of the run's start, starts a new run.
+    fn push(&mut self, answer: u32, ts: Timestamp, within: i64) -> u32 {
+        if answer == self.answer && ts.nanos().saturating_sub(self.started.nanos()) <= within {
+            self.count += 1;
+        } else {
+            *self = RefusalRun {
+                answer,
+                count: 1,
+                started: ts,
+            };
+        }
+        self.count
+    }
 }
 
 /// The last few signal paths of a key, as hashes: a path seen among them is not counted
@@ -86,6 +115,16 @@ fn path_hash(req: &Request<'_>) -> u32 {
     (hasher.finish() as u32).max(1)
 }
 
+/// A refusal's answer for `RefusalRun`: target, status and size; never 0.
+fn answer_hash(req: &Request<'_>) -> u32 {
+    use std::hash::{BuildHasher, Hash, Hasher};
+    let mut hasher = foldhash::fast::FixedState::with_seed(0x0401_0401).build_hasher();
+    req.path.hash(&mut hasher);
+    req.status.hash(&mut hasher);
+    req.bytes_sent.hash(&mut hasher);
+    (hasher.finish() as u32).max(1)
+}
+
 /// What a request tells a scanner detector.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Signal {
@@ -117,6 +156,8 @@ pub struct SignalCount {
     params: SignalParams,
     /// Status → counts as a signal, indexed by status code.
     statuses: Arc<[bool; 600]>,
+    /// Status → a refusal on any route (brute_force bursts), indexed by status code.
+    refused: [bool; 600],
     paths: Option<Arc<AhoCorasick>>,
     /// This detector's bit in the engine's `PathMatch`, when it has one.
     path_bit: Option<u8>,
@@ -150,10 +191,21 @@ impl SignalCount {
         for &status in &params.statuses {
             statuses[status as usize] = true;
         }
-        let statuses = Arc::new(statuses);
+        let mut refused = [false; 600];
+        for &status in &params.refused_statuses {
+            refused[status as usize] = true;
+        }
         let paths = pattern_set(&params.paths);
-        // A brute force only asks about the path of a failed login: match no other.
-        let gate = (kind == SignalKind::BruteForce).then(|| statuses.clone());
+        // A brute force only asks about the path of a failed login (and, counting bursts,
+        // of a 2xx answer: a form login re-rendered): match no other.
+        let gate = (kind == SignalKind::BruteForce).then(|| {
+            let mut gate = statuses;
+            if params.burst_count > 0 {
+                gate[200..300].fill(true);
+            }
+            Arc::new(gate)
+        });
+        let statuses = Arc::new(statuses);
         let path_bit = paths
             .clone()
             .and_then(|set| path_match.register(set, &params.paths, gate));
@@ -172,6 +224,7 @@ impl SignalCount {
             kind,
             severity: def.severity,
             statuses,
+            refused,
             paths,
             path_bit,
             exploits,
@@ -189,15 +242,34 @@ impl SignalCount {
         }
     }
 
+    /// Whether the request's target matches the detector's paths.
+    fn path_matches(&self, req: &Request<'_>, ctx: &Context<'_>) -> bool {
+        match (ctx.path_bits, self.path_bit) {
+            // Matched already, on a decode thread.
+            (Some(bits), Some(bit)) => bits & (1 << bit) != 0,
+            _ => self.paths.as_ref().is_some_and(|set| matches(set, req)),
+        }
+    }
+
+    /// A brute force's refusal, as its answer's hash: a `refused_statuses` answer on any
+    /// route, or a 2xx answer to a POST on an auth route. `None` when not counting bursts.
+    fn refusal(&self, req: &Request<'_>, ctx: &Context<'_>) -> Option<u32> {
+        if self.params.burst_count == 0 {
+            return None;
+        }
+        let status = req.status? as usize;
+        let refused = self.refused.get(status).copied().unwrap_or(false)
+            || ((200..300).contains(&status)
+                && req.method.as_deref() == Some(b"POST".as_slice())
+                && self.path_matches(req, ctx));
+        refused.then(|| answer_hash(req))
+    }
+
     fn signal(&self, req: &Request<'_>, ctx: &Context<'_>) -> Signal {
         let status = req
             .status
             .is_some_and(|s| self.statuses.get(s as usize).copied().unwrap_or(false));
-        let path = || match (ctx.path_bits, self.path_bit) {
-            // Matched already, on a decode thread.
-            (Some(bits), Some(bit)) => bits & (1 << bit) != 0,
-            _ => self.paths.as_ref().is_some_and(|set| matches(set, req)),
-        };
+        let path = || self.path_matches(req, ctx);
         let exploit = || {
             (self.exploits.iter().flatten()).any(|(set, field, bit)| match (ctx.path_bits, bit) {
                 (Some(bits), Some(bit)) => bits & (1 << bit) != 0,
@@ -262,13 +334,15 @@ impl Detector for SignalCount {
         {
             return;
         }
+        let refusal = self.refusal(req, ctx);
         // Keys are tracked from their first signal on; other keys cost one lookup.
-        let state = if signal {
+        let state = if signal || refusal.is_some() {
             self.keys.get_or_insert(ip, || KeyState {
                 signals: RateWindow::new(bucket),
                 total: RateWindow::new(bucket),
                 first_signal: ts,
                 recent: RecentPaths::default(),
+                refusals: RefusalRun::default(),
             })
         } else {
             match self.keys.peek_mut(&ip) {
@@ -287,22 +361,50 @@ impl Detector for SignalCount {
         if signal {
             state.signals.add(&spec, bucket, weight);
         }
+        let run = refusal.map_or(0, |answer| {
+            (state.refusals).push(answer, ts, self.params.burst_within_nanos)
+        });
         let count = state.signals.sum();
         let total = state.total.sum();
         let min_count = self.params.min_count as f64;
+        let burst = self.params.burst_count;
         if self.episodes.is_open(&ip) {
-            let anomalous = signal && count as f64 >= self.params.sustain * min_count;
+            let anomalous = (signal && count as f64 >= self.params.sustain * min_count)
+                || (burst > 0 && run >= burst);
             self.episodes
-                .touch(&ip, req, ts, line, count as f64, anomalous);
+                .touch(&ip, req, ts, line, count.max(run) as f64, anomalous);
             return;
         }
-        let fraction = count as f64 / total.max(1) as f64;
-        if !signal || count < self.params.min_count || fraction < self.params.min_fraction {
+        let share = |n: u32| n as f64 / total.max(1) as f64 >= self.params.min_fraction;
+        let by_count = signal && count >= self.params.min_count && share(count);
+        let by_burst = burst > 0 && run >= burst && share(run);
+        if !(by_count || by_burst) {
             return;
         }
         let window_secs = spec.window_nanos() / 1_000_000_000;
         let window_start = spec.bucket_start(bucket + 1 - spec.buckets() as i64);
-        let started_at = window_start.max(state.first_signal);
+        let (started_at, observed, expected, summary) = if by_count {
+            (
+                window_start.max(state.first_signal),
+                count,
+                min_count,
+                format!(
+                    "{ip} scored {count} {} over {total} requests in {window_secs}s",
+                    self.kind.describe(),
+                ),
+            )
+        } else {
+            let within = self.params.burst_within_nanos as f64 / 1e9;
+            (
+                state.refusals.started,
+                run,
+                burst as f64,
+                format!(
+                    "{ip} was refused {run} times in a row, one target answered alike, \
+                     within {within}s ({total} requests in {window_secs}s)",
+                ),
+            )
+        };
         self.episodes.open(
             ip,
             Opening {
@@ -310,14 +412,11 @@ impl Detector for SignalCount {
                 detected_at: ts,
                 severity: self.severity,
                 score: Score {
-                    observed: count as f64,
-                    expected: min_count,
+                    observed: observed as f64,
+                    expected,
                     p_value: None,
                 },
-                summary: format!(
-                    "{ip} scored {count} {} over {total} requests in {window_secs}s",
-                    self.kind.describe(),
-                ),
+                summary,
                 line,
                 req,
             },

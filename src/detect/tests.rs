@@ -449,7 +449,26 @@ fn brute_force_needs_failures_on_auth_routes() {
     let mut traffic = Traffic::default();
     traffic.background(900);
     traffic.steady(ip("203.0.113.11"), 400, 520, 240, 401, "/api/v1/auth/login");
-    traffic.steady(ip("203.0.113.12"), 400, 520, 240, 401, "/api/v1/items");
+    // A page whose session expired: every 15 s its API calls (a different route each,
+    // the same route no more than twice within 20 s) are refused.
+    const API: [&str; 8] = [
+        "/api/v1/items",
+        "/api/v1/cart",
+        "/api/v1/users/me",
+        "/api/v1/orders",
+        "/api/v1/prices",
+        "/api/v1/search",
+        "/api/v1/events",
+        "/api/v1/products",
+    ];
+    for navigation in 0..8 {
+        for (n, path) in API.iter().enumerate() {
+            let at = 400 * 1000 + navigation * 15_000 + n as i64 * 100;
+            traffic
+                .0
+                .push((ip("203.0.113.12"), (T0 * 1000) + at, 401, path));
+        }
+    }
     let incidents = traffic.run();
     assert_eq!(of_kind(&incidents, "brute_force"), vec!["203.0.113.11"]);
     let severity = incidents
@@ -458,6 +477,112 @@ fn brute_force_needs_failures_on_auth_routes() {
         .unwrap()
         .severity;
     assert_eq!(severity, Severity::High);
+}
+
+/// One request of a refusal-burst scenario: `(client, second, method, path, status, size)`.
+type Answered = (&'static str, f64, &'static str, &'static str, u16, u64);
+
+/// The brute-force incidents' entities for `requests` (in time order) over background.
+fn brute_forced(requests: &[Answered]) -> Vec<String> {
+    let mut engine = Engine::new(&with_builtins(None).unwrap(), EngineSettings::default());
+    let mut traffic = Traffic::default();
+    traffic.background(900);
+    let mut all: Vec<(i64, Request<'static>)> = traffic
+        .requests()
+        .into_iter()
+        .map(|(client, at, status, path)| (at, request(client, at, status, path)))
+        .collect();
+    for &(client, second, method, path, status, size) in requests {
+        let at = (T0 * 1000) + (second * 1000.0) as i64;
+        let mut req = request(ip(client), at, status, path);
+        req.method = Some(Cow::Borrowed(method.as_bytes()));
+        req.bytes_sent = Some(size);
+        all.push((at, req));
+    }
+    all.sort_by_key(|(at, _)| *at);
+    let mut closed = Vec::new();
+    for (_, req) in &all {
+        engine.observe(req, b"line");
+        closed.extend(engine.drain_events().filter_map(closed_incident));
+    }
+    engine.finish();
+    closed.extend(engine.drain_events().filter_map(closed_incident));
+    of_kind(&closed, "brute_force")
+        .into_iter()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Tools retry one target at machine speed: six identical refusals within 20 s are a brute
+/// force on any route (HTTP Basic auth refused: 401), and on a form login that answers a
+/// failure with itself (200, same size). People retyping a password, and logins that
+/// succeed, are not.
+#[test]
+fn a_target_refused_over_and_over_at_machine_speed_is_a_brute_force() {
+    let mut requests: Vec<Answered> = Vec::new();
+    for n in 0..6 {
+        // Basic auth guessed on a plain route, six times in a second and a half.
+        requests.push((
+            "198.51.100.20",
+            500.0 + n as f64 * 0.25,
+            "POST",
+            "/client",
+            401,
+            141,
+        ));
+        // A form login re-rendering itself, seven times in three seconds.
+        requests.push((
+            "198.51.100.21",
+            500.0 + n as f64 * 0.5,
+            "POST",
+            "/apps/login",
+            200,
+            1950,
+        ));
+    }
+    requests.push(("198.51.100.21", 503.0, "POST", "/apps/login", 200, 1950));
+    // A person: three mistyped passwords, then in (a redirect), then browsing.
+    for (n, status) in [200, 200, 200, 302].into_iter().enumerate() {
+        requests.push((
+            "198.51.100.22",
+            500.0 + n as f64 * 6.0,
+            "POST",
+            "/apps/login",
+            status,
+            1950,
+        ));
+    }
+    // Five identical refusals in a row are not yet six; six spread over a minute are not
+    // machine speed.
+    for n in 0..5 {
+        requests.push(("198.51.100.23", 500.0 + n as f64, "GET", "/admin", 401, 141));
+    }
+    for n in 0..6 {
+        requests.push((
+            "198.51.100.24",
+            500.0 + n as f64 * 12.0,
+            "GET",
+            "/admin",
+            401,
+            141,
+        ));
+    }
+    // A login API that answers success with 200 and a token, size varying, at a human pace
+    // behind one office address.
+    for (n, size) in [412, 415, 409, 412, 420, 411].into_iter().enumerate() {
+        requests.push((
+            "198.51.100.25",
+            500.0 + n as f64 * 2.0,
+            "POST",
+            "/api/v1/auth/login",
+            200,
+            size,
+        ));
+    }
+    requests.sort_by(|a, b| a.1.total_cmp(&b.1));
+    let mut flagged = brute_forced(&requests);
+    flagged.sort();
+    assert_eq!(flagged, vec!["198.51.100.20", "198.51.100.21"]);
 }
 
 #[test]
