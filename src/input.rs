@@ -190,7 +190,7 @@ impl<R: Read> ChunkReader<R> {
                 Ok(n) => n,
                 // A live reader caught up: hand on the whole lines we have, or wait on.
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    if line_start > 0 {
+                    if record_start(&buf[..line_start]) > 0 {
                         break;
                     }
                     continue;
@@ -241,14 +241,18 @@ impl<R: Read> ChunkReader<R> {
                 self.skipping = true;
             }
             // A short read means nothing more is there yet (a pipe, a live log): hand on
-            // the whole lines we have rather than wait for a full chunk.
-            if n < READ && line_start > 0 {
+            // the whole records we have rather than wait for a full chunk.
+            if n < READ && record_start(&buf[..line_start]) > 0 {
                 break;
             }
         }
         if !self.eof {
-            self.carry.extend_from_slice(&buf[line_start..filled]);
-            filled = line_start;
+            // A container record's leading fragments go with its last one into the next
+            // chunk: chunks are decoded apart, and a record split between two is lost.
+            let split = record_start(&buf[..line_start]);
+            let split = if split > 0 { split } else { line_start };
+            self.carry.extend_from_slice(&buf[split..filled]);
+            filled = split;
         }
         let carried = self.carry.len() as u64;
         // Discarded bytes (a BOM, cut tails) still advance the stream offset.
@@ -275,6 +279,20 @@ impl<R: Read> ChunkReader<R> {
             }
         }
     }
+}
+
+/// Where the whole lines of `lines` (each ending in `\n`) stop, leaving out the trailing
+/// partial container fragments, whose record is not complete yet.
+fn record_start(lines: &[u8]) -> usize {
+    let mut end = lines.len();
+    while end > 0 {
+        let start = memchr::memrchr(b'\n', &lines[..end - 1]).map_or(0, |i| i + 1);
+        if !crate::parse::is_partial_fragment(trim_cr(&lines[start..end - 1])) {
+            break;
+        }
+        end = start;
+    }
+    end
 }
 
 /// The lines of a chunk without their `\n` (or `\r\n`).
@@ -380,6 +398,50 @@ mod tests {
             out.push(c);
         }
         out
+    }
+
+    /// Chunks are decoded apart: a container record's fragments (CRI `P` lines, Docker
+    /// json-file lines without their newline) never end a chunk that more data follows.
+    #[test]
+    fn a_container_records_fragments_stay_in_one_chunk() {
+        let mut data = Vec::new();
+        for n in 0..400 {
+            let ts = format!("2026-11-21T10:00:{:02}.{n:09}Z", n % 60);
+            let line = format!("203.0.113.{} - - [21/Nov/2026:10:00:00 +0000] \"GET /p/{n} HTTP/1.1\" 200 5 \"-\" \"curl\"", n % 250);
+            match n % 3 {
+                0 => data.extend_from_slice(format!("{ts} stdout F {line}\n").as_bytes()),
+                1 => {
+                    let (head, tail) = line.split_at(20);
+                    // Three fragments, the middle one empty.
+                    data.extend_from_slice(
+                        format!("{ts} stdout P {head}\n{ts} stdout P \n{ts} stdout F {tail}\n")
+                            .as_bytes(),
+                    );
+                }
+                _ => {
+                    let (head, tail) = line.split_at(30);
+                    let docker = |log: &str| {
+                        serde_json::json!({"log": log, "stream": "stdout", "time": ts}).to_string()
+                    };
+                    data.extend_from_slice(
+                        format!("{}\n{}\n", docker(head), docker(&format!("{tail}\n"))).as_bytes(),
+                    );
+                }
+            }
+        }
+        for (chunk, step) in [(4096, 4096), (4096, 97), (5000, 1000)] {
+            let chunks = chunks_of(&data, chunk, 1024, step);
+            assert!(chunks.len() > 5, "{chunk}/{step}: {} chunks", chunks.len());
+            assert_eq!(all_lines(&chunks, 1024), expected_lines(&data, 1024));
+            for c in &chunks[..chunks.len() - 1] {
+                let last = lines(c.bytes()).last().unwrap();
+                assert!(
+                    !crate::parse::is_partial_fragment(last),
+                    "{chunk}/{step}: a chunk ends inside a record: {}",
+                    String::from_utf8_lossy(last)
+                );
+            }
+        }
     }
 
     fn all_lines(chunks: &[Chunk], max_line: usize) -> Vec<Vec<u8>> {

@@ -68,6 +68,13 @@ pub fn unwrap_line(line: &[u8]) -> Option<Result<Unwrapped<'_>, WrapperError>> {
     None
 }
 
+/// Whether `line` is a container record's fragment that more fragments complete (CRI `P`,
+/// Docker json-file without the trailing newline): a reader cutting its input into chunks
+/// keeps such a line with the rest of its record.
+pub fn is_partial_fragment(line: &[u8]) -> bool {
+    unwrap_line(line).is_some_and(|unwrapped| unwrapped.is_ok_and(|u| u.partial))
+}
+
 fn looks_like_cri(line: &[u8]) -> bool {
     // `2025-03-10T14:10:00.123456789Z stdout F …`: cheap shape check before parsing.
     line.len() > 30

@@ -13,7 +13,9 @@ mod request_line;
 pub mod time;
 
 pub use client_ip::TrustedProxies;
-pub use container::{unwrap_line, Joiner, Stream, Unwrapped, Wrapper, WrapperError};
+pub use container::{
+    is_partial_fragment, unwrap_line, Joiner, Stream, Unwrapped, Wrapper, WrapperError,
+};
 pub use decoder::Decoder;
 pub use json_map::{JsonFields, MappedJson};
 pub use json_out::RequestJson;
