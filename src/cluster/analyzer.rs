@@ -87,7 +87,11 @@ pub fn run(
     let kv = handle.block_on(cluster.leases())?;
     let mut leases = Leases::new(kv, cluster.config.name.clone(), cluster.config.partitions);
     let mut workers: HashMap<u32, Worker> = HashMap::new();
+    // Told to stop (over our share) or to end without saving (lease lost): reaped once
+    // their threads end. Joining them in this loop would hold up the renewal of every
+    // other lease, which could then lapse in turn.
     let mut stopping: HashMap<u32, Worker> = HashMap::new();
+    let mut abandoned: HashMap<u32, Worker> = HashMap::new();
     let context = Context {
         cluster: cluster.clone(),
         handle: handle.clone(),
@@ -103,11 +107,10 @@ pub fn run(
             Ok(round) => {
                 for p in round.lost {
                     if let Some(worker) = workers.remove(&p) {
-                        worker.abandon();
+                        worker.signal.store(ABANDON, Ordering::SeqCst);
+                        abandoned.insert(p, worker);
                     }
                 }
-                // Told to stop and handed back once finished: waiting here would hold up
-                // the renewal of every other lease.
                 for p in round.surplus {
                     if let Some(worker) = workers.remove(&p) {
                         worker.signal.store(STOP, Ordering::SeqCst);
@@ -115,23 +118,18 @@ pub fn run(
                     }
                 }
                 for p in round.gained {
+                    // A partition lost and taken back: its old worker must be gone before
+                    // a new one reads the partition's consumer and state.
+                    if let Some(old) = abandoned.remove(&p) {
+                        log_failure(p, old.join());
+                    }
                     tracing::info!(partition = p, "partition taken");
                     workers.insert(p, Worker::start(p, context.clone()));
                 }
             }
             Err(err) => tracing::warn!(error = %err, "renewing partition leases failed"),
         }
-        let finished: Vec<u32> = stopping
-            .iter()
-            .filter(|(_, w)| w.thread.is_finished())
-            .map(|(&p, _)| p)
-            .collect();
-        for p in finished {
-            if let Some(worker) = stopping.remove(&p) {
-                if let Err(err) = worker.join() {
-                    tracing::error!(partition = p, error = %format!("{err:#}"), "partition worker failed");
-                }
-            }
+        for p in take_finished(&mut stopping) {
             handle.block_on(leases.release(p));
             tracing::info!(
                 partition = p,
@@ -139,19 +137,11 @@ pub fn run(
             );
         }
         // A worker that failed gives its partition back to be taken again.
-        let failed: Vec<u32> = workers
-            .iter()
-            .filter(|(_, w)| w.thread.is_finished())
-            .map(|(&p, _)| p)
-            .collect();
-        for p in failed {
-            if let Some(worker) = workers.remove(&p) {
-                if let Err(err) = worker.join() {
-                    tracing::error!(partition = p, error = %format!("{err:#}"), "partition worker failed");
-                }
-            }
+        for p in take_finished(&mut workers) {
             handle.block_on(leases.release(p));
         }
+        // Their leases are someone else's now: nothing to hand back.
+        take_finished(&mut abandoned);
         stats.owned.store(workers.len() as u64, Ordering::Relaxed);
         let left = round_every.saturating_sub(started.elapsed());
         let until = super::now() + left;
@@ -162,8 +152,31 @@ pub fn run(
     for (_, worker) in workers.drain().chain(stopping.drain()) {
         worker.stop();
     }
+    for (p, worker) in abandoned.drain() {
+        log_failure(p, worker.join());
+    }
     handle.block_on(leases.leave());
     Ok(())
+}
+
+/// Joins the workers of `map` whose threads have ended; their partitions.
+fn take_finished(map: &mut HashMap<u32, Worker>) -> Vec<u32> {
+    let finished: Vec<u32> = (map.iter())
+        .filter(|(_, w)| w.thread.is_finished())
+        .map(|(&p, _)| p)
+        .collect();
+    for &p in &finished {
+        if let Some(worker) = map.remove(&p) {
+            log_failure(p, worker.join());
+        }
+    }
+    finished
+}
+
+fn log_failure(partition: u32, result: anyhow::Result<()>) {
+    if let Err(err) = result {
+        tracing::error!(partition, error = %format!("{err:#}"), "partition worker failed");
+    }
 }
 
 /// How a worker is told to end.
@@ -207,11 +220,6 @@ impl Worker {
         if let Err(err) = self.join() {
             tracing::error!(error = %format!("{err:#}"), "partition worker failed");
         }
-    }
-
-    fn abandon(self) {
-        self.signal.store(ABANDON, Ordering::SeqCst);
-        let _ = self.join();
     }
 
     fn join(self) -> anyhow::Result<()> {
