@@ -149,10 +149,16 @@ pub fn run(
             std::thread::sleep(Duration::from_millis(50));
         }
     }
-    for (_, worker) in workers.drain().chain(stopping.drain()) {
-        worker.stop();
+    // Every worker is told first, then waited for: each one's last save and store flush
+    // run side by side instead of one after another.
+    for worker in workers.values() {
+        worker.signal.store(STOP, Ordering::SeqCst);
     }
-    for (p, worker) in abandoned.drain() {
+    let ending = workers
+        .drain()
+        .chain(stopping.drain())
+        .chain(abandoned.drain());
+    for (p, worker) in ending {
         log_failure(p, worker.join());
     }
     handle.block_on(leases.leave());
@@ -213,13 +219,6 @@ impl Worker {
                 .expect("spawning a partition worker")
         };
         Worker { signal, thread }
-    }
-
-    fn stop(self) {
-        self.signal.store(STOP, Ordering::SeqCst);
-        if let Err(err) = self.join() {
-            tracing::error!(error = %format!("{err:#}"), "partition worker failed");
-        }
     }
 
     fn join(self) -> anyhow::Result<()> {
