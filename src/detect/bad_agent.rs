@@ -8,15 +8,18 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind};
+use serde::{Deserialize, Serialize};
 
 use super::definition::{BadAgentParams, DetectorDef};
 use super::episodes::{EpisodeSettings, Episodes, Opening};
 use super::incident::{IncidentEvent, Score, Severity};
 use super::path_match::{MatchField, PathMatch};
+use super::state::{self, RestoreReport, Shape, StateRow};
 use super::{Context, Detector, DetectorStats};
 use crate::event::{Request, Timestamp};
 use crate::window::{KeyTable, RateWindow};
 
+#[derive(Serialize, Deserialize)]
 struct ToolState {
     /// Requests with a tool's user agent in the window.
     requests: RateWindow,
@@ -54,6 +57,13 @@ impl BadAgent {
             keys: KeyTable::new(params.capacity),
             episodes: Episodes::new(EpisodeSettings::of(def, params.quiet_nanos)),
             params: params.clone(),
+        }
+    }
+
+    fn shape(&self) -> Shape {
+        Shape {
+            kind: "bad_user_agent",
+            window: self.params.window,
         }
     }
 
@@ -156,5 +166,29 @@ impl Detector for BadAgent {
 
     fn stats(&self) -> DetectorStats {
         DetectorStats::of(&self.keys, &self.episodes)
+    }
+
+    /// Only per-key rows: a tool's requests so far count after a restart too.
+    fn snapshot(&self, _now: Timestamp, rows: &mut Vec<StateRow>) {
+        let spec = self.params.window;
+        state::snapshot_keys(
+            &self.id,
+            &self.shape(),
+            &self.keys,
+            &self.episodes,
+            |tool: &ToolState| spec.bucket_start(tool.requests.head()),
+            rows,
+        );
+    }
+
+    fn restore(&mut self, rows: Vec<StateRow>) -> RestoreReport {
+        let spec = self.params.window;
+        state::restore_keys(
+            &self.shape(),
+            &mut self.keys,
+            &mut self.episodes,
+            rows,
+            |tool: &ToolState| tool.requests.fits(&spec) && tool.answered.fits(&spec),
+        )
     }
 }

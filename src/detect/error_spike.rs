@@ -3,16 +3,19 @@
 //! finding the request that breaks it. The share, not the count: a busy route's usual
 //! failures are not a spike, nor a quiet route's one failure.
 
+use serde::{Deserialize, Serialize};
 use statrs::distribution::{Binomial, DiscreteCDF};
 
 use super::definition::{DetectorDef, ErrorSpikeParams};
 use super::episodes::{EpisodeSettings, Episodes, Opening};
 use super::incident::{IncidentEvent, Score, Severity};
 use super::key::EntityKey;
+use super::state::{self, RestoreReport, Shape, StateRow};
 use super::{Context, Detector, DetectorStats};
 use crate::event::{Request, Timestamp};
 use crate::window::{Ewma, KeyTable, RateWindow};
 
+#[derive(Serialize, Deserialize)]
 struct KeyState {
     total: RateWindow,
     failed: RateWindow,
@@ -54,6 +57,13 @@ impl<K: EntityKey> ErrorSpike<K> {
             keys: KeyTable::new(params.capacity),
             episodes: Episodes::new(EpisodeSettings::of(def, params.quiet_nanos)),
             params: params.clone(),
+        }
+    }
+
+    fn shape(&self) -> Shape {
+        Shape {
+            kind: "error_spike",
+            window: self.params.window,
         }
     }
 }
@@ -176,5 +186,30 @@ impl<K: EntityKey> Detector for ErrorSpike<K> {
 
     fn stats(&self) -> DetectorStats {
         DetectorStats::of(&self.keys, &self.episodes)
+    }
+
+    /// Only per-key rows: a route's usual share is its own. Without them every route
+    /// would wait out `min_history` again after a restart.
+    fn snapshot(&self, _now: Timestamp, rows: &mut Vec<StateRow>) {
+        let spec = self.params.window;
+        state::snapshot_keys(
+            &self.id,
+            &self.shape(),
+            &self.keys,
+            &self.episodes,
+            |key: &KeyState| spec.bucket_start(key.total.head()),
+            rows,
+        );
+    }
+
+    fn restore(&mut self, rows: Vec<StateRow>) -> RestoreReport {
+        let spec = self.params.window;
+        state::restore_keys(
+            &self.shape(),
+            &mut self.keys,
+            &mut self.episodes,
+            rows,
+            |key: &KeyState| key.total.fits(&spec) && key.failed.fits(&spec),
+        )
     }
 }

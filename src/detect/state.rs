@@ -8,10 +8,14 @@
 //! (`"state"`), its rank in the table's recency order among the keys of its `updated_at`
 //! (`"rank"`, 0 = least recent; rows of older saves count over the whole table, which
 //! sorts the same), and its open episode (`"episode"`); a detector's own row (entity `""`)
-//! holds what it learned across keys.
+//! holds what it learned across keys. A table keyed otherwise than its episodes (tokens: by
+//! a keyed hash of the token, episodes by its fingerprint) writes the episode key as the
+//! entity and its own key as `"key"` (see `TableKey`).
 
 use super::key::EntityKey;
 use std::borrow::Cow;
+use std::fmt::Display;
+use std::hash::Hash;
 
 use serde::{Deserialize, Serialize};
 
@@ -46,7 +50,8 @@ pub struct RestoreReport {
     /// when its open episode was loaded).
     pub restored: u64,
     /// Rows not loaded: unknown detector, other version or kind or window, JSON or entity
-    /// that does not parse, or a key beyond its table's capacity (the oldest go first).
+    /// that does not parse, a key state without its table key (`"key"`) or with one its
+    /// table does not take, or a key beyond its table's capacity (the oldest go first).
     pub skipped: u64,
 }
 
@@ -70,6 +75,42 @@ impl Shape {
     }
 }
 
+/// A table's key as rows write it: as the entity of its row, which is also its episode's key,
+/// and, when the entity does not give the key back, as the row's `"key"`.
+pub(super) trait TableKey<S>: Hash + Eq + Sized {
+    /// The key of the table's episodes.
+    type Entity: Hash + Eq + Ord + Clone + Display;
+    fn entity(&self, state: &S) -> Self::Entity;
+    /// The row's `"key"`; `None` when the entity gives the key back.
+    fn saved(&self) -> Option<u64>;
+    fn parse_entity(text: &str) -> Option<Self::Entity>;
+    /// The table key of a row's state (which it binds to the entity); `None`: not a row of
+    /// this table.
+    fn restored(entity: &Self::Entity, saved: Option<u64>, state: &mut S) -> Option<Self>;
+}
+
+/// Most tables are keyed as their episodes are: the entity is the key.
+impl<K: EntityKey, S> TableKey<S> for K {
+    type Entity = K;
+
+    fn entity(&self, _: &S) -> K {
+        self.clone()
+    }
+
+    fn saved(&self) -> Option<u64> {
+        None
+    }
+
+    /// Not `""`: that is a detector's own row (a route would parse from it).
+    fn parse_entity(text: &str) -> Option<K> {
+        (!text.is_empty()).then(|| text.parse().ok()).flatten()
+    }
+
+    fn restored(entity: &K, saved: Option<u64>, _: &mut S) -> Option<K> {
+        saved.is_none().then(|| entity.clone())
+    }
+}
+
 /// A row's JSON: `S` is the key's (or the detector's) state.
 #[derive(Serialize, Deserialize)]
 struct Row<'a, S> {
@@ -77,6 +118,8 @@ struct Row<'a, S> {
     #[serde(borrow)]
     kind: Cow<'a, str>,
     window: (i64, usize),
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    key: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     rank: Option<u64>,
     #[serde(default = "none", skip_serializing_if = "Option::is_none")]
@@ -97,6 +140,7 @@ pub(super) fn to_json<T: Serialize>(value: &T) -> String {
 
 fn row_json<S: Serialize>(
     shape: &Shape,
+    key: Option<u64>,
     rank: Option<u64>,
     state: Option<&S>,
     episode: Option<SavedEpisode>,
@@ -105,6 +149,7 @@ fn row_json<S: Serialize>(
         v: STATE_VERSION,
         kind: Cow::Borrowed(shape.kind),
         window: shape.geometry(),
+        key,
         rank,
         state,
         episode,
@@ -128,7 +173,7 @@ pub(super) fn detector_row<S: Serialize>(
     StateRow {
         detector: detector.to_owned(),
         entity: String::new(),
-        state: row_json(shape, None, Some(state), None),
+        state: row_json(shape, None, None, Some(state), None),
         updated_at: now,
     }
 }
@@ -142,11 +187,11 @@ pub(super) fn parse_detector_row<S: for<'de> Deserialize<'de>>(
 }
 
 /// One row per key of `keys` and per open episode: see the module's doc.
-pub(super) fn snapshot_keys<K: EntityKey, S: Serialize>(
+pub(super) fn snapshot_keys<K: TableKey<S>, S: Serialize>(
     detector: &str,
     shape: &Shape,
     keys: &KeyTable<K, S>,
-    episodes: &Episodes<K>,
+    episodes: &Episodes<K::Entity>,
     last_active: impl Fn(&S) -> Timestamp,
     rows: &mut Vec<StateRow>,
 ) {
@@ -155,25 +200,41 @@ pub(super) fn snapshot_keys<K: EntityKey, S: Serialize>(
     // entering or leaving the table then changes no other key's row, so a daemon's save
     // writes the rows that changed, not every row.
     let mut rank = 0u64;
+    // Entities whose episode went into a key's row (sorted below, for the orphans' lookup).
+    let mut with_key = Vec::new();
     for (key, state) in keys.iter_oldest_first() {
-        let episode = episodes.saved(key);
+        let entity = key.entity(state);
+        let episode = episodes.saved(&entity);
         let before = newest;
         newest = newest.max(last_active(state));
         if let Some(episode) = &episode {
             newest = newest.max(episode.last_seen());
+            with_key.push(entity.clone());
         }
         rank = if newest == before { rank + 1 } else { 0 };
         rows.push(StateRow {
             detector: detector.to_owned(),
-            entity: key.to_string(),
-            state: row_json(shape, Some(rank), Some(state), episode),
+            entity: entity.to_string(),
+            state: row_json(shape, key.saved(), Some(rank), Some(state), episode),
             updated_at: newest,
         });
     }
-    // Episodes whose key the table has evicted.
-    let mut orphans: Vec<&K> = episodes
+    with_key.sort();
+    episode_rows::<S, _>(detector, shape, episodes, &with_key, rows);
+}
+
+/// A row per open episode whose key is not among `with_key` (sorted): the table evicted
+/// it, or the detector keeps no table.
+fn episode_rows<S: Serialize, E: Hash + Eq + Ord + Clone + Display>(
+    detector: &str,
+    shape: &Shape,
+    episodes: &Episodes<E>,
+    with_key: &[E],
+    rows: &mut Vec<StateRow>,
+) {
+    let mut orphans: Vec<&E> = episodes
         .open_keys()
-        .filter(|key| !keys.contains(key))
+        .filter(|key| with_key.binary_search(key).is_err())
         .collect();
     orphans.sort();
     for key in orphans {
@@ -184,18 +245,39 @@ pub(super) fn snapshot_keys<K: EntityKey, S: Serialize>(
             detector: detector.to_owned(),
             entity: key.to_string(),
             updated_at: episode.last_seen(),
-            state: row_json::<S>(shape, None, None, Some(episode)),
+            state: row_json::<S>(shape, None, None, None, Some(episode)),
         });
     }
+}
+
+/// Rows of a detector whose only state is its open episodes.
+pub(super) fn snapshot_episodes<K: EntityKey>(
+    detector: &str,
+    shape: &Shape,
+    episodes: &Episodes<K>,
+    rows: &mut Vec<StateRow>,
+) {
+    episode_rows::<(), K>(detector, shape, episodes, &[], rows);
+}
+
+/// Loads rows saved by `snapshot_episodes`.
+pub(super) fn restore_episodes<K: EntityKey>(
+    shape: &Shape,
+    episodes: &mut Episodes<K>,
+    rows: impl IntoIterator<Item = StateRow>,
+) -> RestoreReport {
+    // No table: a row with a key state is not one of these.
+    let mut none = KeyTable::<K, serde::de::IgnoredAny>::new(std::num::NonZeroUsize::MIN);
+    restore_keys(shape, &mut none, episodes, rows, |_| false)
 }
 
 /// Loads per-key rows saved by `snapshot_keys`: open episodes all, key states up to the
 /// table's capacity, most recently seen first, in their saved recency order. `fits` says
 /// whether a key's state can be one of this detector's.
-pub(super) fn restore_keys<K: EntityKey, S: for<'de> Deserialize<'de>>(
+pub(super) fn restore_keys<K: TableKey<S>, S: for<'de> Deserialize<'de>>(
     shape: &Shape,
     keys: &mut KeyTable<K, S>,
-    episodes: &mut Episodes<K>,
+    episodes: &mut Episodes<K::Entity>,
     rows: impl IntoIterator<Item = StateRow>,
     fits: impl Fn(&S) -> bool,
 ) -> RestoreReport {
@@ -203,28 +285,16 @@ pub(super) fn restore_keys<K: EntityKey, S: for<'de> Deserialize<'de>>(
     // (updated_at, rank, key, state, the row's episode was loaded)
     let mut states: Vec<(Timestamp, u64, K, S, bool)> = Vec::new();
     for row in rows {
-        let parsed = row
-            .entity
-            .parse::<K>()
-            .ok()
-            .and_then(|key| Some((key, parse_row::<S>(shape, &row.state)?)))
-            .filter(|(_, parsed)| parsed.state.as_ref().is_none_or(&fits));
-        let Some((key, parsed)) = parsed else {
+        let Some(read) = read_key_row::<K, S>(shape, &row, &fits) else {
             report.skipped += 1;
             continue;
         };
-        let has_episode = parsed.episode.is_some();
-        if let Some(episode) = parsed.episode {
-            episodes.restore(key.clone(), episode);
+        let has_episode = read.episode.is_some();
+        if let Some(episode) = read.episode {
+            episodes.restore(read.entity, episode);
         }
-        match parsed.state {
-            Some(state) => states.push((
-                row.updated_at,
-                parsed.rank.unwrap_or(0),
-                key,
-                state,
-                has_episode,
-            )),
+        match read.state {
+            Some((key, state)) => states.push((row.updated_at, read.rank, key, state, has_episode)),
             None => report.restored += 1,
         }
     }
@@ -243,4 +313,37 @@ pub(super) fn restore_keys<K: EntityKey, S: for<'de> Deserialize<'de>>(
         report.restored += 1;
     }
     report
+}
+
+/// A per-key row as read back.
+struct KeyRow<E, K, S> {
+    entity: E,
+    rank: u64,
+    /// The table key and its state, if the row has one.
+    state: Option<(K, S)>,
+    episode: Option<SavedEpisode>,
+}
+
+/// `None` when the row is not one of this table's.
+fn read_key_row<K: TableKey<S>, S: for<'de> Deserialize<'de>>(
+    shape: &Shape,
+    row: &StateRow,
+    fits: impl Fn(&S) -> bool,
+) -> Option<KeyRow<K::Entity, K, S>> {
+    let entity = K::parse_entity(&row.entity)?;
+    let parsed = parse_row::<S>(shape, &row.state)?;
+    let state = match parsed.state {
+        Some(mut state) if fits(&state) => {
+            let key = K::restored(&entity, parsed.key, &mut state)?;
+            Some((key, state))
+        }
+        Some(_) => return None,
+        None => None,
+    };
+    Some(KeyRow {
+        entity,
+        rank: parsed.rank.unwrap_or(0),
+        state,
+        episode: parsed.episode,
+    })
 }

@@ -391,3 +391,416 @@ fn the_warm_up_is_not_applied_again_after_a_restore() {
     );
     assert_eq!(empty.clock(), None);
 }
+
+/// Raw credentials of the synthetic traffic: none may reach saved state.
+const LEAKED: &str = "tok_leaked5e1f0a9c";
+const STOLEN: &str = "tok_stolen77b2c4d1";
+const ROTATED: [&str; 16] = [
+    "tok_rot00",
+    "tok_rot01",
+    "tok_rot02",
+    "tok_rot03",
+    "tok_rot04",
+    "tok_rot05",
+    "tok_rot06",
+    "tok_rot07",
+    "tok_rot08",
+    "tok_rot09",
+    "tok_rot10",
+    "tok_rot11",
+    "tok_rot12",
+    "tok_rot13",
+    "tok_rot14",
+    "tok_rot15",
+];
+const SQLMAP: &str = "sqlmap/1.7#stable (https://sqlmap.org)";
+const NIKTO: &str = "Mozilla/5.00 (Nikto/2.5.0) (Evasions:None) (Test:000417)";
+const BROWSER: &str = "Mozilla/5.0 (X11; Linux) Firefox/131";
+const HOOKS: &str = "id = \"hooks-from-git\"\nkind = \"unexpected_source\"\nentity = \"ip\"\nseverity = \"high\"\n[params]\nhosts = [\"ci.example.com\"]\npaths = [\"/hooks/*\"]\nallow = [\"140.82.112.0/20\"]\n";
+
+/// One request of the synthetic traffic.
+#[derive(Clone)]
+struct Hit {
+    at_millis: i64,
+    ip: IpAddr,
+    status: u16,
+    path: &'static str,
+    user: Option<&'static str>,
+    agent: &'static str,
+}
+
+impl Hit {
+    fn request(&self) -> Request<'_> {
+        use std::borrow::Cow;
+        Request {
+            ts: Some(Timestamp(self.at_millis * 1_000_000)),
+            client_ip: Some(self.ip),
+            method: Some(Cow::Borrowed(b"GET")),
+            path: Some(Cow::Borrowed(self.path.as_bytes())),
+            status: Some(self.status),
+            user: self.user.map(|u| Cow::Borrowed(u.as_bytes())),
+            user_agent: Some(Cow::Borrowed(self.agent.as_bytes())),
+            host: Some(Cow::Borrowed(b"ci.example.com")),
+            ..Request::default()
+        }
+    }
+
+    /// The log line, credential and all (token detectors mask it in their evidence).
+    fn line(&self) -> Vec<u8> {
+        format!(
+            "{} - {} [{}] \"GET {} HTTP/1.1\" {} 0 \"-\" \"{}\"",
+            self.ip,
+            self.user.unwrap_or("-"),
+            self.at_millis,
+            self.path,
+            self.status,
+            self.agent
+        )
+        .into_bytes()
+    }
+}
+
+/// Who sends requests: an address, its credential and its user agent.
+#[derive(Clone, Copy)]
+struct Client {
+    ip: IpAddr,
+    user: Option<&'static str>,
+    agent: &'static str,
+}
+
+impl Client {
+    fn browser(ip: IpAddr) -> Client {
+        Client {
+            ip,
+            user: None,
+            agent: BROWSER,
+        }
+    }
+
+    fn with_token(self, token: &'static str) -> Client {
+        Client {
+            user: Some(token),
+            ..self
+        }
+    }
+
+    fn tool(ip: IpAddr, agent: &'static str) -> Client {
+        Client {
+            ip,
+            user: None,
+            agent,
+        }
+    }
+}
+
+/// Requests of the synthetic traffic, built up by the scenarios below.
+#[derive(Default)]
+struct Traffic(Vec<Hit>);
+
+const T0: i64 = 1_763_600_000;
+
+fn net(a: u32, b: u32, host: u32) -> IpAddr {
+    IpAddr::V4(std::net::Ipv4Addr::new(10, a as u8, b as u8, host as u8))
+}
+
+impl Traffic {
+    /// `count` requests evenly spread over `[from_s, to_s)`.
+    fn steady(
+        &mut self,
+        client: Client,
+        (from_s, to_s): (i64, i64),
+        count: i64,
+        status: u16,
+        path: &'static str,
+    ) {
+        let span_ms = (to_s - from_s) * 1000;
+        self.0.extend((0..count).map(|i| Hit {
+            at_millis: (T0 + from_s) * 1000 + i * span_ms / count,
+            ip: client.ip,
+            status,
+            path,
+            user: client.user,
+            agent: client.agent,
+        }));
+    }
+
+    /// Browsers on the shop, and a search route failing 1 in 90 until its backend fails
+    /// for two minutes at t = 1200 s (error_spike).
+    fn shop_and_failing_search(&mut self) {
+        for n in 0..30 {
+            let client = Client::browser(net(1, n, 1));
+            self.steady(client, (i64::from(n) % 7, 1800), 150, 200, "/products/1");
+        }
+        let search = "/api/v1/search";
+        for n in 0..10 {
+            let client = Client::browser(net(7, n, 1));
+            self.steady(client, (0, 1800), 360, 200, search);
+            self.steady(client, (5, 1800), 4, 503, search);
+            self.steady(client, (1200, 1320), 12, 502, search);
+        }
+    }
+
+    /// A token leaked to 30 addresses at t = 900 s (token_many_sources); a token stolen and
+    /// used from a new network while its owner stays active (token_new_source); one
+    /// address presenting sixteen credentials (ip_many_tokens).
+    fn credentials(&mut self) {
+        let orders = "/api/v1/orders";
+        let leaked = |ip| Client::browser(ip).with_token(LEAKED);
+        self.steady(leaked(net(60, 0, 1)), (0, 1500), 50, 200, orders);
+        for n in 0..30 {
+            let from = 900 + i64::from(n) * 4;
+            self.steady(leaked(net(70, n, 2)), (from, 1140), 5, 200, orders);
+        }
+        let stolen = |ip| Client::browser(ip).with_token(STOLEN);
+        self.steady(stolen(net(80, 0, 1)), (0, 1500), 75, 200, orders);
+        self.steady(stolen(net(81, 0, 1)), (900, 1200), 20, 200, orders);
+        let stuffer = Client::browser(net(90, 0, 1));
+        for (i, token) in (0..).zip(ROTATED) {
+            let from = 900 + i;
+            let client = stuffer.with_token(token);
+            self.steady(client, (from, from + 120), 8, 200, "/api/v1/session");
+        }
+    }
+
+    /// Attack tools (bad_user_agent) and a webhook called from outside its allowlist
+    /// (unexpected_source).
+    fn tools_and_hooks(&mut self) {
+        let sqlmap = Client::tool(ip("203.0.113.30"), SQLMAP);
+        self.steady(sqlmap, (400, 700), 30, 200, "/search");
+        let nikto = Client::tool(ip("203.0.113.31"), NIKTO);
+        self.steady(nikto, (1000, 1100), 20, 404, "/nothing-here");
+        let git = Client::tool(ip("140.82.115.4"), "GitHub-Hookshot/1");
+        self.steady(git, (0, 1800), 60, 200, "/hooks/deploy");
+        let outsider = Client::tool(ip("198.51.100.66"), "curl/8");
+        self.steady(outsider, (600, 900), 5, 401, "/hooks/deploy");
+    }
+
+    fn hits(mut self) -> Vec<Hit> {
+        self.0.sort_by_key(|hit| hit.at_millis);
+        self.0
+    }
+}
+
+fn ip(text: &str) -> IpAddr {
+    text.parse().unwrap()
+}
+
+fn synthetic_hits() -> Vec<Hit> {
+    let mut traffic = Traffic::default();
+    traffic.shop_and_failing_search();
+    traffic.credentials();
+    traffic.tools_and_hooks();
+    traffic.hits()
+}
+
+/// The built-ins and a webhook rule.
+fn engine_with_hooks() -> Engine {
+    let hooks = parse_definition("hooks.toml", HOOKS).unwrap();
+    Engine::new(
+        &with_builtins(Some(Ok(vec![hooks]))).unwrap(),
+        EngineSettings::default(),
+    )
+}
+
+fn feed_hits(engine: &mut Engine, hits: &[Hit], events: &mut Vec<IncidentEvent>) {
+    for hit in hits {
+        engine.observe(&hit.request(), &hit.line());
+        events.extend(engine.drain_events());
+    }
+}
+
+/// The kinds whose state the synthetic traffic exercises.
+const SYNTHETIC_KINDS: [&str; 6] = [
+    "token_many_sources",
+    "token_new_source",
+    "ip_many_tokens",
+    "bad_user_agent",
+    "error_spike",
+    "unexpected_source",
+];
+
+/// The first line after `at`.
+fn line_after(hits: &[Hit], at: Timestamp) -> usize {
+    hits.partition_point(|hit| hit.at_millis * 1_000_000 <= at.nanos())
+}
+
+/// Splits inside each incident of `SYNTHETIC_KINDS` (just after its opening line, and
+/// halfway through it), with the incident each falls in.
+fn splits_inside(hits: &[Hit], whole: &[IncidentEvent]) -> Vec<(usize, super::Incident)> {
+    let mut splits = Vec::new();
+    for event in whole {
+        let IncidentEvent::Closed(incident) = event else {
+            continue;
+        };
+        if !SYNTHETIC_KINDS.contains(&incident.kind.as_str()) {
+            continue;
+        }
+        let (detected, last) = (incident.detected_at, incident.last_seen);
+        let halfway = Timestamp(detected.nanos() + (last.nanos() - detected.nanos()) / 2);
+        for at in [detected, halfway] {
+            let k = line_after(hits, at);
+            if k < hits.len() && hits[k].at_millis * 1_000_000 <= last.nanos() {
+                splits.push((k, incident.clone()));
+            }
+        }
+    }
+    splits
+}
+
+/// `a_restart_anywhere_in_the_log_changes_no_incident` for the detectors of token,
+/// attack-tool, route-failure and webhook incidents, on traffic in which each fires.
+#[test]
+fn a_restart_inside_any_token_tool_error_or_webhook_incident_changes_none() {
+    let hits = synthetic_hits();
+    let mut whole = Vec::new();
+    let mut a = engine_with_hooks();
+    feed_hits(&mut a, &hits, &mut whole);
+    a.finish();
+    whole.extend(a.drain_events());
+    for kind in SYNTHETIC_KINDS {
+        assert!(
+            whole.iter().any(|e| e.incident().kind == kind),
+            "no {kind} incident: {:?}",
+            describe(&whole)
+        );
+    }
+
+    let n = hits.len();
+    let inside = splits_inside(&hits, &whole);
+    let even = (1..12).map(|i| (i * n / 12, None));
+    let splits = inside.into_iter().map(|(k, i)| (k, Some(i))).chain(even);
+    for (k, within) in splits {
+        let mut events = Vec::new();
+        let mut b = engine_with_hooks();
+        feed_hits(&mut b, &hits[..k], &mut events);
+        let saved = b.snapshot();
+        drop(b);
+        if let Some(incident) = &within {
+            assert!(
+                saved.iter().any(|row| row.detector == incident.detector
+                    && row.entity == incident.entity
+                    && row.state.contains("\"episode\"")),
+                "k {k}: {} {} is open at the split and saved",
+                incident.kind,
+                incident.entity
+            );
+        }
+        for token in ROTATED.iter().chain([&LEAKED, &STOLEN]) {
+            assert!(
+                saved
+                    .iter()
+                    .all(|row| !row.state.contains(token) && !row.entity.contains(token)),
+                "k {k}: {token} saved"
+            );
+        }
+        let rows = through_store(saved.clone());
+        let row_count = rows.len() as u64;
+
+        let mut c = engine_with_hooks();
+        let report = c.restore(rows);
+        assert_eq!(
+            report,
+            RestoreReport {
+                restored: row_count,
+                skipped: 0
+            },
+            "k {k}"
+        );
+        assert!(
+            sorted(c.snapshot()) == sorted(saved),
+            "k {k}: state differs"
+        );
+        feed_hits(&mut c, &hits[k..], &mut events);
+        c.finish();
+        events.extend(c.drain_events());
+        if events != whole {
+            assert_eq!(describe(&events), describe(&whole), "k {k}");
+            assert_eq!(events, whole, "k {k}");
+        }
+    }
+}
+
+/// Rows of the detectors above that are not theirs (another version, kind or window, an
+/// entity that does not parse, a token row without its table key) are skipped.
+#[test]
+fn token_tool_error_and_webhook_rows_of_another_shape_are_skipped() {
+    let hits = synthetic_hits();
+    let mut b = engine_with_hooks();
+    // Inside the stolen token's, the stuffer's, the leak's and the spike's incidents.
+    let k = line_after(&hits, Timestamp::from_secs(T0 + 1210));
+    feed_hits(&mut b, &hits[..k], &mut Vec::new());
+    let saved = b.snapshot();
+    let detectors = [
+        "token-many-sources",
+        "token-new-source",
+        "ip-many-tokens",
+        "bad-user-agent",
+        "error-spike-route",
+        "hooks-from-git",
+    ];
+    let mut good = Vec::new();
+    let mut bad = Vec::new();
+    for detector in detectors {
+        let row = saved
+            .iter()
+            .find(|row| row.detector == detector && !row.entity.is_empty())
+            .unwrap_or_else(|| panic!("{detector} saved no row"))
+            .clone();
+        let with = |entity: &str, state: String| StateRow {
+            entity: entity.to_owned(),
+            state,
+            ..row.clone()
+        };
+        let kind = &row.state[row.state.find("\"kind\":").unwrap()..];
+        let kind = &kind[..kind.find(',').unwrap()];
+        bad.extend([
+            with(&row.entity, row.state.replace("\"v\":1", "\"v\":99")),
+            with(&row.entity, row.state.replace(kind, "\"kind\":\"scanner\"")),
+            with(
+                &row.entity,
+                row.state.replace("\"window\":[", "\"window\":[1"),
+            ),
+            with("", row.state.clone()),
+        ]);
+        if detector.starts_with("token") {
+            // Without the table key the token's state has no place in the table.
+            let key = &row.state[row.state.find("\"key\":").unwrap()..];
+            let key = &key[..=key.find(',').unwrap()];
+            bad.push(with(&row.entity, row.state.replace(key, "")));
+        }
+        if detector == "bad-user-agent" {
+            bad.push(with("not-an-ip", row.state.clone()));
+            // An address row with a table key is not one of an address table.
+            bad.push(with(
+                &row.entity,
+                row.state.replacen(",\"rank\"", ",\"key\":7,\"rank\"", 1),
+            ));
+        }
+        good.push(row);
+    }
+    for row in &bad {
+        assert!(!good
+            .iter()
+            .any(|g| g.state == row.state && g.entity == row.entity));
+    }
+    let (bad_count, good_count) = (bad.len() as u64, good.len() as u64);
+    let mut c = engine_with_hooks();
+    let report = c.restore(bad.into_iter().chain(good.clone()));
+    assert_eq!(
+        report,
+        RestoreReport {
+            restored: good_count,
+            skipped: bad_count
+        }
+    );
+    let rows = c.snapshot();
+    for row in &good {
+        assert!(
+            rows.iter()
+                .any(|r| r.detector == row.detector && r.entity == row.entity),
+            "{} {}",
+            row.detector,
+            row.entity
+        );
+    }
+}

@@ -8,6 +8,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use hmac::{Hmac, Mac};
+use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
 use super::definition::{
@@ -15,9 +16,10 @@ use super::definition::{
 };
 use super::episodes::{EpisodeSettings, Episodes, Opening};
 use super::incident::{IncidentEvent, Score, Severity};
+use super::state::{self, RestoreReport, Shape, StateRow, TableKey};
 use super::{Context, Detector, DetectorStats};
 use crate::event::{Request, Timestamp};
-use crate::window::{Ewma, KeyTable};
+use crate::window::{Ewma, KeyTable, WindowSpec};
 
 /// `fp_` + the first 16 hex digits of HMAC-SHA256(key, token): the contract the scorer and
 /// the analysts' tools read.
@@ -39,7 +41,10 @@ pub fn token_of<'r>(req: &'r Request<'_>) -> Option<&'r [u8]> {
 /// Addresses remembered per token (the stalest is forgotten first).
 const MAX_ADDRESSES: usize = 64;
 
+#[derive(Serialize, Deserialize)]
 struct TokenState {
+    /// Saved as its row's entity.
+    #[serde(skip)]
     fingerprint: Arc<str>,
     first_seen: Timestamp,
     /// (address, bucket first seen, bucket last seen).
@@ -100,6 +105,13 @@ impl TokenSources {
             tokens_hash: tokens,
         }
     }
+
+    fn shape(&self) -> Shape {
+        Shape {
+            kind: "token_many_sources",
+            window: self.params.window,
+        }
+    }
 }
 
 /// A detector's view of tokens: their fingerprints and their keys in its table (a 64-bit
@@ -134,6 +146,55 @@ impl TokenHasher {
             return String::from_utf8_lossy(token).into_owned();
         }
         fingerprint(&self.key, token)
+    }
+}
+
+/// A token's state in a table keyed by the token's hash. Saved, it is the row of its
+/// fingerprint (its episodes' key), the hash as the row's `"key"`: the hash cannot be
+/// recomputed without the token, and the fingerprint not from the hash.
+trait Fingerprinted {
+    fn fingerprint(&self) -> &Arc<str>;
+    fn set_fingerprint(&mut self, fingerprint: Arc<str>);
+}
+
+impl<S: Fingerprinted> TableKey<S> for u64 {
+    type Entity = Arc<str>;
+
+    fn entity(&self, state: &S) -> Arc<str> {
+        state.fingerprint().clone()
+    }
+
+    fn saved(&self) -> Option<u64> {
+        Some(*self)
+    }
+
+    fn parse_entity(text: &str) -> Option<Arc<str>> {
+        (!text.is_empty()).then(|| text.into())
+    }
+
+    fn restored(entity: &Arc<str>, saved: Option<u64>, state: &mut S) -> Option<u64> {
+        state.set_fingerprint(entity.clone());
+        saved
+    }
+}
+
+impl Fingerprinted for TokenState {
+    fn fingerprint(&self) -> &Arc<str> {
+        &self.fingerprint
+    }
+
+    fn set_fingerprint(&mut self, fingerprint: Arc<str>) {
+        self.fingerprint = fingerprint;
+    }
+}
+
+impl Fingerprinted for Provenance {
+    fn fingerprint(&self) -> &Arc<str> {
+        &self.fingerprint
+    }
+
+    fn set_fingerprint(&mut self, fingerprint: Arc<str>) {
+        self.fingerprint = fingerprint;
     }
 }
 
@@ -251,6 +312,30 @@ impl Detector for TokenSources {
     fn stats(&self) -> DetectorStats {
         DetectorStats::of(&self.tokens, &self.episodes)
     }
+
+    /// A token's addresses and usual spread survive a restart: relearning, every token
+    /// would be new and judged against a spread of one.
+    fn snapshot(&self, _now: Timestamp, rows: &mut Vec<StateRow>) {
+        let spec = self.params.window;
+        state::snapshot_keys(
+            &self.id,
+            &self.shape(),
+            &self.tokens,
+            &self.episodes,
+            |token: &TokenState| spec.bucket_start(token.learned_bucket),
+            rows,
+        );
+    }
+
+    fn restore(&mut self, rows: Vec<StateRow>) -> RestoreReport {
+        state::restore_keys(
+            &self.shape(),
+            &mut self.tokens,
+            &mut self.episodes,
+            rows,
+            |token: &TokenState| token.addresses.len() <= MAX_ADDRESSES,
+        )
+    }
 }
 
 /// `token_new_source`: a token with a history used from a network it was never seen from
@@ -270,6 +355,7 @@ pub struct TokenNewSource {
 const MAX_KNOWN: usize = 16;
 
 /// A new address under watch: is the usual client still active while it is used?
+#[derive(Serialize, Deserialize)]
 struct Candidate {
     ip: IpAddr,
     since: Timestamp,
@@ -278,13 +364,17 @@ struct Candidate {
     known_requests: u32,
 }
 
+#[derive(Serialize, Deserialize)]
 struct Provenance {
+    /// Saved as its row's entity.
+    #[serde(skip)]
     fingerprint: Arc<str>,
     first_seen: Timestamp,
     /// Requests from known addresses: how established the usual client is.
     known_requests: u32,
     /// (address, last seen).
     known: Vec<(IpAddr, Timestamp)>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     candidate: Option<Candidate>,
 }
 
@@ -320,6 +410,24 @@ impl TokenNewSource {
             tokens_hash: tokens,
         }
     }
+
+    fn shape(&self) -> Shape {
+        Shape {
+            kind: "token_new_source",
+            // No window: one bucket as long as a candidate is watched.
+            window: WindowSpec::new(self.params.confirm_nanos, self.params.confirm_nanos)
+                .expect("definition checked confirm"),
+        }
+    }
+}
+
+/// When a token was last used (as far as its state tells).
+fn last_used(token: &Provenance) -> Timestamp {
+    let known = token.known.iter().map(|&(_, at)| at);
+    let candidate = token.candidate.as_ref().map(|c| c.since);
+    known
+        .chain(candidate)
+        .fold(token.first_seen, Timestamp::max)
 }
 
 impl Detector for TokenNewSource {
@@ -435,6 +543,29 @@ impl Detector for TokenNewSource {
     fn stats(&self) -> DetectorStats {
         DetectorStats::of(&self.tokens, &self.episodes)
     }
+
+    /// A token's usual client and the address under watch survive a restart: relearning,
+    /// a thief active at the restart would become the usual client.
+    fn snapshot(&self, _now: Timestamp, rows: &mut Vec<StateRow>) {
+        state::snapshot_keys(
+            &self.id,
+            &self.shape(),
+            &self.tokens,
+            &self.episodes,
+            last_used,
+            rows,
+        );
+    }
+
+    fn restore(&mut self, rows: Vec<StateRow>) -> RestoreReport {
+        state::restore_keys(
+            &self.shape(),
+            &mut self.tokens,
+            &mut self.episodes,
+            rows,
+            |token: &Provenance| token.known.len() <= MAX_KNOWN,
+        )
+    }
 }
 
 /// `ip_many_tokens`: one address presenting many different credentials in a few minutes,
@@ -452,6 +583,7 @@ pub struct IpManyTokens {
 /// Credentials per address remembered at most (the stalest is forgotten first).
 const MAX_TOKENS: usize = 64;
 
+#[derive(Serialize, Deserialize)]
 struct Presented {
     /// (token hash, bucket last presented, refused at least once).
     tokens: Vec<(u64, i64, bool)>,
@@ -489,6 +621,13 @@ impl IpManyTokens {
             episodes: Episodes::new(EpisodeSettings::of(def, params.quiet_nanos)),
             params: params.clone(),
             tokens_hash: tokens,
+        }
+    }
+
+    fn shape(&self) -> Shape {
+        Shape {
+            kind: "ip_many_tokens",
+            window: self.params.window,
         }
     }
 }
@@ -566,6 +705,32 @@ impl Detector for IpManyTokens {
 
     fn stats(&self) -> DetectorStats {
         DetectorStats::of(&self.addresses, &self.episodes)
+    }
+
+    /// Only per-key rows, the tokens as their keyed hashes.
+    fn snapshot(&self, _now: Timestamp, rows: &mut Vec<StateRow>) {
+        let spec = self.params.window;
+        state::snapshot_keys(
+            &self.id,
+            &self.shape(),
+            &self.addresses,
+            &self.episodes,
+            |presented: &Presented| {
+                let last = presented.tokens.iter().map(|&(_, bucket, _)| bucket).max();
+                last.map_or(Timestamp(i64::MIN), |bucket| spec.bucket_start(bucket))
+            },
+            rows,
+        );
+    }
+
+    fn restore(&mut self, rows: Vec<StateRow>) -> RestoreReport {
+        state::restore_keys(
+            &self.shape(),
+            &mut self.addresses,
+            &mut self.episodes,
+            rows,
+            |presented: &Presented| presented.tokens.len() <= MAX_TOKENS,
+        )
     }
 }
 

@@ -10,8 +10,10 @@ use ipnet::IpNet;
 use super::definition::{DetectorDef, UnexpectedSourceParams};
 use super::episodes::{EpisodeSettings, Episodes, Opening};
 use super::incident::{IncidentEvent, Severity};
+use super::state::{self, RestoreReport, Shape, StateRow};
 use super::{Context, Detector, DetectorStats};
 use crate::event::{Request, Timestamp};
+use crate::window::WindowSpec;
 
 pub struct UnexpectedSource {
     id: String,
@@ -27,6 +29,15 @@ impl UnexpectedSource {
             severity: def.severity,
             episodes: Episodes::new(EpisodeSettings::of(def, params.quiet_nanos)),
             params: params.clone(),
+        }
+    }
+
+    fn shape(&self) -> Shape {
+        Shape {
+            kind: "unexpected_source",
+            // No window: one bucket as long as the quiet period that closes an incident.
+            window: WindowSpec::new(self.params.quiet_nanos, self.params.quiet_nanos)
+                .expect("definition checked quiet"),
         }
     }
 }
@@ -104,5 +115,15 @@ impl Detector for UnexpectedSource {
             open_incidents: self.episodes.open_count(),
             incidents: self.episodes.opened_total(),
         }
+    }
+
+    /// A rule learns nothing: only its open incidents are saved, so that a caller still
+    /// calling after a restart goes on under the same incident.
+    fn snapshot(&self, _now: Timestamp, rows: &mut Vec<StateRow>) {
+        state::snapshot_episodes(&self.id, &self.shape(), &self.episodes, rows);
+    }
+
+    fn restore(&mut self, rows: Vec<StateRow>) -> RestoreReport {
+        state::restore_episodes(&self.shape(), &mut self.episodes, rows)
     }
 }
