@@ -17,7 +17,7 @@ use super::rate_spike::RateSpike;
 use super::related::{Related, SavedRelated};
 use super::signal_count::{SignalCount, SignalKind};
 use super::state::{self, RestoreReport, StateRow, ENGINE_ROW, STATE_VERSION};
-use super::token_sources::{IpManyTokens, TokenNewSource, TokenSources};
+use super::token_sources::{IpManyTokens, TokenHasher, TokenMask, TokenNewSource, TokenSources};
 use super::unexpected_source::UnexpectedSource;
 use super::{Context, Detector, DetectorStats};
 use crate::event::{EntityKind, Request, Timestamp, NANOS_PER_SEC};
@@ -109,6 +109,8 @@ pub struct Engine {
     stats: EngineStats,
     events: Vec<IncidentEvent>,
     related: Related,
+    /// Raw tokens out of the lines detectors keep (`None`: they arrive as fingerprints).
+    mask: Option<TokenMask>,
 }
 
 /// Quiet incidents are closed once per second of event time.
@@ -148,13 +150,15 @@ impl Engine {
             routes,
             ignore,
             path_match: std::sync::Arc::new(path_match),
-            settings,
             first: None,
             watermark: Timestamp(i64::MIN),
             next_tick: i64::MIN,
             stats: EngineStats::default(),
             events: Vec::new(),
             related: Related::default(),
+            mask: (!settings.tokens_fingerprinted)
+                .then(|| TokenMask::new(TokenHasher::new(settings.token_key.clone(), false))),
+            settings,
         }
     }
 
@@ -211,6 +215,10 @@ impl Engine {
             .as_mut()
             .map(|scratch| RouteKey::of_with(req, scratch));
         ctx.route = route.as_ref().map(Option::as_ref);
+        let line = match &mut self.mask {
+            Some(mask) => mask.mask(req, line),
+            None => line,
+        };
         for (detector, family) in self.detectors.iter_mut().zip(&self.families) {
             if family & families != 0 {
                 detector.observe(req, line, &ctx, &mut self.events);

@@ -1228,3 +1228,48 @@ fn the_false_alarm_budget_tightens_the_threshold_with_the_keys_tested() {
     assert!(strict[0].score.p_value.unwrap() < budget / 300.0);
     assert!(strict[0].detected_at > default[0].detected_at);
 }
+
+/// Whatever detector keeps a line as evidence, the line names the request's token by its
+/// fingerprint only: a client flooding with its API key is a rate spike by address, and
+/// its key must not reach the incident (nor a store, an alert or a console after it).
+#[test]
+fn no_incident_keeps_a_raw_token_in_its_evidence() {
+    const SECRET: &str = "sk_live_0123456789abcdef";
+    let mut traffic = Traffic::default();
+    traffic.background(1200);
+    let flooder = ip("203.0.113.7");
+    traffic.steady(flooder, 600, 720, 1080, 200, "/api/v1/products");
+    let lines: Vec<String> = (traffic.requests().into_iter())
+        .map(|(client, at, status, path)| {
+            let user = if client == flooder { SECRET } else { "-" };
+            let time = chrono::DateTime::from_timestamp_millis(at).unwrap();
+            format!(
+                "{client} - {user} [{}] \"GET {path} HTTP/1.1\" {status} 512 \"-\" \"curl/8\"",
+                time.format("%d/%b/%Y:%H:%M:%S +0000")
+            )
+        })
+        .collect();
+    let parser = crate::parse::preset("combined").unwrap();
+    let mut engine = Engine::new(&with_builtins(None).unwrap(), EngineSettings::default());
+    let mut events = Vec::new();
+    for line in &lines {
+        let req = parser.parse(line.as_bytes()).unwrap();
+        engine.observe(&req, line.as_bytes());
+        events.extend(engine.drain_events());
+    }
+    engine.finish();
+    events.extend(engine.drain_events());
+    let flood = (events.iter().map(IncidentEvent::incident))
+        .find(|i| i.kind == "rate_spike" && i.entity == "203.0.113.7")
+        .expect("the flood is a rate spike");
+    assert!(!flood.evidence.is_empty());
+    for event in &events {
+        let text = serde_json::to_string(event.incident()).unwrap();
+        assert!(!text.contains(SECRET), "a raw token in {text}");
+    }
+    let line = &flood.evidence[0].line;
+    assert!(
+        line.starts_with("203.0.113.7 - fp_") && line.contains("GET /api/v1/products"),
+        "{line}"
+    );
+}

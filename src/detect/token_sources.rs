@@ -198,6 +198,52 @@ impl Fingerprinted for Provenance {
     }
 }
 
+/// Puts a request's fingerprint in place of its raw token in the line every detector may
+/// keep as evidence, once per line for all of them. Recent tokens' fingerprints are cached:
+/// an HMAC per line would cost more than parsing it.
+pub struct TokenMask {
+    tokens: TokenHasher,
+    /// Direct-mapped by the token's table key.
+    cache: Vec<(u64, Option<Arc<str>>)>,
+    line: Vec<u8>,
+}
+
+const MASK_SLOTS: usize = 1024;
+
+impl TokenMask {
+    pub fn new(tokens: TokenHasher) -> TokenMask {
+        TokenMask {
+            tokens,
+            cache: vec![(0, None); MASK_SLOTS],
+            line: Vec::new(),
+        }
+    }
+
+    /// `line` with `req`'s token replaced by its fingerprint: where the parser found it
+    /// when the token is a slice of the line, else wherever it occurs.
+    pub fn mask<'a>(&'a mut self, req: &Request<'_>, line: &'a [u8]) -> &'a [u8] {
+        let Some(token) = token_of(req) else {
+            return line;
+        };
+        let key = self.tokens.table_key(token);
+        let slot = &mut self.cache[key as usize % MASK_SLOTS];
+        if slot.0 != key || slot.1.is_none() {
+            *slot = (key, Some(self.tokens.fingerprint(token).into()));
+        }
+        let fingerprint = slot.1.as_deref().expect("filled above");
+        self.line.clear();
+        let start = (token.as_ptr() as usize).wrapping_sub(line.as_ptr() as usize);
+        if start <= line.len() && line.len() - start >= token.len() {
+            self.line.extend_from_slice(&line[..start]);
+            self.line.extend_from_slice(fingerprint.as_bytes());
+            self.line.extend_from_slice(&line[start + token.len()..]);
+        } else {
+            self.line = masked(line, token, fingerprint);
+        }
+        &self.line
+    }
+}
+
 /// The line with every occurrence of the token replaced by its fingerprint.
 pub fn masked(line: &[u8], token: &[u8], fingerprint: &str) -> Vec<u8> {
     let mut out = Vec::with_capacity(line.len());
@@ -255,12 +301,11 @@ impl Detector for TokenSources {
         let min_sources = f64::from(self.params.min_sources);
         let fingerprint = state.fingerprint.clone();
         if open {
-            let evidence = masked(line, token, &fingerprint);
             self.episodes.touch(
                 &fingerprint,
                 req,
                 ts,
-                &evidence,
+                line,
                 distinct,
                 distinct >= self.params.sustain * min_sources,
             );
@@ -278,7 +323,6 @@ impl Detector for TokenSources {
         let window_start = spec.bucket_start(state.new_since(first_bucket).unwrap_or(first_bucket));
         let started_at = window_start.max(state.first_seen);
         let window_secs = spec.window_nanos() / 1_000_000_000;
-        let evidence = masked(line, token, &fingerprint);
         self.episodes.open(
             fingerprint.clone(),
             Opening {
@@ -294,7 +338,7 @@ impl Detector for TokenSources {
                     "token {fingerprint} used from {distinct} addresses in {window_secs}s \
                      (usually {usual:.0})"
                 ),
-                line: &evidence,
+                line,
                 req,
             },
             events,
@@ -457,10 +501,9 @@ impl Detector for TokenNewSource {
             });
         let fingerprint = state.fingerprint.clone();
         if self.episodes.is_open(&fingerprint) {
-            let evidence = masked(line, token, &fingerprint);
             let from_new = state.candidate.as_ref().is_some_and(|c| c.ip == ip);
             self.episodes
-                .touch(&fingerprint, req, ts, &evidence, 1.0, from_new);
+                .touch(&fingerprint, req, ts, line, 1.0, from_new);
             if !from_new {
                 state.learn(ip, ts);
             }
@@ -508,7 +551,6 @@ impl Detector for TokenNewSource {
             return;
         }
         let (new_ip, since) = (candidate.ip, candidate.since);
-        let evidence = masked(line, token, &fingerprint);
         self.episodes.open(
             fingerprint.clone(),
             Opening {
@@ -525,7 +567,7 @@ impl Detector for TokenNewSource {
                      while its usual client stayed active ({} and {} requests since)",
                     candidate.new_requests, candidate.known_requests
                 ),
-                line: &evidence,
+                line,
                 req,
             },
             events,
@@ -659,20 +701,15 @@ impl Detector for IpManyTokens {
         let (distinct, refused_tokens) = state.since(first_bucket);
         let anomalous =
             distinct >= self.params.min_tokens || refused_tokens >= self.params.min_refused;
-        // The line names a token: only its fingerprint goes into evidence (computed only
-        // for lines that become evidence).
-        let evidence = || masked(line, token, &self.tokens_hash.fingerprint(token));
         if self.episodes.is_open(&ip) {
-            let evidence = evidence();
             self.episodes
-                .touch(&ip, req, ts, &evidence, f64::from(distinct), anomalous);
+                .touch(&ip, req, ts, line, f64::from(distinct), anomalous);
             return;
         }
         if !anomalous {
             return;
         }
         let window_secs = spec.window_nanos() / 1_000_000_000;
-        let evidence = evidence();
         self.episodes.open(
             ip,
             Opening {
@@ -688,7 +725,7 @@ impl Detector for IpManyTokens {
                     "{ip} presented {distinct} different credentials in {window_secs}s, \
                      {refused_tokens} of them refused"
                 ),
-                line: &evidence,
+                line,
                 req,
             },
             events,
