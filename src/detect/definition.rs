@@ -422,6 +422,9 @@ pub struct RateSpikeParams {
     pub min_sources: u32,
     /// With `min_sources`: the most extra requests per new source a spike may carry.
     pub max_excess_per_new_source: f64,
+    /// A key opens only when the share of its requests it asked for itself (not static
+    /// assets with a Referer) clears the entry bar.
+    pub discount_referred_assets: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -551,6 +554,11 @@ struct RawRateSpike {
     /// in the window: a botnet's flood does; one scraper riding a crowd of new visitors
     /// (its excess far beyond what they each add) does not.
     max_excess_per_new_source: f64,
+    /// The entry bar is held against the part of a key's count it asked for itself: static
+    /// assets (`.js`, `.css`, images, fonts…) asked for with a Referer were fetched by a
+    /// page the client opened, and a single-page app's navigation fetches dozens in
+    /// seconds. Population and baselines still count every request.
+    discount_referred_assets: bool,
 }
 
 impl Default for RawRateSpike {
@@ -573,6 +581,7 @@ impl Default for RawRateSpike {
             quiet: "2m".into(),
             capacity: 200_000,
             trust_known_clients: false,
+            discount_referred_assets: false,
             shared_address_agents: 0,
             min_sources: 0,
             max_excess_per_new_source: 100.0,
@@ -787,6 +796,7 @@ impl Checker<'_> {
             quiet_nanos: self.duration("params.quiet", &raw.quiet),
             capacity: self.capacity(raw.capacity),
             trust_known_clients: raw.trust_known_clients,
+            discount_referred_assets: raw.discount_referred_assets,
             shared_address_agents: raw.shared_address_agents,
             min_sources: raw.min_sources,
             max_excess_per_new_source: self.positive(

@@ -258,7 +258,7 @@ const ASSET_SUFFIXES: [&[u8]; 16] = [
     b".woff", b".woff2", b".ttf", b".map", b".mjs", b".otf",
 ];
 
-fn is_asset(path: &[u8]) -> bool {
+pub(super) fn is_asset(path: &[u8]) -> bool {
     // Only the last segment's extension matters; most paths have none.
     let Some(dot) = path.iter().rposition(|b| *b == b'.') else {
         return false;

@@ -30,6 +30,32 @@ struct KeyState {
     /// What few keys have (a past burst, credentials): boxed, so a table full of
     /// one-request clients does not pay 48 bytes a key for it.
     rare: Option<Box<Rare>>,
+    /// Share of the key's recent requests that a page fetched (with
+    /// `discount_referred_assets`), in 255ths.
+    page_fetches: PageFetches,
+}
+
+/// An exponentially weighted share of a key's requests (weight 1/16 each, so about its
+/// last sixteen) that were static assets asked for with a Referer: what a page the client
+/// opened fetched by itself, not what the client chose to ask for.
+#[derive(Clone, Copy, Default, Serialize, Deserialize)]
+#[serde(transparent)]
+struct PageFetches(u8);
+
+impl PageFetches {
+    fn see(&mut self, page_fetch: bool) {
+        let target = if page_fetch { 255 } else { 0 };
+        self.0 = (i16::from(self.0) + (target - i16::from(self.0)) / 16) as u8;
+    }
+
+    /// The part of `count` the client asked for itself.
+    fn own(self, count: f64) -> f64 {
+        count * (1.0 - f64::from(self.0) / 255.0)
+    }
+
+    fn is_zero(&self) -> bool {
+        self.0 == 0
+    }
 }
 
 #[derive(Default)]
@@ -70,6 +96,8 @@ struct SavedKeyState<'a> {
     agents: &'a Agents,
     #[serde(skip_serializing_if = "Option::is_none")]
     spread: Option<&'a Spread>,
+    #[serde(skip_serializing_if = "PageFetches::is_zero")]
+    page_fetches: PageFetches,
 }
 
 fn no_agents(agents: &&Agents) -> bool {
@@ -92,6 +120,8 @@ struct LoadedKeyState {
     agents: Agents,
     #[serde(default)]
     spread: Option<Box<Spread>>,
+    #[serde(default)]
+    page_fetches: PageFetches,
 }
 
 impl Serialize for KeyState {
@@ -106,6 +136,7 @@ impl Serialize for KeyState {
             authenticated: rare.and_then(|rare| rare.authenticated.as_ref()),
             agents: &self.agents,
             spread: self.spread.as_deref(),
+            page_fetches: self.page_fetches,
         }
         .serialize(serializer)
     }
@@ -127,6 +158,7 @@ impl From<LoadedKeyState> for KeyState {
             agents: saved.agents,
             spread: saved.spread,
             rare: any.then(|| Box::new(rare)),
+            page_fetches: saved.page_fetches,
         }
     }
 }
@@ -554,6 +586,12 @@ impl<K: EntityKey> RateSpike<K> {
     }
 }
 
+/// A static asset asked for with a Referer: a page's own fetch, not the client's choice.
+fn is_referred_asset(req: &Request<'_>) -> bool {
+    let referred = (req.referer.as_deref()).is_some_and(|r| !r.is_empty() && r != b"-");
+    referred && req.path.as_deref().is_some_and(super::key::is_asset)
+}
+
 impl<K: EntityKey> Detector for RateSpike<K> {
     fn id(&self) -> &str {
         &self.id
@@ -583,7 +621,11 @@ impl<K: EntityKey> Detector for RateSpike<K> {
             agents: Agents::default(),
             spread: None,
             rare: None,
+            page_fetches: PageFetches::default(),
         });
+        if self.params.discount_referred_assets {
+            state.page_fetches.see(is_referred_asset(req));
+        }
         if self.params.min_sources > 0 {
             if let Some(hash) = source_hash::<K>(req) {
                 // Learned like the count's baseline: once the key has `min_history` (a key
@@ -686,6 +728,11 @@ impl<K: EntityKey> Detector for RateSpike<K> {
             return;
         }
         if ctx.learning || count < entry || count < self.params.own_ratio * own_expected {
+            return;
+        }
+        // A browser's page loads fan out into assets; what the client asked for itself
+        // must clear the bar on its own (a single-page app's navigations are not a spike).
+        if self.params.discount_referred_assets && state.page_fetches.own(count) < entry {
             return;
         }
         let window_start = spec.bucket_start(bucket + 1 - spec.buckets() as i64);

@@ -482,8 +482,8 @@ fn brute_force_needs_failures_on_auth_routes() {
 /// One request of a refusal-burst scenario: `(client, second, method, path, status, size)`.
 type Answered = (&'static str, f64, &'static str, &'static str, u16, u64);
 
-/// The brute-force incidents' entities for `requests` (in time order) over background.
-fn brute_forced(requests: &[Answered]) -> Vec<String> {
+/// The incidents `extra` requests raise over the usual background (300 clients).
+fn with_background(extra: Vec<(i64, Request<'static>)>) -> Vec<Incident> {
     let mut engine = Engine::new(&with_builtins(None).unwrap(), EngineSettings::default());
     let mut traffic = Traffic::default();
     traffic.background(900);
@@ -491,14 +491,8 @@ fn brute_forced(requests: &[Answered]) -> Vec<String> {
         .requests()
         .into_iter()
         .map(|(client, at, status, path)| (at, request(client, at, status, path)))
+        .chain(extra)
         .collect();
-    for &(client, second, method, path, status, size) in requests {
-        let at = (T0 * 1000) + (second * 1000.0) as i64;
-        let mut req = request(ip(client), at, status, path);
-        req.method = Some(Cow::Borrowed(method.as_bytes()));
-        req.bytes_sent = Some(size);
-        all.push((at, req));
-    }
     all.sort_by_key(|(at, _)| *at);
     let mut closed = Vec::new();
     for (_, req) in &all {
@@ -507,7 +501,21 @@ fn brute_forced(requests: &[Answered]) -> Vec<String> {
     }
     engine.finish();
     closed.extend(engine.drain_events().filter_map(closed_incident));
-    of_kind(&closed, "brute_force")
+    closed
+}
+
+/// The brute-force incidents' entities for `requests` over background.
+fn brute_forced(requests: &[Answered]) -> Vec<String> {
+    let extra = (requests.iter())
+        .map(|&(client, second, method, path, status, size)| {
+            let at = (T0 * 1000) + (second * 1000.0) as i64;
+            let mut req = request(ip(client), at, status, path);
+            req.method = Some(Cow::Borrowed(method.as_bytes()));
+            req.bytes_sent = Some(size);
+            (at, req)
+        })
+        .collect();
+    of_kind(&with_background(extra), "brute_force")
         .into_iter()
         .map(str::to_owned)
         .collect()
@@ -1271,5 +1279,48 @@ fn no_incident_keeps_a_raw_token_in_its_evidence() {
     assert!(
         line.starts_with("203.0.113.7 - fp_") && line.contains("GET /api/v1/products"),
         "{line}"
+    );
+}
+
+/// A single-page app's navigations fetch dozens of scripts in seconds, each asked for by
+/// the page (a Referer): the client asked for the page and its API calls, not for them. A
+/// scraper asking for as many pages itself, at the same rate, is a spike.
+#[test]
+fn a_single_page_apps_chunks_are_not_its_users_spike_but_a_scraper_at_that_rate_is() {
+    const CHUNKS: [&str; 8] = [
+        "/static/js/chunk-a1.js",
+        "/static/js/chunk-b2.js",
+        "/static/js/chunk-c3.js",
+        "/static/js/chunk-d4.js",
+        "/static/js/chunk-e5.js",
+        "/static/js/chunk-f6.js",
+        "/static/css/app.css",
+        "/static/img/logo.svg",
+    ];
+    let mut extra = Vec::new();
+    for second in (400..700).step_by(10) {
+        // Every 10 s a navigation: the route's API call, then 60 chunks in three seconds.
+        let at = (T0 + second) * 1000;
+        let mut page = request(ip("198.51.100.30"), at, 200, "/api/v1/reports");
+        page.referer = Some(Cow::Borrowed(b"https://shop.example.com/app/reports"));
+        extra.push((at, page));
+        for n in 0..60 {
+            let at = at + 50 + n * 50;
+            let mut chunk = request(ip("198.51.100.30"), at, 200, CHUNKS[n as usize % 8]);
+            chunk.referer = Some(Cow::Borrowed(b"https://shop.example.com/app/reports"));
+            extra.push((at, chunk));
+        }
+        // A scraper asking for 61 pages itself in the same 10 s.
+        for n in 0..61 {
+            extra.push((
+                at + n * 160,
+                request(ip("198.51.100.31"), at + n * 160, 200, "/products/7"),
+            ));
+        }
+    }
+    let incidents = with_background(extra);
+    assert_eq!(
+        entities_of(&incidents, "rate-spike-ip"),
+        vec!["198.51.100.31"]
     );
 }
