@@ -170,25 +170,17 @@ impl Detector for BadAgent {
 
     /// Only per-key rows: a tool's requests so far count after a restart too.
     fn snapshot(&self, _now: Timestamp, rows: &mut Vec<StateRow>) {
-        let spec = self.params.window;
-        state::snapshot_keys(
-            &self.id,
-            &self.shape(),
-            &self.keys,
-            &self.episodes,
-            |tool: &ToolState| spec.bucket_start(tool.requests.head()),
-            rows,
-        );
+        let (id, shape) = (&self.id, &self.shape());
+        state::snapshot_windowed(id, shape, &self.keys, &self.episodes, rows);
     }
 
     fn restore(&mut self, rows: Vec<StateRow>) -> RestoreReport {
-        let spec = self.params.window;
-        state::restore_keys(
-            &self.shape(),
-            &mut self.keys,
-            &mut self.episodes,
-            rows,
-            |tool: &ToolState| tool.requests.fits(&spec) && tool.answered.fits(&spec),
-        )
+        state::restore_windowed(&self.shape(), &mut self.keys, &mut self.episodes, rows)
+    }
+}
+
+impl state::Windowed for ToolState {
+    fn windows(&self) -> [&RateWindow; 2] {
+        [&self.requests, &self.answered]
     }
 }

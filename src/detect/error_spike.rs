@@ -191,25 +191,17 @@ impl<K: EntityKey> Detector for ErrorSpike<K> {
     /// Only per-key rows: a route's usual share is its own. Without them every route
     /// would wait out `min_history` again after a restart.
     fn snapshot(&self, _now: Timestamp, rows: &mut Vec<StateRow>) {
-        let spec = self.params.window;
-        state::snapshot_keys(
-            &self.id,
-            &self.shape(),
-            &self.keys,
-            &self.episodes,
-            |key: &KeyState| spec.bucket_start(key.total.head()),
-            rows,
-        );
+        let (id, shape) = (&self.id, &self.shape());
+        state::snapshot_windowed(id, shape, &self.keys, &self.episodes, rows);
     }
 
     fn restore(&mut self, rows: Vec<StateRow>) -> RestoreReport {
-        let spec = self.params.window;
-        state::restore_keys(
-            &self.shape(),
-            &mut self.keys,
-            &mut self.episodes,
-            rows,
-            |key: &KeyState| key.total.fits(&spec) && key.failed.fits(&spec),
-        )
+        state::restore_windowed(&self.shape(), &mut self.keys, &mut self.episodes, rows)
+    }
+}
+
+impl state::Windowed for KeyState {
+    fn windows(&self) -> [&RateWindow; 2] {
+        [&self.total, &self.failed]
     }
 }

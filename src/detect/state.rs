@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use super::episodes::{Episodes, SavedEpisode};
 use crate::event::Timestamp;
-use crate::window::{KeyTable, WindowSpec};
+use crate::window::{KeyTable, RateWindow, WindowSpec};
 
 /// The state format written by `Engine::snapshot`; rows of any other version are skipped.
 pub const STATE_VERSION: u32 = 1;
@@ -346,4 +346,35 @@ fn read_key_row<K: TableKey<S>, S: for<'de> Deserialize<'de>>(
         state,
         episode: parsed.episode,
     })
+}
+
+/// A key state made of windows of its detector's shape, the first counting every request.
+pub(super) trait Windowed {
+    fn windows(&self) -> [&RateWindow; 2];
+}
+
+/// `snapshot_keys` for a windowed key state: a key was last active in its first window's
+/// newest bucket.
+pub(super) fn snapshot_windowed<K: TableKey<S>, S: Windowed + Serialize>(
+    detector: &str,
+    shape: &Shape,
+    keys: &KeyTable<K, S>,
+    episodes: &Episodes<K::Entity>,
+    rows: &mut Vec<StateRow>,
+) {
+    let spec = shape.window;
+    let last_active = |state: &S| spec.bucket_start(state.windows()[0].head());
+    snapshot_keys(detector, shape, keys, episodes, last_active, rows);
+}
+
+/// `restore_keys` for a windowed key state: a key fits when each of its windows does.
+pub(super) fn restore_windowed<K: TableKey<S>, S: Windowed + for<'de> Deserialize<'de>>(
+    shape: &Shape,
+    keys: &mut KeyTable<K, S>,
+    episodes: &mut Episodes<K::Entity>,
+    rows: impl IntoIterator<Item = StateRow>,
+) -> RestoreReport {
+    let spec = shape.window;
+    let fits = |state: &S| state.windows().iter().all(|window| window.fits(&spec));
+    restore_keys(shape, keys, episodes, rows, fits)
 }
