@@ -6,7 +6,7 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::fs::{self, File};
-use std::io::Read as _;
+use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -516,6 +516,7 @@ fn a_killed_analyzer_and_a_killed_agent_lose_and_double_nothing() {
     }
     let url = cluster.url.clone();
     let rounds = chunks.iter().map(Vec::len).max().unwrap();
+    let mut killed_at = None;
     for round in 0..rounds {
         for (i, node) in chunks.iter().enumerate() {
             if let Some(chunk) = node.get(round) {
@@ -526,6 +527,7 @@ fn a_killed_analyzer_and_a_killed_agent_lose_and_double_nothing() {
         if round == rounds / 3 {
             // An analyzer dies mid-run: the other takes its partitions over.
             cluster.analyzers[0].kill_hard();
+            killed_at = Some(chrono::Utc::now());
         }
         if round == rounds / 2 {
             // An agent dies mid-run and comes back: it re-reads from its checkpoint.
@@ -556,4 +558,19 @@ fn a_killed_analyzer_and_a_killed_agent_lose_and_double_nothing() {
         survivor.matches("partition taken").count() > 4,
         "the surviving analyzer took partitions over\n{survivor}"
     );
+    // Measured, not asserted: how long the dead analyzer's partitions went unowned.
+    let killed_at = killed_at.expect("the analyzer was killed");
+    let taken_after: Vec<chrono::DateTime<chrono::Utc>> = (survivor.lines())
+        .filter(|line| line.contains("partition taken"))
+        .filter_map(|line| line.split_whitespace().next()?.parse().ok())
+        .filter(|at| *at > killed_at)
+        .collect();
+    if let Some(last) = taken_after.iter().max() {
+        let _ = writeln!(
+            std::io::stderr(),
+            "takeover: {} partitions taken over, the last {:.1} s after the kill",
+            taken_after.len(),
+            (*last - killed_at).num_milliseconds() as f64 / 1000.0
+        );
+    }
 }

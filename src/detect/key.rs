@@ -225,13 +225,62 @@ pub struct RouteScratch {
     template: Vec<u8>,
     known: hashbrown::HashTable<std::sync::Arc<str>>,
     hasher: foldhash::fast::RandomState,
+    /// The routes of recent raw requests (method and path), direct-mapped: a site's
+    /// requests go to a few thousand paths, and templating one costs more than the lookup.
+    recent: Vec<RecentRoute>,
 }
 
 /// Routes remembered by `RouteScratch` at most.
 const KNOWN_ROUTES: usize = 1 << 16;
 
+/// Slots of `RouteScratch::recent`, and the longest method and path one keeps.
+const RECENT_ROUTES: usize = 4096;
+const RECENT_MAX_BYTES: usize = 256;
+
+#[derive(Default)]
+struct RecentRoute {
+    /// Method then path, as requested (the slot's buffer is reused).
+    raw: Vec<u8>,
+    method_len: usize,
+    route: Option<RouteKey>,
+}
+
+impl RecentRoute {
+    fn is(&self, method: &[u8], path: &[u8]) -> bool {
+        self.method_len == method.len()
+            && self.raw.len() == method.len() + path.len()
+            && self.raw[..method.len()] == *method
+            && self.raw[method.len()..] == *path
+    }
+}
+
 impl RouteScratch {
     fn key(&mut self, method: &[u8], path: &[u8]) -> RouteKey {
+        use std::hash::BuildHasher;
+        // Long targets are templated every time: slots stay small whatever is requested.
+        if method.len() + path.len() > RECENT_MAX_BYTES {
+            return self.templated(method, path);
+        }
+        if self.recent.is_empty() {
+            self.recent.resize_with(RECENT_ROUTES, RecentRoute::default);
+        }
+        let slot = self.hasher.hash_one((method, path)) as usize % RECENT_ROUTES;
+        if let Some(route) =
+            (self.recent[slot].route.as_ref()).filter(|_| self.recent[slot].is(method, path))
+        {
+            return route.clone();
+        }
+        let route = self.templated(method, path);
+        let recent = &mut self.recent[slot];
+        recent.raw.clear();
+        recent.raw.extend_from_slice(method);
+        recent.raw.extend_from_slice(path);
+        recent.method_len = method.len();
+        recent.route = Some(route.clone());
+        route
+    }
+
+    fn templated(&mut self, method: &[u8], path: &[u8]) -> RouteKey {
         use std::hash::BuildHasher;
         write_route_template(method, path, &mut self.template);
         let text = route_text(&self.template);
@@ -386,6 +435,52 @@ mod tests {
             RouteKey::of(&request("/report.pdf")).unwrap().as_str(),
             "GET /report.pdf"
         );
+    }
+
+    proptest! {
+        /// A scratch that has seen many other requests (its recent routes overwritten,
+        /// repeated, long) gives each request the route its template says.
+        #[test]
+        fn a_reused_scratch_gives_each_request_its_own_route(
+            requests in proptest::collection::vec(
+                (prop::sample::select(vec!["GET", "post", "PUT", "DELETE"]),
+                 "(/[a-z0-9-]{1,12}){1,4}|/[a-z]{300}"),
+                1..300,
+            ),
+        ) {
+            let mut scratch = RouteScratch::default();
+            for round in 0..3 {
+                for (method, path) in &requests {
+                    let req = Request {
+                        method: Some(std::borrow::Cow::Borrowed(method.as_bytes())),
+                        path: Some(std::borrow::Cow::Borrowed(path.as_bytes())),
+                        ..Request::default()
+                    };
+                    let route = RouteKey::of_with(&req, &mut scratch).unwrap();
+                    prop_assert_eq!(
+                        route.as_str(),
+                        route_template(method.as_bytes(), path.as_bytes()),
+                        "round {}", round
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_recent_slot_answers_only_its_own_method_and_path() {
+        let mut scratch = RouteScratch::default();
+        // More distinct paths than slots: every slot is overwritten, some several times.
+        for n in 0..3 * RECENT_ROUTES {
+            // Same bytes, split differently between method and path.
+            for (method, path) in [("GET", format!("/p{n}/x")), ("GE", format!("T/p{n}/x"))] {
+                let route = scratch.key(method.as_bytes(), path.as_bytes());
+                assert_eq!(
+                    route.as_str(),
+                    route_template(method.as_bytes(), path.as_bytes())
+                );
+            }
+        }
     }
 
     #[test]
