@@ -69,6 +69,26 @@ fn through_store(rows: Vec<StateRow>) -> Vec<StateRow> {
         .collect()
 }
 
+/// Restores `saved` (through a store) into a fresh `engine`: every row is restored, and
+/// saving again gives the same rows.
+fn restore_all(engine: &mut Engine, saved: &[StateRow], k: usize) {
+    let rows = through_store(saved.to_vec());
+    let row_count = rows.len() as u64;
+    let report = engine.restore(rows);
+    assert_eq!(
+        report,
+        RestoreReport {
+            restored: row_count,
+            skipped: 0
+        },
+        "k {k}"
+    );
+    assert!(
+        sorted(engine.snapshot()) == sorted(saved.to_vec()),
+        "k {k}: state differs"
+    );
+}
+
 fn sorted(mut rows: Vec<StateRow>) -> Vec<StateRow> {
     rows.sort_by(|a, b| (&a.detector, &a.entity).cmp(&(&b.detector, &b.entity)));
     rows
@@ -135,24 +155,8 @@ fn a_restart_anywhere_in_the_log_changes_no_incident() {
             .filter(|row| row.state.contains("\"episode\""))
             .count();
         open_at_a_split += open;
-        let rows = through_store(saved.clone());
-        let row_count = rows.len() as u64;
-
         let mut c = engine();
-        let report = c.restore(rows);
-        assert_eq!(
-            report,
-            RestoreReport {
-                restored: row_count,
-                skipped: 0
-            },
-            "k {k}"
-        );
-        // Everything saved came back: saving again gives the same rows.
-        assert!(
-            sorted(c.snapshot()) == sorted(saved),
-            "k {k}: state differs"
-        );
+        restore_all(&mut c, &saved, k);
         let before = events.len();
         feed(&mut c, &lines[k..], &mut events);
         c.finish();
@@ -693,23 +697,8 @@ fn a_restart_inside_any_token_tool_error_or_webhook_incident_changes_none() {
                 "k {k}: {token} saved"
             );
         }
-        let rows = through_store(saved.clone());
-        let row_count = rows.len() as u64;
-
         let mut c = engine_with_hooks();
-        let report = c.restore(rows);
-        assert_eq!(
-            report,
-            RestoreReport {
-                restored: row_count,
-                skipped: 0
-            },
-            "k {k}"
-        );
-        assert!(
-            sorted(c.snapshot()) == sorted(saved),
-            "k {k}: state differs"
-        );
+        restore_all(&mut c, &saved, k);
         feed_hits(&mut c, &hits[k..], &mut events);
         c.finish();
         events.extend(c.drain_events());
