@@ -322,11 +322,25 @@ fn assert_same_incidents(
 ) {
     let unique: BTreeSet<_> = found.iter().collect();
     assert_eq!(unique.len(), found.len(), "no incident stored twice");
-    let extra: Vec<_> = found.iter().filter(|i| !expected.contains(i)).collect();
+    // A population detector's episode may open a bucket earlier or later than replay's
+    // near its bar (the exchanged populations lag), which gives it another id: it is still
+    // replay's incident when replay flags the same entity by the same detector.
+    let replay_flags = |(_, detector, entity): &&(String, String, String)| {
+        POPULATION_DETECTORS.contains(&detector.as_str())
+            && (expected.iter()).any(|(_, d, e)| d == detector && e == entity)
+    };
+    let (shifted, extra): (Vec<_>, Vec<_>) = (found.iter())
+        .filter(|i| !expected.contains(i))
+        .partition(replay_flags);
     assert!(
         extra.is_empty(),
         "incidents replay does not find: {extra:?}\nreplay: {expected:?}\n{logs}"
     );
+    if !shifted.is_empty() {
+        eprintln!(
+            "cluster: population-referenced, opened at another time than replay's: {shifted:?}"
+        );
+    }
     let own = |list: &[(String, String, String)]| -> Vec<(String, String, String)> {
         list.iter()
             .filter(|(_, d, _)| !POPULATION_DETECTORS.contains(&d.as_str()))
