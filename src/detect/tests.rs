@@ -527,67 +527,57 @@ fn brute_forced(requests: &[Answered]) -> Vec<String> {
 /// succeed, are not.
 #[test]
 fn a_target_refused_over_and_over_at_machine_speed_is_a_brute_force() {
-    let mut requests: Vec<Answered> = Vec::new();
-    for n in 0..6 {
+    // `(status, size)` answers to `client`'s `method path`, one every `every` seconds from
+    // second 500.
+    let answered = |client, every: f64, method, path, answers: &[(u16, u64)]| -> Vec<Answered> {
+        (answers.iter().enumerate())
+            .map(|(n, &(status, size))| {
+                (client, 500.0 + n as f64 * every, method, path, status, size)
+            })
+            .collect()
+    };
+    let refused = |n| vec![(401, 141); n];
+    let requests: Vec<Answered> = [
         // Basic auth guessed on a plain route, six times in a second and a half.
-        requests.push((
-            "198.51.100.20",
-            500.0 + n as f64 * 0.25,
-            "POST",
-            "/client",
-            401,
-            141,
-        ));
+        answered("198.51.100.20", 0.25, "POST", "/client", &refused(6)),
         // A form login re-rendering itself, seven times in three seconds.
-        requests.push((
+        answered(
             "198.51.100.21",
-            500.0 + n as f64 * 0.5,
+            0.5,
             "POST",
             "/apps/login",
-            200,
-            1950,
-        ));
-    }
-    requests.push(("198.51.100.21", 503.0, "POST", "/apps/login", 200, 1950));
-    // A person: three mistyped passwords, then in (a redirect), then browsing.
-    for (n, status) in [200, 200, 200, 302].into_iter().enumerate() {
-        requests.push((
+            &[(200, 1950); 7],
+        ),
+        // A person: three mistyped passwords, then in (a redirect).
+        answered(
             "198.51.100.22",
-            500.0 + n as f64 * 6.0,
+            6.0,
             "POST",
             "/apps/login",
-            status,
-            1950,
-        ));
-    }
-    // Five identical refusals in a row are not yet six; six spread over a minute are not
-    // machine speed.
-    for n in 0..5 {
-        requests.push(("198.51.100.23", 500.0 + n as f64, "GET", "/admin", 401, 141));
-    }
-    for n in 0..6 {
-        requests.push((
-            "198.51.100.24",
-            500.0 + n as f64 * 12.0,
-            "GET",
-            "/admin",
-            401,
-            141,
-        ));
-    }
-    // A login API that answers success with 200 and a token, size varying, at a human pace
-    // behind one office address.
-    for (n, size) in [412, 415, 409, 412, 420, 411].into_iter().enumerate() {
-        requests.push((
+            &[(200, 1950), (200, 1950), (200, 1950), (302, 1950)],
+        ),
+        // Five identical refusals in a row are not yet six; six spread over a minute are
+        // not machine speed.
+        answered("198.51.100.23", 1.0, "GET", "/admin", &refused(5)),
+        answered("198.51.100.24", 12.0, "GET", "/admin", &refused(6)),
+        // A login API that answers success with 200 and a token, size varying, at a human
+        // pace behind one office address.
+        answered(
             "198.51.100.25",
-            500.0 + n as f64 * 2.0,
+            2.0,
             "POST",
             "/api/v1/auth/login",
-            200,
-            size,
-        ));
-    }
-    requests.sort_by(|a, b| a.1.total_cmp(&b.1));
+            &[
+                (200, 412),
+                (200, 415),
+                (200, 409),
+                (200, 412),
+                (200, 420),
+                (200, 411),
+            ],
+        ),
+    ]
+    .concat();
     let mut flagged = brute_forced(&requests);
     flagged.sort();
     assert_eq!(flagged, vec!["198.51.100.20", "198.51.100.21"]);
