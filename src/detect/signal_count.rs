@@ -175,6 +175,15 @@ fn ip_hash(ip: IpAddr) -> u64 {
 
 type ExploitSet = (Arc<AhoCorasick>, MatchField, Option<u8>);
 
+/// Status → listed, indexed by status code (the definition checked they are below 600).
+fn status_table(list: &[u16]) -> [bool; 600] {
+    let mut table = [false; 600];
+    for &status in list {
+        table[status as usize] = true;
+    }
+    table
+}
+
 fn pattern_set(patterns: &[String]) -> Option<Arc<AhoCorasick>> {
     (!patterns.is_empty())
         .then(|| Arc::new(target_automaton(patterns).expect("definition checked the patterns")))
@@ -187,14 +196,8 @@ impl SignalCount {
         params: &SignalParams,
         path_match: &mut PathMatch,
     ) -> Self {
-        let mut statuses = [false; 600];
-        for &status in &params.statuses {
-            statuses[status as usize] = true;
-        }
-        let mut refused = [false; 600];
-        for &status in &params.refused_statuses {
-            refused[status as usize] = true;
-        }
+        let statuses = status_table(&params.statuses);
+        let refused = status_table(&params.refused_statuses);
         let paths = pattern_set(&params.paths);
         // A brute force only asks about the path of a failed login (and, counting bursts,
         // of a 2xx answer: a form login re-rendered): match no other.
